@@ -1,0 +1,1 @@
+"""Reading and writing stage inputs and outputs."""

@@ -1,0 +1,52 @@
+"""Explicit pyarrow schemas of every dataset the stages exchange (one place owns them)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: One row per slide in a manifest; ``path`` is resolved against the manifest's folder.
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("slide_id", pa.string(), nullable=False),
+        pa.field("case_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("mpp", pa.float64()),  # level-0 um/px override; null = read from the slide
+    ]
+)
+
+#: One row per tile in the tile store.
+TILE_SCHEMA = pa.schema(
+    [
+        pa.field("slide_id", pa.string(), nullable=False),
+        pa.field("case_id", pa.string(), nullable=False),
+        pa.field("magnification", pa.float32()),  # null for imported images of unknown scale
+        pa.field("mpp", pa.float32()),  # um/px of the stored pixels
+        pa.field("level", pa.int16()),  # pyramid level the pixels were read from
+        pa.field("x", pa.int64()),  # level-0 top-left corner
+        pa.field("y", pa.int64()),
+        pa.field("tile_size", pa.int32()),  # edge in stored pixels
+        pa.field("size_level0", pa.int32()),  # edge in level-0 pixels
+        pa.field("background_fraction", pa.float32()),  # pixels with all of R, G, B > threshold
+        pa.field("encoding", pa.string()),  # jpeg | png | none
+        pa.field("image", pa.binary()),  # encoded pixels; null when encoding is none
+        pa.field("label", pa.string()),  # class folder for imported images; null for slides
+        pa.field("split", pa.string()),  # top folder of an imported tree (train/test); else null
+        pa.field("source", pa.string()),  # slide or image file the tile came from
+        pa.field("error", pa.string()),  # always null in committed data (failed items are removed)
+    ]
+)
+
+#: One row per item (slide or image) that failed in a stage.
+FAILURE_SCHEMA = pa.schema(
+    [
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("error", pa.string(), nullable=False),
+    ]
+)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A zero-row table with ``schema``."""
+    return schema.empty_table()

@@ -1,0 +1,81 @@
+"""cuCIM backend (GPU extra); imported lazily and only used where a GPU is present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixture_ray.errors import MissingExtraError, SlideError
+from mixture_ray.slides.reader import thumbnail_by_blocks
+
+
+def cucim_available() -> bool:
+    """True when cuCIM imports and a CUDA device is visible."""
+    try:
+        import cucim  # noqa: F401
+        import cupy
+
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:
+        return False
+
+
+class CuCIMReader:
+    """``SlideReader`` over ``cucim.CuImage``; note cuCIM takes (location, size, level)."""
+
+    backend = "cucim"
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from cucim import CuImage
+        except ImportError as exc:
+            raise MissingExtraError("the cuCIM slide backend", "gpu") from exc
+        self.path = path
+        try:
+            self._image: Any = CuImage(str(path))
+        except Exception as exc:
+            raise SlideError(str(path), f"cuCIM cannot open it: {exc}") from exc
+        res = self._image.resolutions
+        self._dims = tuple((int(w), int(h)) for w, h in res["level_dimensions"])
+        self._downsamples = tuple(float(d) for d in res["level_downsamples"])
+        meta = self._image.metadata
+        aperio = meta.get("aperio", {}) if isinstance(meta, dict) else {}
+        spacing = self._image.spacing()
+        units = self._image.spacing_units()
+        self._mpp: float | None = None
+        if spacing and units and str(units[0]).lower() in ("micrometer", "um", "µm"):
+            self._mpp = float(spacing[0]) or None
+        if self._mpp is None and "MPP" in aperio:
+            self._mpp = float(aperio["MPP"])
+        self._power = float(aperio["AppMag"]) if "AppMag" in aperio else None
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return self._dims
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return self._downsamples
+
+    @property
+    def mpp(self) -> float | None:
+        return self._mpp
+
+    @property
+    def objective_power(self) -> float | None:
+        return self._power
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        try:
+            region = self._image.read_region(location=location, size=size, level=level)
+        except Exception as exc:
+            raise SlideError(str(self.path), f"cuCIM failed to decode a region: {exc}") from exc
+        return np.ascontiguousarray(np.asarray(region)[..., :3])
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        return thumbnail_by_blocks(self, max_size)
+
+    def close(self) -> None:
+        self._image.close()

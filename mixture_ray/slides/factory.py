@@ -1,0 +1,75 @@
+"""Pick and open a slide backend: ``open_slide(path, backend="auto")``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mixture_ray.errors import MissingExtraError, SlideError
+from mixture_ray.slides.reader import SlideReader
+
+BACKENDS = ("openslide", "tiffslide", "cucim")
+
+
+def _open_openslide(path: Path) -> SlideReader:
+    try:
+        from mixture_ray.slides.openslide_backend import OpenSlideReader
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise MissingExtraError("the OpenSlide backend (openslide-python, openslide-bin)", "core") from exc
+    return OpenSlideReader(path)
+
+
+def _open_tiffslide(path: Path) -> SlideReader:
+    from mixture_ray.slides.tiffslide_backend import TiffSlideReader
+
+    return TiffSlideReader(path)
+
+
+def _open_cucim(path: Path) -> SlideReader:
+    from mixture_ray.slides.cucim_backend import CuCIMReader, cucim_available
+
+    if not cucim_available():
+        raise MissingExtraError("the cuCIM backend (needs cucim and a CUDA GPU)", "gpu")
+    return CuCIMReader(path)
+
+
+_OPENERS: dict[str, Callable[[Path], SlideReader]] = {
+    "openslide": _open_openslide,
+    "tiffslide": _open_tiffslide,
+    "cucim": _open_cucim,
+}
+
+
+def available_backends() -> list[str]:
+    """Backends usable on this machine, in the order ``auto`` tries them."""
+    from mixture_ray.slides.cucim_backend import cucim_available
+
+    order = ["cucim"] if cucim_available() else []
+    return [*order, "tiffslide", "openslide"]
+
+
+def check_slide_file(path: Path) -> None:
+    """Raise SlideError for a path that cannot be a slide (missing, empty, a folder)."""
+    if not path.exists():
+        raise SlideError(str(path), "file not found; check the path in the manifest")
+    if path.is_dir():
+        raise SlideError(str(path), "is a folder, not a slide file")
+    if path.stat().st_size == 0:
+        raise SlideError(str(path), "file is empty (0 bytes); re-copy or re-export the slide")
+
+
+def open_slide(path: Path | str, backend: str = "auto") -> SlideReader:
+    """Open ``path`` with ``backend`` (openslide, tiffslide, cucim) or the first that works."""
+    path = Path(path)
+    if backend != "auto" and backend not in _OPENERS:
+        raise ValueError(f"unknown slide backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    check_slide_file(path)
+    if backend != "auto":
+        return _OPENERS[backend](path)
+    reasons = []
+    for name in available_backends():
+        try:
+            return _OPENERS[name](path)
+        except SlideError as exc:
+            reasons.append(f"{name}: {exc.reason}")
+    raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")")

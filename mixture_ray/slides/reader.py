@@ -1,0 +1,91 @@
+"""The ``SlideReader`` protocol and helpers shared by every backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+@runtime_checkable
+class SlideReader(Protocol):
+    """What every slide backend offers. Coordinates are (x, y); arrays are RGB uint8 (H, W, 3)."""
+
+    path: Path
+    backend: str
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """(width, height) of each pyramid level, level 0 first."""
+        ...
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample of each level relative to level 0."""
+        ...
+
+    @property
+    def mpp(self) -> float | None:
+        """Microns per pixel at level 0, or None when the file does not say."""
+        ...
+
+    @property
+    def objective_power(self) -> float | None:
+        """Scanning objective power (e.g. 20.0), or None when the file does not say."""
+        ...
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""
+        ...
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        """RGB uint8 array whose longer side is at most ``max_size``."""
+        ...
+
+    def close(self) -> None:
+        """Release the file handle."""
+        ...
+
+
+def best_level(downsamples: tuple[float, ...], downsample: float) -> int:
+    """Index of the coarsest level whose downsample does not exceed ``downsample`` (1 % slack)."""
+    best = 0
+    for i, d in enumerate(downsamples):
+        if d <= downsample * 1.01 and d >= downsamples[best]:
+            best = i
+    return best
+
+
+def thumbnail_by_blocks(reader: SlideReader, max_size: int, block: int = 2048) -> np.ndarray:
+    """Thumbnail read from the best level in ``block``-sized pieces so memory stays bounded."""
+    width, height = reader.level_dimensions[0]
+    downsample = max(width, height) / max_size
+    level = best_level(reader.level_downsamples, downsample)
+    level_w, level_h = reader.level_dimensions[level]
+    level_ds = reader.level_downsamples[level]
+    scale = level_ds / max(downsample, 1.0)
+    out_w, out_h = max(1, round(level_w * scale)), max(1, round(level_h * scale))
+    out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+    for by in range(0, level_h, block):
+        for bx in range(0, level_w, block):
+            bw, bh = min(block, level_w - bx), min(block, level_h - by)
+            x0, y0 = round(bx * scale), round(by * scale)
+            x1, y1 = round((bx + bw) * scale), round((by + bh) * scale)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            piece = reader.read_region(
+                (round(bx * level_ds), round(by * level_ds)), level, (bw, bh)
+            )
+            out[y0:y1, x0:x1] = resize_rgb(piece, (x1 - x0, y1 - y0))
+    return out
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB uint8 array to ``size=(w, h)`` (box filter down, bilinear up)."""
+    if image.shape[1] == size[0] and image.shape[0] == size[1]:
+        return image
+    shrinking = size[0] <= image.shape[1]
+    filt = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(image).resize(size, filt))

@@ -1,0 +1,94 @@
+"""tiffslide backend; reads native TIFF tiles directly where the level layout allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mixture_ray.errors import SlideError
+from mixture_ray.slides.native_tiles import NativeTiledLevel
+from mixture_ray.slides.reader import thumbnail_by_blocks
+
+
+def _positive(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+class TiffSlideReader:
+    """``SlideReader`` over ``tiffslide.TiffSlide`` with a native-tile fast path."""
+
+    backend = "tiffslide"
+
+    def __init__(self, path: Path, native: bool = True) -> None:
+        import tiffslide
+
+        self.path = path
+        try:
+            self._slide = tiffslide.TiffSlide(str(path))
+            dims = tuple(self._slide.level_dimensions)
+        except Exception as exc:  # tiffslide raises many types for non-TIFF or broken files
+            raise SlideError(str(path), f"tiffslide cannot open it: {exc}") from exc
+        if not dims:
+            raise SlideError(str(path), "the file holds no image levels")
+        self._dims: tuple[tuple[int, int], ...] = tuple((int(w), int(h)) for w, h in dims)
+        props = self._slide.properties
+        self._mpp = _positive(props.get("tiffslide.mpp-x"))
+        self._power = _positive(props.get("tiffslide.objective-power"))
+        self._native: dict[int, NativeTiledLevel | None] = {}
+        self._use_native = native
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return self._dims
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return tuple(float(d) for d in self._slide.level_downsamples)
+
+    @property
+    def mpp(self) -> float | None:
+        return self._mpp
+
+    @property
+    def objective_power(self) -> float | None:
+        return self._power
+
+    def _native_level(self, level: int) -> NativeTiledLevel | None:
+        if level not in self._native:
+            native = None
+            if self._use_native:
+                try:
+                    series = self._slide.ts_tifffile.series[0]
+                    page = series.levels[level].keyframe
+                    native = NativeTiledLevel(page)
+                    if (native.width, native.height) != self._dims[level]:
+                        native = None
+                except (ValueError, IndexError, AttributeError):
+                    native = None
+            self._native[level] = native
+        return self._native[level]
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        downsample = self.level_downsamples[level]
+        x, y = round(location[0] / downsample), round(location[1] / downsample)
+        try:
+            native = self._native_level(level)
+            if native is not None:
+                return native.read(x, y, size[0], size[1])
+            region = self._slide.read_region(location, level, size, as_array=True)
+        except SlideError:
+            raise
+        except Exception as exc:
+            raise SlideError(str(self.path), f"cannot decode tiles with tiffslide: {exc}") from exc
+        return np.ascontiguousarray(np.asarray(region)[..., :3])
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        return thumbnail_by_blocks(self, max_size)
+
+    def close(self) -> None:
+        self._slide.close()

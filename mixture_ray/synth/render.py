@@ -1,0 +1,92 @@
+"""Compose level-0 slide pixels from a layout and a bank of periodic texture patches.
+
+Every region samples one texture patch of its finding at its own random offset, flips and
+transposition, so neighbouring regions of the same finding do not repeat each other. Pixel
+lookups go through the mask with a small smooth displacement so region edges are wavy rather
+than staircase. Rendering is by row band, so a slide never has to exist whole in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mixture_ray.synth import findings as F
+from mixture_ray.synth.layout import SlideLayout
+from mixture_ray.synth.textures import render_texture, smooth_noise
+
+JITTER_PERIOD = 256  # period of the edge-displacement field, level-0 px
+
+
+@dataclasses.dataclass(frozen=True)
+class TextureBank:
+    """Periodic patches packed as RGBA uint32, ``codes[i]`` the finding of patch ``i``."""
+
+    patches: np.ndarray  # (n, size, size) uint32
+    codes: np.ndarray  # (n,) finding codes
+
+    @property
+    def size(self) -> int:
+        """Patch edge in pixels (a power of two)."""
+        return int(self.patches.shape[1])
+
+
+def build_bank(rng: np.random.Generator, size: int = 1024, variants: int = 2) -> TextureBank:
+    """Render ``variants`` patches of ``size`` px (power of two) for every finding."""
+    if size & (size - 1):
+        raise ValueError(f"texture size must be a power of two (got {size})")
+    patches, codes = [], []
+    for item in F.FINDINGS:
+        for _ in range(variants):
+            rgb = render_texture(item.code, rng, size)
+            rgba = np.concatenate([rgb, np.full((size, size, 1), 255, np.uint8)], axis=2)
+            patches.append(np.ascontiguousarray(rgba).view(np.uint32)[..., 0])
+            codes.append(item.code)
+    return TextureBank(np.stack(patches), np.asarray(codes, dtype=np.uint8))
+
+
+class SlideRenderer:
+    """Renders row bands of one slide at level 0 (``width`` x ``height`` px)."""
+
+    def __init__(self, rng: np.random.Generator, layout: SlideLayout, bank: TextureBank,
+                 width: int, height: int, mask_downsample: int) -> None:
+        self.layout, self.bank = layout, bank
+        self.width, self.height, self.ds = width, height, mask_downsample
+        n = len(layout.codes)
+        size = bank.size
+        tex = np.empty(n, np.int64)
+        for i, code in enumerate(layout.codes):
+            tex[i] = rng.choice(np.flatnonzero(bank.codes == code))
+        transpose = rng.integers(0, 2, n).astype(bool)
+        self._base = tex * size * size
+        self._su = np.where(transpose, 1, size).astype(np.int64)
+        self._sv = np.where(transpose, size, 1).astype(np.int64)
+        self._sy = rng.choice([-1, 1], n).astype(np.int64)
+        self._sx = rng.choice([-1, 1], n).astype(np.int64)
+        self._oy = rng.integers(0, size, n).astype(np.int64)
+        self._ox = rng.integers(0, size, n).astype(np.int64)
+        amp = 0.5 * mask_downsample
+        self._jy = np.rint(amp * smooth_noise(rng, JITTER_PERIOD, 6)).astype(np.int32)
+        self._jx = np.rint(amp * smooth_noise(rng, JITTER_PERIOD, 6)).astype(np.int32)
+        self._flat = bank.patches.reshape(-1)
+
+    def _jitter(self, field: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        reps = -(-self.width // JITTER_PERIOD)
+        return np.tile(field[rows % JITTER_PERIOD], (1, reps))[:, : self.width]
+
+    def rows(self, y0: int, h: int) -> np.ndarray:
+        """Pixels of rows ``y0 .. y0+h-1`` as (h, width, 3) uint8."""
+        h = min(h, self.height - y0)
+        rows = np.arange(y0, y0 + h, dtype=np.int32)
+        cols = np.arange(self.width, dtype=np.int32)
+        mh, mw = self.layout.regions.shape
+        my = np.clip((rows[:, None] + self._jitter(self._jy, rows)) // self.ds, 0, mh - 1)
+        mx = np.clip((cols[None, :] + self._jitter(self._jx, rows)) // self.ds, 0, mw - 1)
+        r = self.layout.regions[my, mx]
+        m = self.bank.size - 1
+        a = (self._sy[r] * rows[:, None] + self._oy[r]) & m
+        b = (self._sx[r] * cols[None, :] + self._ox[r]) & m
+        idx = self._base[r] + a * self._su[r] + b * self._sv[r]
+        packed = self._flat[idx]
+        return packed.view(np.uint8).reshape(h, self.width, 4)[..., :3]

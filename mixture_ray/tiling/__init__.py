@@ -1,0 +1,1 @@
+"""Tiling: slides (or image folders) -> a committed Parquet tile store."""
