@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mixture_ray.config import SynthConfig, TileConfig, config_fields, load_config
+from mixture_ray.config import DemoConfig, SynthConfig, TileConfig, config_fields, load_config
 from mixture_ray.errors import MixtureRayError
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
@@ -55,6 +55,13 @@ def run_tile(cfg: TileConfig) -> int:
     return EXIT_OK
 
 
+def run_demo(cfg: DemoConfig) -> int:
+    """Run every stage on a small synthetic cohort."""
+    from mixture_ray.demo import run_demo as demo
+
+    return demo(cfg)
+
+
 @dataclasses.dataclass(frozen=True)
 class Stage:
     """A CLI verb: its config class and the function that runs it."""
@@ -67,6 +74,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "synth": Stage(SynthConfig, run_synth, "write a synthetic cohort with planted findings"),
     "tile": Stage(TileConfig, run_tile, "tile slides or an image folder into Parquet"),
+    "demo": Stage(DemoConfig, run_demo, "run the pipeline on a small synthetic cohort (local Ray)"),
 }
 
 

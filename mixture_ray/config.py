@@ -124,6 +124,23 @@ class TileConfig:
         return self.stride or self.tile_size
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """`mixture-ray demo`: the whole pipeline on a small synthetic cohort on the local machine."""
+
+    out_dir: Path = _help("folder for every stage's output (cohort/, tiles/, ...)", Path("demo_out"))
+    n_cases: int = _help("synthetic cases", 6)
+    slide_px: int = _help("synthetic slide edge in pixels at level 0 (20x, 0.5 um/px)", 3072)
+    tile_size: int = _help("tile edge in pixels", 128)
+    magnifications: tuple[float, ...] = _help("magnifications to tile at", [5.0, 20.0])
+    max_tiles_per_slide: int = _help("tiles kept per slide and magnification", 200)
+    workers: int = _help("pixel-reading actors", 2)
+    seed: int = _help("random seed of the cohort and the sampling", 0)
+
+    def validate(self) -> None:
+        _positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
+
+
 def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)

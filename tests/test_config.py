@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mixture_ray.config import SynthConfig, TileConfig, load_config, parse_overrides
+from mixture_ray.errors import ConfigError
+
+
+def test_defaults_follow_the_method(tmp_path: Path) -> None:
+    cfg = load_config(TileConfig, None, [f"out_dir={tmp_path}", "manifest=m.csv"])
+    assert cfg.tile_size == 280
+    assert cfg.magnifications == (2.5, 5.0, 20.0)
+    assert cfg.max_background == 0.9
+    assert cfg.background_threshold == 220
+    assert cfg.max_tiles_per_slide == 300
+    assert cfg.step == 280
+
+
+def test_yaml_then_overrides_later_wins(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "tile.yaml"
+    yaml_file.write_text("out_dir: out\nmanifest: m.csv\ntile_size: 224\nmagnifications: [5, 20]\n")
+    cfg = load_config(TileConfig, yaml_file, ["tile_size=64", "stride=32"])
+    assert cfg.tile_size == 64
+    assert cfg.step == 32
+    assert cfg.magnifications == (5.0, 20.0)
+    assert cfg.out_dir == Path("out")
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tile_sise"):
+        load_config(TileConfig, None, ["out_dir=o", "manifest=m", "tile_sise=3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("tile_size=big", "tile_size"),
+        ("max_background=1.5", "max_background"),
+        ("encoding=gif", "encoding"),
+        ("magnifications=[5, -1]", "magnifications"),
+        ("tile_size=0", "tile_size"),
+        ("jpeg_quality=0", "jpeg_quality"),
+        ("backend=vips", "backend"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_config(TileConfig, None, ["out_dir=o", "manifest=m", override])
+
+
+def test_missing_required_and_exclusive_inputs() -> None:
+    with pytest.raises(ConfigError, match="out_dir"):
+        load_config(TileConfig, None, ["manifest=m"])
+    with pytest.raises(ConfigError, match="manifest / from_images"):
+        load_config(TileConfig, None, ["out_dir=o", "manifest=m", "from_images=d"])
+
+
+def test_paths_are_taken_literally() -> None:
+    values = parse_overrides(["out_dir=/tmp/a#b: c", "tile_size=12"], TileConfig)
+    assert values == {"out_dir": "/tmp/a#b: c", "tile_size": 12}
+
+
+def test_bad_yaml_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(TileConfig, bad)
+
+
+def test_synth_config_validates_pyramid() -> None:
+    with pytest.raises(ConfigError, match="levels"):
+        load_config(SynthConfig, None, ["out_dir=o", "width=256", "height=256", "levels=4"])
+    with pytest.raises(ConfigError, match="min_slides_per_case"):
+        load_config(SynthConfig, None, ["out_dir=o", "min_slides_per_case=3", "max_slides_per_case=1"])
