@@ -94,6 +94,7 @@ class TileConfig:
     jpeg_quality: int = _help("JPEG quality when encoding=jpeg", 90)
     backend: Backend = _help("slide reader: auto, openslide, tiffslide, cucim", "auto")
     workers: int = _help("pixel-reading actors (one slide handle cache each)", 2)
+    actor_cpus: float = _help("logical CPUs each pixel actor reserves in Ray's scheduler", 1.0)
     batch_size: int = _help("tiles per Ray Data batch in the pixel stage", 32)
     slides_per_commit: int = _help("slides written and committed together (resume granularity)", 16)
     seed: int = _help("random seed for tile sampling", 0)
@@ -106,7 +107,7 @@ class TileConfig:
         for mag in self.magnifications:
             if not 0 < mag <= 100:
                 raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")
-        _positive(self, "tile_size", "workers", "batch_size", "slides_per_commit")
+        _positive(self, "tile_size", "workers", "batch_size", "slides_per_commit", "actor_cpus")
         if self.stride < 0:
             raise ConfigError(f"stride: must be >= 0 (got {self.stride})")
         if not 0 <= self.background_threshold <= 255:

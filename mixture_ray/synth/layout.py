@@ -89,13 +89,15 @@ def make_layout(rng: np.random.Generator, shape: tuple[int, int], cell: float,
                 mixture: dict[int, float]) -> SlideLayout:
     """Layout of one slide: ``shape`` is the mask size, ``cell`` the region diameter in mask px."""
     tissue = tissue_blob(rng, shape)
+    if not tissue.any():  # only for absurdly small masks
+        tissue[shape[0] // 2, shape[1] // 2] = True
     ty, tx = np.nonzero(tissue)
-    n_cells = int(np.clip(round(len(ty) / cell**2), 6, 400))
+    n_cells = min(int(np.clip(round(len(ty) / cell**2), 6, 400)), len(ty))
     pick = rng.choice(len(ty), size=n_cells, replace=False)
     seeds = np.stack([ty[pick], tx[pick]], 1).astype(np.float64)
-    amp = 0.3 * cell
-    wy = amp * coarse_noise(rng, shape, 12)[ty, tx]
-    wx = amp * coarse_noise(rng, shape, 12)[ty, tx]
+    amp, grid = 0.3 * cell, max(3, round(1.5 * max(shape) / cell))
+    wy = amp * coarse_noise(rng, shape, grid)[ty, tx]
+    wx = amp * coarse_noise(rng, shape, grid)[ty, tx]
     _, nearest = cKDTree(seeds).query(np.stack([ty + wy, tx + wx], 1))
     regions = np.full(shape, -1, dtype=np.int32)
     regions[ty, tx] = nearest
@@ -120,6 +122,6 @@ def make_layout(rng: np.random.Generator, shape: tuple[int, int], cell: float,
     regions[regions < 0] = len(codes)
     codes.append(F.BACKGROUND)
     # Drop regions that blobs covered entirely, so every listed region is on the slide.
-    used, regions = np.unique(regions, return_inverse=True)
-    return SlideLayout(regions.reshape(shape).astype(np.int32),
+    used, compact = np.unique(regions, return_inverse=True)
+    return SlideLayout(compact.reshape(shape).astype(np.int32),
                        np.asarray(codes, dtype=np.uint8)[used])

@@ -14,7 +14,8 @@ import numpy as np
 
 from mixture_ray.synth import findings as F
 from mixture_ray.synth.layout import SlideLayout
-from mixture_ray.synth.textures import render_texture, smooth_noise
+from mixture_ray.synth.procedural import smooth_noise
+from mixture_ray.synth.textures import render_texture
 
 JITTER_PERIOD = 256  # period of the edge-displacement field, level-0 px
 
@@ -55,20 +56,20 @@ class SlideRenderer:
         self.width, self.height, self.ds = width, height, mask_downsample
         n = len(layout.codes)
         size = bank.size
-        tex = np.empty(n, np.int64)
+        tex = np.empty(n, np.int32)
         for i, code in enumerate(layout.codes):
             tex[i] = rng.choice(np.flatnonzero(bank.codes == code))
         transpose = rng.integers(0, 2, n).astype(bool)
         self._base = tex * size * size
-        self._su = np.where(transpose, 1, size).astype(np.int64)
-        self._sv = np.where(transpose, size, 1).astype(np.int64)
-        self._sy = rng.choice([-1, 1], n).astype(np.int64)
-        self._sx = rng.choice([-1, 1], n).astype(np.int64)
-        self._oy = rng.integers(0, size, n).astype(np.int64)
-        self._ox = rng.integers(0, size, n).astype(np.int64)
+        self._su = np.where(transpose, 1, size).astype(np.int32)
+        self._sv = np.where(transpose, size, 1).astype(np.int32)
+        self._sy = rng.choice([-1, 1], n).astype(np.int32)
+        self._sx = rng.choice([-1, 1], n).astype(np.int32)
+        self._oy = rng.integers(0, size, n).astype(np.int32)
+        self._ox = rng.integers(0, size, n).astype(np.int32)
         amp = 0.5 * mask_downsample
-        self._jy = np.rint(amp * smooth_noise(rng, JITTER_PERIOD, 6)).astype(np.int32)
-        self._jx = np.rint(amp * smooth_noise(rng, JITTER_PERIOD, 6)).astype(np.int32)
+        self._jy = np.rint(amp * smooth_noise(rng, JITTER_PERIOD, 10)).astype(np.int32)
+        self._jx = np.rint(amp * smooth_noise(rng, JITTER_PERIOD, 10)).astype(np.int32)
         self._flat = bank.patches.reshape(-1)
 
     def _jitter(self, field: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -25,6 +25,8 @@ DATA_SETTINGS = (
     "magnifications", "tile_size", "stride", "background_threshold", "max_background",
     "max_tiles_per_slide", "encoding", "jpeg_quality", "seed",
 )
+#: Rows buffered per Parquet file (fewer, larger files than one per block).
+WRITE_ROWS_PER_FILE = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +52,22 @@ def build_chunk_dataset(records: list[dict[str, Any]], cfg: TileConfig) -> ray.d
     return (
         ray.data.from_items(records)
         .map_batches(coordinates_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
-        .repartition(target_num_rows_per_block=cfg.batch_size * 2)
+        .repartition(target_num_rows_per_block=cfg.batch_size * 4)
         .map_batches(
             TilePixelReader,
             fn_constructor_kwargs={"cfg": cfg},
             batch_size=cfg.batch_size,
             batch_format="pyarrow",
+            # The pool starts at one actor and grows: the coordinate tasks need a CPU slot first.
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.workers),
+            num_cpus=cfg.actor_cpus,
         )
     )
+
+
+def write_chunk(dataset: ray.data.Dataset, path: Path) -> None:
+    """Write a chunk's tiles; the writer is I/O bound so it takes no CPU slot from the actors."""
+    dataset.write_parquet(str(path), min_rows_per_file=WRITE_ROWS_PER_FILE, ray_remote_args={"num_cpus": 0})
 
 
 def run_tiling(cfg: TileConfig) -> TilingReport:
@@ -75,7 +84,7 @@ def run_tiling(cfg: TileConfig) -> TilingReport:
     for start in range(0, len(records), cfg.slides_per_commit):
         chunk = records[start : start + cfg.slides_per_commit]
         tmp = store.new_tmp_dir()
-        build_chunk_dataset(chunk, cfg).write_parquet(str(tmp))
+        write_chunk(build_chunk_dataset(chunk, cfg), tmp)
         result = store.commit(tmp, {r["slide_id"]: r["path"] for r in chunk})
         failures.extend(result.failures)
     complete = store.finish(

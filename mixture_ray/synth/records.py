@@ -1,0 +1,85 @@
+"""The tables and JSON records a synthetic cohort writes (manifest, clinical, truth).
+
+A *case record* is a dict with ``case_id``, ``slide_ids``, ``uip_like``, ``mixture`` (planned),
+``fractions`` (realised, by finding code) and ``outcome`` (:class:`Outcome`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from mixture_ray.config import SynthConfig
+from mixture_ray.synth import findings as F
+from mixture_ray.synth import layout as L
+from mixture_ray.synth.outcomes import Outcome, OutcomeModel
+
+MANIFEST_COLUMNS = ["slide_id", "case_id", "path", "mpp"]
+
+
+def clinical_columns() -> list[str]:
+    """Column order of clinical.csv."""
+    fracs = [f"frac_{F.finding(c).name}" for c in F.TISSUE_CODES]
+    return ["case_id", "slide_ids", "diagnosis", "label", "time", "event", *fracs]
+
+
+def clinical_row(case: dict[str, Any]) -> dict[str, Any]:
+    """One clinical.csv row from a case record (ids, outcome, realised fractions)."""
+    outcome: Outcome = case["outcome"]
+    row: dict[str, Any] = {
+        "case_id": case["case_id"],
+        "slide_ids": ";".join(case["slide_ids"]),
+        "diagnosis": outcome.diagnosis,
+        "label": outcome.label,
+        "time": f"{outcome.time:.6f}",
+        "event": outcome.event,
+    }
+    for code, value in case["fractions"].items():
+        row[f"frac_{F.finding(code).name}"] = f"{value:.6f}"
+    return row
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Write rows as CSV with a header, ``\\n`` line ends (byte-stable)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def truth_record(cfg: SynthConfig, model: OutcomeModel,
+                 cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything planted, for truth.json: seed, config, models, priors and per-case draws."""
+    names = {f.code: f.name for f in F.FINDINGS}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    return {
+        "seed": cfg.seed,
+        "config": config,
+        **model.describe(),
+        "case_mixture": {
+            "prior": "Dirichlet over tissue findings; half the cases (shuffled) are UIP-like",
+            "alpha_uip_like": {names[c]: a for c, a in zip(F.TISSUE_CODES, L.ALPHA_UIP_LIKE,
+                                                             strict=True)},
+            "alpha_other": {names[c]: a for c, a in zip(F.TISSUE_CODES, L.ALPHA_OTHER,
+                                                         strict=True)},
+            "note": "realised fractions (clinical.csv) differ from the planned mixture; "
+                    "outcomes use the realised fractions",
+        },
+        "fractions": "per case: mask pixels of each finding / non-background mask pixels, "
+                     "summed over all slides of the case",
+        "cases": [
+            {
+                "case_id": c["case_id"],
+                "uip_like": c["uip_like"],
+                "planned_mixture": {names[k]: round(v, 6) for k, v in c["mixture"].items()},
+                "diagnosis_score": round(c["outcome"].score, 6),
+                "diagnosis_noise": round(c["outcome"].noise, 6),
+                "linear_predictor": round(c["outcome"].linear_predictor, 6),
+                "event_time": round(c["outcome"].event_time, 6),
+                "censor_time": round(c["outcome"].censor_time, 6),
+            }
+            for c in cases
+        ],
+    }
