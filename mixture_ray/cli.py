@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=stage.summary, description=doc)
         p.add_argument("--config", help="YAML file of config keys for this stage")
         p.add_argument(
-            "--set", action="append", default=[], metavar="KEY=VALUE",
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="override one config key (repeatable); values are YAML, e.g. magnifications=[5,20]",
         )
         for key, (_, field) in config_fields(stage.config).items():
@@ -115,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     try:
-        cfg = load_config(stage.config, args.config, overrides)
+        cfg: Any = load_config(stage.config, args.config, overrides)
         return stage.run(cfg)
     except MixtureRayError as exc:
         print(f"mixture-ray {args.stage}: error: {exc}", file=sys.stderr)

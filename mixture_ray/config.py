@@ -142,6 +142,180 @@ class DemoConfig:
         _positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
 
 
+EmbeddingColumn = Literal["features", "head"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """`mixture-ray pretrain`: MoCo v2 self-supervised ResNet (an ElEx) on a tile store (Ray Train)."""
+
+    tiles: Path = _help("tile store folder written by `mixture-ray tile`")
+    out_dir: Path = _help("Ray Train storage folder; the run lives in out_dir/name")
+    name: str = _help("run name; rerunning with the same name resumes from its last checkpoint", "elex")
+    magnification: float | None = _help("train on tiles of this magnification only; null = all", None)
+    arch: str = _help("torchvision ResNet: resnet18, resnet34 or resnet50", "resnet18")
+    dim: int = _help("MoCo output dimension", 128)
+    mlp: bool = _help("use a 2-layer MLP projection head (MoCo v2) instead of one linear layer", True)
+    queue_size: int = _help("MoCo queue length K (negative keys)", 4096)
+    momentum: float = _help("key-encoder momentum m", 0.99)
+    temperature: float = _help("softmax temperature T", 0.1)
+    lr: float = _help("Adam learning rate", 1e-4)
+    batch_size: int = _help("tiles per worker per step", 64)
+    max_steps: int = _help("total optimiser steps of the run (a resumed run continues to this)", 1000)
+    checkpoint_every: int = _help("report a checkpoint every this many steps (and at the end)", 100)
+    keep_checkpoints: int = _help("checkpoints kept in the run folder", 2)
+    crop_fraction: float = _help("centre crop edge / tile edge after rotation (224/280 = 0.8)", 0.8)
+    rotation: float = _help("random rotation within +/- this many degrees", 20.0)
+    color_jitter: float = _help("colour jitter strength (brightness/contrast/saturation); 0 = off", 0.0)
+    split_bn: int = _help("split batch norm groups emulating shuffle-BN with one worker", 8)
+    workers: int = _help("Ray Train workers (>1: DDP with cross-worker key shuffle)", 1)
+    cpus_per_worker: float = _help("CPUs each training worker reserves", 1.0)
+    use_gpu: bool | None = _help("train on GPUs; null = when the cluster has them", None)
+    cache_tiles: bool = _help("decode tiles once and keep them in Ray's object store", True)
+    max_failures: int = _help("worker failures retried from the last checkpoint", 1)
+    log_every: int = _help("print loss and throughput every this many steps", 20)
+    fail_at_step: int = _help("testing only: the first attempt kills its worker at this step", 0)
+    seed: int = _help("random seed (weights, queue, augmentation)", 0)
+
+    def validate(self) -> None:
+        _positive(self, "dim", "queue_size", "temperature", "lr", "batch_size", "max_steps")
+        _positive(self, "checkpoint_every", "keep_checkpoints", "workers", "cpus_per_worker", "log_every")
+        if self.arch not in ("resnet18", "resnet34", "resnet50"):
+            raise ConfigError(f"arch: {self.arch!r} is not one of resnet18, resnet34, resnet50")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum: must be in [0, 1) (got {self.momentum})")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ConfigError(f"crop_fraction: must be in (0, 1] (got {self.crop_fraction})")
+        if not 0.0 <= self.rotation <= 180.0 or self.color_jitter < 0:
+            raise ConfigError("rotation: must be in [0, 180]; color_jitter: must be >= 0")
+        if self.split_bn < 1 or (self.workers == 1 and self.batch_size % self.split_bn):
+            raise ConfigError(
+                f"split_bn: must be >= 1 and divide batch_size (got {self.split_bn}, {self.batch_size})"
+            )
+        if self.max_failures < -1 or self.fail_at_step < 0:
+            raise ConfigError("max_failures: must be >= -1; fail_at_step: must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    """`mixture-ray embed`: 128-d head and pooled backbone features of every tile (Ray Data actors)."""
+
+    tiles: Path = _help("tile store folder written by `mixture-ray tile`")
+    out_dir: Path = _help("embedding store folder (reruns skip committed tile chunks)")
+    model: str = _help(
+        "ResNet checkpoint: a pretrain run folder, a Ray checkpoint folder or a .pt file; "
+        "'random' = randomly initialised network (baseline)"
+    )
+    arch: str = _help("architecture when model=random", "resnet18")
+    dim: int = _help("head output dimension when model=random", 128)
+    mlp: bool = _help("MLP head when model=random", True)
+    magnification: float | None = _help("embed tiles of this magnification only; null = all", None)
+    crop_fraction: float = _help("centre crop edge / tile edge before the network", 1.0)
+    batch_size: int = _help("tiles per batch", 64)
+    workers: int = _help("embedding actors (one model each)", 1)
+    actor_cpus: float = _help("CPUs each actor reserves (on GPU nodes each actor takes one GPU)", 1.0)
+    torch_threads: int = _help("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
+    seed: int = _help("seed of the random initialisation when model=random", 0)
+
+    def validate(self) -> None:
+        _positive(self, "dim", "batch_size", "workers", "actor_cpus")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ConfigError(f"crop_fraction: must be in (0, 1] (got {self.crop_fraction})")
+        if self.torch_threads < 0:
+            raise ConfigError(f"torch_threads: must be >= 0 (got {self.torch_threads})")
+        if not self.model:
+            raise ConfigError("model: give a checkpoint path or 'random'")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateEmbeddingsConfig:
+    """`mixture-ray evaluate-embeddings`: NMI/ARI of k-means on embeddings vs synthetic truth."""
+
+    embeddings: Path = _help("embedding store of the trained extractor (MoCo)")
+    baseline: Path = _help("embedding store of the baseline (e.g. model=random)")
+    masks: Path = _help("folder of ground-truth masks <slide_id>.png (synthetic cohort masks/)")
+    mask_downsample: int = _help("level-0 pixels per mask pixel", 16)
+    magnification: float | None = _help("evaluate tiles of this magnification only; null = all", None)
+    min_purity: float = _help("keep tiles whose majority finding covers at least this fraction", 0.8)
+    column: EmbeddingColumn = _help("embedding clustered: features (backbone) or head", "features")
+    k: int = _help("k-means clusters; 0 = number of ground-truth findings present", 0)
+    include_background: bool = _help("keep tiles whose majority finding is background", False)
+    out: Path | None = _help("also write the result as JSON here", None)
+    seed: int = _help("k-means seed", 0)
+
+    def validate(self) -> None:
+        _positive(self, "mask_downsample")
+        if not 0.0 <= self.min_purity <= 1.0:
+            raise ConfigError(f"min_purity: must be in [0, 1] (got {self.min_purity})")
+        if self.k < 0 or self.k == 1:
+            raise ConfigError(f"k: must be 0 (auto) or >= 2 (got {self.k})")
+
+
+ExplainAction = Literal["fit", "apply", "analyse"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainConfig:
+    """`mixture-ray explain fit|apply|analyse`: NMF classes of a CNN layer's activations on slides.
+
+    fit: activation grids of the manifest's slides + NMF per K (H saved); apply: grids + W with H
+    fixed, heatmaps and class overlays per slide; analyse: correlations, logistic regression to
+    the model's prediction, GradCAM IoU/correlation (and IoU with masks_dir when given), plots.
+    """
+
+    action: ExplainAction = _help("fit, apply or analyse (the word after `explain`)")
+    out_dir: Path = _help("explain folder: grids/, nmf/, apply/, analysis/ live under it")
+    manifest: Path | None = _help("CSV/Parquet manifest or slide folder (fit, apply)", None)
+    nmf_dir: Path | None = _help("folder of a fitted NMF (apply); default out_dir/nmf", None)
+    arch: str = _help("torchvision model name (weights=None), e.g. resnet18", "resnet18")
+    checkpoint: Path | None = _help("state_dict file loaded with weights_only=True", None)
+    num_classes: int = _help("output classes of the model head", 2)
+    positive_class: int = _help("output index that means 'yes' (prediction and GradCAM)", 1)
+    layer: str = _help("module name whose output is clustered, e.g. layer4 or layer3", "layer4")
+    non_negative: Literal["error", "relu"] = _help(
+        "a layer output with negative values: error, or pass it through ReLU", "error"
+    )
+    mpp: float = _help("microns per pixel the tiles are read at (0.5 = 20x)", 0.5)
+    tile_size: int = _help("tile edge in pixels at mpp", 512)
+    stride: int = _help("step between tiles in pixels at mpp (overlap = tile_size - stride)", 256)
+    border: int = _help("feature-map pixels dropped at each tile edge", 2)
+    background_threshold: int = _help("a pixel is background when all of R, G, B exceed this", 220)
+    max_background: float = _help("tiles with a larger background fraction are skipped", 0.9)
+    n_classes: tuple[int, ...] = _help("NMF class counts K fitted (fit) / applied", [4, 6, 8])
+    sample_vectors: int = _help("feature vectors sampled from the grids for the NMF fit", 100000)
+    max_iter: int = _help("NMF iterations at most", 400)
+    tol: float = _help("NMF relative error decrease per 10 iterations to stop", 1e-4)
+    device: str = _help("torch device: auto, cpu, cuda", "auto")
+    batch_size: int = _help("tiles per forward pass", 16)
+    gradcam: bool = _help("compute GradCAM of positive_class on the same layer", True)
+    memmap_mb: int = _help("grids larger than this many MiB are memory-mapped files", 256)
+    task_cpus: float = _help("CPUs each per-slide Ray task reserves", 1.0)
+    thumbnail_px: int = _help("longest side of overlay/heatmap images", 1024)
+    masks_dir: Path | None = _help("ground-truth masks/<slide_id>.png (analyse, synthetic)", None)
+    mask_downsample: int = _help("level-0 pixels per mask pixel", 16)
+    weight_threshold: float = _help("class region: weight > this fraction of its maximum", 0.1)
+    cam_threshold: float = _help("GradCAM region: value > this fraction of the tile maximum", 0.1)
+    seed: int = _help("random seed (vector sampling, NMF init, logistic split)", 0)
+
+    def validate(self) -> None:
+        _positive(self, "mpp", "tile_size", "stride", "sample_vectors", "max_iter", "tol")
+        _positive(self, "batch_size", "memmap_mb", "task_cpus", "thumbnail_px", "num_classes")
+        _positive(self, "mask_downsample")
+        if self.action in ("fit", "apply") and self.manifest is None:
+            raise ConfigError(f"manifest: required for explain {self.action}")
+        if not self.n_classes or min(self.n_classes) < 1:
+            raise ConfigError(f"n_classes: give class counts >= 1 (got {self.n_classes})")
+        if self.border < 0 or 2 * self.border >= self.tile_size:
+            raise ConfigError(f"border: must be >= 0 and leave part of the tile (got {self.border})")
+        if not 0 <= self.positive_class < self.num_classes:
+            raise ConfigError(f"positive_class: must be in 0..{self.num_classes - 1}")
+        if not 0.0 <= self.max_background <= 1.0:
+            raise ConfigError(f"max_background: must be in [0, 1] (got {self.max_background})")
+        for name in ("weight_threshold", "cam_threshold"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}: must be in [0, 1)")
+
+
 def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
@@ -210,8 +384,7 @@ def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown key(s) for {cls.__name__}: {', '.join(unknown)}; "
-            f"known keys: {', '.join(fields)}"
+            f"unknown key(s) for {cls.__name__}: {', '.join(unknown)}; known keys: {', '.join(fields)}"
         )
     kwargs: dict[str, Any] = {}
     for name, (hint, field) in fields.items():

@@ -17,17 +17,28 @@ def run_demo(cfg: DemoConfig) -> int:
     start = time.perf_counter()
     synth = build_config(
         SynthConfig,
-        {"out_dir": cohort_dir, "n_cases": cfg.n_cases, "width": cfg.slide_px, "height": cfg.slide_px,
-         "seed": cfg.seed},
+        {
+            "out_dir": cohort_dir,
+            "n_cases": cfg.n_cases,
+            "width": cfg.slide_px,
+            "height": cfg.slide_px,
+            "seed": cfg.seed,
+        },
     )
     if not (cohort_dir / "manifest.csv").exists():
         write_cohort(synth)
     print(f"[demo] synth: {cohort_dir} ({time.perf_counter() - start:.1f}s)")
     tile = build_config(
         TileConfig,
-        {"manifest": cohort_dir / "manifest.csv", "out_dir": tiles_dir, "tile_size": cfg.tile_size,
-         "magnifications": list(cfg.magnifications), "max_tiles_per_slide": cfg.max_tiles_per_slide,
-         "workers": cfg.workers, "seed": cfg.seed},
+        {
+            "manifest": cohort_dir / "manifest.csv",
+            "out_dir": tiles_dir,
+            "tile_size": cfg.tile_size,
+            "magnifications": list(cfg.magnifications),
+            "max_tiles_per_slide": cfg.max_tiles_per_slide,
+            "workers": cfg.workers,
+            "seed": cfg.seed,
+        },
     )
     report = run_tiling(tile)
     print(

@@ -16,8 +16,7 @@ class MissingExtraError(MixtureRayError):
 
     def __init__(self, what: str, extra: str) -> None:
         super().__init__(
-            f"{what} is not available: install the optional extra with "
-            f"`pip install 'mixture-ray[{extra}]'`"
+            f"{what} is not available: install the optional extra with `pip install 'mixture-ray[{extra}]'`"
         )
         self.extra = extra
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import ray
@@ -19,6 +20,6 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         num_cpus=num_cpus or os.cpu_count() or 1,
         include_dashboard=False,
         configure_logging=True,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
         log_to_driver=True,
     )

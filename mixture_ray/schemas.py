@@ -50,3 +50,23 @@ FAILURE_SCHEMA = pa.schema(
 def empty_table(schema: pa.Schema) -> pa.Table:
     """A zero-row table with ``schema``."""
     return schema.empty_table()
+
+
+def embedding_schema(head_dim: int = 128, feature_dim: int = 512) -> pa.Schema:
+    """One row per embedded tile, keyed like the tile store (slide_id, x, y, magnification)."""
+    return pa.schema(
+        [
+            pa.field("slide_id", pa.string(), nullable=False),
+            pa.field("case_id", pa.string(), nullable=False),
+            pa.field("x", pa.int64()),
+            pa.field("y", pa.int64()),
+            pa.field("magnification", pa.float32()),
+            pa.field("head", pa.list_(pa.float32(), head_dim)),  # L2-normalised projection output
+            pa.field("features", pa.list_(pa.float32(), feature_dim)),  # pooled backbone features
+            pa.field("error", pa.string()),  # always null in committed data
+        ]
+    )
+
+
+#: Embeddings of a ResNet18 ElEx: 128-d head, 512-d pooled features.
+EMBEDDING_SCHEMA = embedding_schema()

@@ -65,7 +65,7 @@ def test_paths_are_taken_literally() -> None:
 def test_bad_yaml_file_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_config(TileConfig, bad)
 
 

@@ -37,15 +37,29 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
     cfg = build_config(
         SynthConfig,
-        {"out_dir": root, "n_cases": 2, "min_slides_per_case": 1, "max_slides_per_case": 2,
-         "width": 1024, "height": 1024, "seed": 3},
+        {
+            "out_dir": root,
+            "n_cases": 2,
+            "min_slides_per_case": 1,
+            "max_slides_per_case": 2,
+            "width": 1024,
+            "height": 1024,
+            "seed": 3,
+        },
     )
     return Path(write_cohort(cfg).manifest)
 
 
 def tile_cfg(manifest: Path, out: Path, **extra: Any) -> TileConfig:
-    values = {"manifest": manifest, "out_dir": out, "tile_size": TILE, "magnifications": [5.0, 20.0],
-              "max_tiles_per_slide": 40, "workers": 2, "batch_size": 16}
+    values = {
+        "manifest": manifest,
+        "out_dir": out,
+        "tile_size": TILE,
+        "magnifications": [5.0, 20.0],
+        "max_tiles_per_slide": 40,
+        "workers": 2,
+        "batch_size": 16,
+    }
     values.update(extra)
     return build_config(TileConfig, values)
 
@@ -168,8 +182,21 @@ def test_bad_slides_fail_alone_and_exit_partial(cohort: Path, tmp_path: Path) ->
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame(rows, columns=["slide_id", "case_id", "path", "mpp"]).to_csv(manifest, index=False)
     out = tmp_path / "store"
-    code = main(["tile", "--manifest", str(manifest), "--out-dir", str(out), "--tile-size", str(TILE),
-                 "--magnifications", "[20]", "--max-tiles-per-slide", "10"])
+    code = main(
+        [
+            "tile",
+            "--manifest",
+            str(manifest),
+            "--out-dir",
+            str(out),
+            "--tile-size",
+            str(TILE),
+            "--magnifications",
+            "[20]",
+            "--max-tiles-per-slide",
+            "10",
+        ]
+    )
     assert code == EXIT_PARTIAL
     failures = pq.read_table(out / "failures.parquet").to_pandas().set_index("item_id")
     assert set(failures.index) == {r[0] for r in rows[1:]}
@@ -192,8 +219,12 @@ def test_real_slides_jpeg_and_jpeg2000(tmp_path: Path) -> None:
         f"tcga,c2,{require_shared(TCGA_J2K_SVS)},0.25\n"
     )
     out = tmp_path / "store"
-    report = run_tiling(build_config(TileConfig, {"manifest": manifest, "out_dir": out,
-                                                  "magnifications": [10.0, 20.0], "max_tiles_per_slide": 12}))
+    report = run_tiling(
+        build_config(
+            TileConfig,
+            {"manifest": manifest, "out_dir": out, "magnifications": [10.0, 20.0], "max_tiles_per_slide": 12},
+        )
+    )
     assert report.complete, report.failures
     tiles = read_store(out)
     assert set(tiles.slide_id) == {"cmu", "tcga"}

@@ -114,7 +114,9 @@ class CommittedStore:
         errors: dict[str, tuple[int, str]] = {}
         for file in files:
             table = pq.read_table(file, columns=[self.item_column, "error"])
-            for item, error in zip(table[self.item_column].to_pylist(), table["error"].to_pylist(), strict=True):
+            for item, error in zip(
+                table[self.item_column].to_pylist(), table["error"].to_pylist(), strict=True
+            ):
                 if error is None:
                     rows[item] += 1
                 else:
@@ -193,7 +195,7 @@ class CommittedStore:
 
     def data_files(self) -> list[Path]:
         """Parquet files of committed chunks only."""
-        files = []
+        files: list[Path] = []
         for marker in sorted(self.root.glob(f"chunk-*/{COMMITTED}")):
             names = json.loads(marker.read_text())["files"]
             files.extend(marker.parent / name for name in names)
@@ -204,9 +206,13 @@ def committed_files(root: Path, *, require_complete: bool = True) -> list[Path]:
     """Data files of a stage folder; refuses a partial stage unless ``require_complete=False``."""
     root = Path(root)
     if require_complete and not (root / SUCCESS).exists():
-        why = "it finished with failures (see failures.parquet)" if (root / INCOMPLETE).exists() else (
-            "it has no _SUCCESS marker (not run, still running, or interrupted)"
+        why = (
+            "it finished with failures (see failures.parquet)"
+            if (root / INCOMPLETE).exists()
+            else ("it has no _SUCCESS marker (not run, still running, or interrupted)")
         )
-        raise StageIncompleteError(f"{root}: output is not complete: {why}; rerun the stage or allow partial input")
+        raise StageIncompleteError(
+            f"{root}: output is not complete: {why}; rerun the stage or allow partial input"
+        )
     store = CommittedStore(root, stage="", item_column="")
     return store.data_files()

@@ -38,12 +38,13 @@ def read_manifest(source: Path) -> pd.DataFrame:
 def _from_folder(folder: Path) -> pd.DataFrame:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
     if not files:
-        raise ManifestError(
-            f"folder {folder}: no slide files ({', '.join(sorted(SLIDE_SUFFIXES))}) found"
-        )
+        raise ManifestError(f"folder {folder}: no slide files ({', '.join(sorted(SLIDE_SUFFIXES))}) found")
     frame = pd.DataFrame(
-        {"slide_id": [p.stem for p in files], "case_id": [p.stem for p in files],
-         "path": [str(p) for p in files]}
+        {
+            "slide_id": [p.stem for p in files],
+            "case_id": [p.stem for p in files],
+            "path": [str(p) for p in files],
+        }
     )
     return validate_manifest(frame, folder)
 

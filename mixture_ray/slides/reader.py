@@ -75,9 +75,7 @@ def thumbnail_by_blocks(reader: SlideReader, max_size: int, block: int = 2048) -
             x1, y1 = round((bx + bw) * scale), round((by + bh) * scale)
             if x1 <= x0 or y1 <= y0:
                 continue
-            piece = reader.read_region(
-                (round(bx * level_ds), round(by * level_ds)), level, (bw, bh)
-            )
+            piece = reader.read_region((round(bx * level_ds), round(by * level_ds)), level, (bw, bh))
             out[y0:y1, x0:x1] = resize_rgb(piece, (x1 - x0, y1 - y0))
     return out
 

@@ -29,8 +29,8 @@ def background_mask(reader: SlideReader, downsample: float, threshold: int) -> t
     width, height = reader.level_dimensions[0]
     side = int(min(MAX_MASK_SIDE, max(1, max(width, height) / max(downsample, 1.0))))
     thumb = reader.thumbnail(side)
-    mask = (thumb > threshold).all(axis=-1)
-    return mask, width / thumb.shape[1]
+    mask = np.asarray((thumb > threshold).all(axis=-1))
+    return mask, float(width / thumb.shape[1])
 
 
 def estimated_background(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,18 @@ def list_image_folder(root: Path) -> list[dict[str, Any]]:
             }
         )
     if not records:
-        raise ManifestError(f"image folder {root}: no files in class sub-folders (expected ROOT/<class>/<image>)")
+        raise ManifestError(
+            f"image folder {root}: no files in class sub-folders (expected ROOT/<class>/<image>)"
+        )
     return records
 
 
 def _load(record: dict[str, Any]) -> np.ndarray:
     path = Path(record["path"])
     if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path}: not an image file (suffix {path.suffix or 'none'}); remove it from the tree")
+        raise ValueError(
+            f"{path}: not an image file (suffix {path.suffix or 'none'}); remove it from the tree"
+        )
     try:
         with Image.open(io.BytesIO(path.read_bytes())) as image:
             rgb = np.asarray(image.convert("RGB"))
@@ -116,12 +121,15 @@ def import_image_folder(cfg: TileConfig) -> TilingReport:
         tmp = store.new_tmp_dir()
         (
             ray.data.from_items(chunk)
-            .map_batches(import_batch, fn_kwargs={"cfg": cfg}, batch_size=cfg.batch_size, batch_format="pyarrow")
+            .map_batches(
+                functools.partial(import_batch, cfg=cfg), batch_size=cfg.batch_size, batch_format="pyarrow"
+            )
             .write_parquet(str(tmp))
         )
         failures.extend(store.commit(tmp, {r["slide_id"]: r["path"] for r in chunk}).failures)
     complete = store.finish(
-        requested=[r["slide_id"] for r in records], failures=failures,
+        requested=[r["slide_id"] for r in records],
+        failures=failures,
         extra={"config": dataclasses.asdict(cfg)},
     )
     committed = store.committed_items()

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import pyarrow as pa
 import ray
 
 from mixture_ray.config import TileConfig
@@ -22,8 +21,15 @@ from mixture_ray.tiling.pixels import SlideCoordinates, TilePixelReader
 
 #: Settings that change what is written; a rerun into the same folder must match them.
 DATA_SETTINGS = (
-    "magnifications", "tile_size", "stride", "background_threshold", "max_background",
-    "max_tiles_per_slide", "encoding", "jpeg_quality", "seed",
+    "magnifications",
+    "tile_size",
+    "stride",
+    "background_threshold",
+    "max_background",
+    "max_tiles_per_slide",
+    "encoding",
+    "jpeg_quality",
+    "seed",
 )
 #: Rows buffered per Parquet file (fewer, larger files than one per block).
 WRITE_ROWS_PER_FILE = 1024
@@ -42,16 +48,11 @@ class TilingReport:
     complete: bool
 
 
-def coordinates_batch(batch: pa.Table, cfg: TileConfig) -> pa.Table:
-    """Function form of :class:`SlideCoordinates` for task-based map_batches."""
-    return SlideCoordinates(cfg)(batch)
-
-
 def build_chunk_dataset(records: list[dict[str, Any]], cfg: TileConfig) -> ray.data.Dataset:
     """The lazy Ray Data pipeline for one chunk of manifest rows."""
     return (
         ray.data.from_items(records)
-        .map_batches(coordinates_batch, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow")
+        .map_batches(SlideCoordinates(cfg).__call__, batch_size=1, batch_format="pyarrow")
         .repartition(target_num_rows_per_block=cfg.batch_size * 4)
         .map_batches(
             TilePixelReader,
@@ -80,7 +81,7 @@ def run_tiling(cfg: TileConfig) -> TilingReport:
     todo = manifest[~manifest["slide_id"].isin(list(done))]
     ensure_ray()
     failures: list[Failure] = []
-    records = todo.to_dict("records")
+    records = cast(list[dict[str, Any]], todo.to_dict("records"))
     for start in range(0, len(records), cfg.slides_per_commit):
         chunk = records[start : start + cfg.slides_per_commit]
         tmp = store.new_tmp_dir()

@@ -45,15 +45,19 @@ class SlideCoordinates:
                 try:
                     tables.append(
                         slide_coordinates(
-                            reader, slide_id=slide_id, case_id=case_id,
-                            manifest_mpp=mpp if mpp is not None and mpp == mpp else None, cfg=self.cfg,
+                            reader,
+                            slide_id=slide_id,
+                            case_id=case_id,
+                            manifest_mpp=mpp if mpp is not None and mpp == mpp else None,
+                            cfg=self.cfg,
                         )
                     )
                 finally:
                     reader.close()
             except Exception as exc:
-                tables.append(failure_row(slide_id=slide_id, case_id=case_id, source=path,
-                                          error=describe(exc)))
+                tables.append(
+                    failure_row(slide_id=slide_id, case_id=case_id, source=path, error=describe(exc))
+                )
         return pa.concat_tables(tables)
 
 
@@ -101,7 +105,11 @@ class TilePixelReader:
                 image = encode_tile(pixels, cfg.encoding, cfg.jpeg_quality)
                 error = None
             except Exception as exc:
-                image, fraction, error = None, float("nan"), f"tile at ({row['x']}, {row['y']}): {describe(exc)}"
+                image, fraction, error = (
+                    None,
+                    float("nan"),
+                    f"tile at ({row['x']}, {row['y']}): {describe(exc)}",
+                )
             keep.append(i)
             images.append(image)
             fractions.append(fraction)
