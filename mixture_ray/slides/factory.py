@@ -11,7 +11,7 @@ from mixture_ray.slides.reader import SlideReader
 BACKENDS = ("openslide", "tiffslide", "cucim")
 
 
-def _open_openslide(path: Path) -> SlideReader:
+def _open_openslide(path: Path, cache_bytes: int) -> SlideReader:
     try:
         from mixture_ray.slides.openslide_backend import OpenSlideReader
     except ImportError as exc:  # pragma: no cover - a core dependency
@@ -19,13 +19,13 @@ def _open_openslide(path: Path) -> SlideReader:
     return OpenSlideReader(path)
 
 
-def _open_tiffslide(path: Path) -> SlideReader:
+def _open_tiffslide(path: Path, cache_bytes: int) -> SlideReader:
     from mixture_ray.slides.tiffslide_backend import TiffSlideReader
 
-    return TiffSlideReader(path)
+    return TiffSlideReader(path, cache_bytes=cache_bytes)
 
 
-def _open_cucim(path: Path) -> SlideReader:
+def _open_cucim(path: Path, cache_bytes: int) -> SlideReader:
     from mixture_ray.slides.cucim_backend import CuCIMReader, cucim_available
 
     if not cucim_available():
@@ -33,7 +33,7 @@ def _open_cucim(path: Path) -> SlideReader:
     return CuCIMReader(path)
 
 
-_OPENERS: dict[str, Callable[[Path], SlideReader]] = {
+_OPENERS: dict[str, Callable[[Path, int], SlideReader]] = {
     "openslide": _open_openslide,
     "tiffslide": _open_tiffslide,
     "cucim": _open_cucim,
@@ -58,18 +58,21 @@ def check_slide_file(path: Path) -> None:
         raise SlideError(str(path), "file is empty (0 bytes); re-copy or re-export the slide")
 
 
-def open_slide(path: Path | str, backend: str = "auto") -> SlideReader:
-    """Open ``path`` with ``backend`` (openslide, tiffslide, cucim) or the first that works."""
+def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int = 64 << 20) -> SlideReader:
+    """Open ``path`` with ``backend`` (openslide, tiffslide, cucim) or the first that works.
+
+    ``tile_cache_bytes`` bounds the decoded-tile cache of backends that keep one (tiffslide).
+    """
     path = Path(path)
     if backend != "auto" and backend not in _OPENERS:
         raise ValueError(f"unknown slide backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
     check_slide_file(path)
     if backend != "auto":
-        return _OPENERS[backend](path)
+        return _OPENERS[backend](path, tile_cache_bytes)
     reasons = []
     for name in available_backends():
         try:
-            return _OPENERS[name](path)
+            return _OPENERS[name](path, tile_cache_bytes)
         except SlideError as exc:
             reasons.append(f"{name}: {exc.reason}")
     raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")")

@@ -24,7 +24,7 @@ class TiffSlideReader:
 
     backend = "tiffslide"
 
-    def __init__(self, path: Path, native: bool = True) -> None:
+    def __init__(self, path: Path, native: bool = True, cache_bytes: int = 64 << 20) -> None:
         import tiffslide
 
         self.path = path
@@ -41,6 +41,7 @@ class TiffSlideReader:
         self._power = _positive(props.get("tiffslide.objective-power"))
         self._native: dict[int, NativeTiledLevel | None] = {}
         self._use_native = native
+        self._cache_bytes = cache_bytes
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -65,7 +66,7 @@ class TiffSlideReader:
                 try:
                     series = self._slide.ts_tifffile.series[0]
                     page = series.levels[level].keyframe
-                    native = NativeTiledLevel(page)
+                    native = NativeTiledLevel(page, self._cache_bytes)
                     if (native.width, native.height) != self._dims[level]:
                         native = None
                 except (ValueError, IndexError, AttributeError):

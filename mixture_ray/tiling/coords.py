@@ -16,7 +16,7 @@ from mixture_ray.slides.reader import SlideReader
 READ_COLUMNS = ("read_size",)
 #: Thumbnail pixels across the smallest tile footprint for the background estimate.
 MASK_PX_PER_TILE = 8
-MAX_MASK_SIDE = 8192
+MAX_MASK_SIDE = 4096
 
 
 def sample_seed(seed: int, slide_id: str, magnification: float) -> int:
@@ -37,8 +37,8 @@ def estimated_background(
     mask: np.ndarray, mask_ds: float, xs: np.ndarray, ys: np.ndarray, size: int
 ) -> np.ndarray:
     """Mean of ``mask`` over each level-0 square (x, y, size), via an integral image."""
-    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    integral[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
+    integral[1:, 1:] = mask.astype(np.int32).cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
     h, w = mask.shape
 
     def to_mask(v: np.ndarray, limit: int) -> np.ndarray:

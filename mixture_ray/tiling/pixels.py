@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from mixture_ray.config import TileConfig
 from mixture_ray.errors import MixtureRayError
+from mixture_ray.faults import crash_once
 from mixture_ray.schemas import TILE_SCHEMA
 from mixture_ray.slides.factory import open_slide
 from mixture_ray.slides.reader import SlideReader, resize_rgb
@@ -36,6 +37,7 @@ class SlideCoordinates:
         self.cfg = cfg
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        crash_once("tile.coordinates")
         tables = []
         for row in batch.to_pylist():
             slide_id, case_id, path = row["slide_id"], row["case_id"], row["path"]
@@ -72,7 +74,7 @@ class TilePixelReader:
     def _reader(self, path: str) -> SlideReader:
         reader = self._open.get(path)
         if reader is None:
-            reader = open_slide(Path(path), self.cfg.backend)
+            reader = open_slide(Path(path), self.cfg.backend, tile_cache_bytes=self.cfg.tile_cache_mb << 20)
             self._open[path] = reader
             if len(self._open) > self.max_open:
                 self._open.popitem(last=False)[1].close()
@@ -81,6 +83,7 @@ class TilePixelReader:
         return reader
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        crash_once("tile.pixels")
         cfg = self.cfg
         rows = batch.to_pylist()
         keep: list[int] = []
