@@ -96,6 +96,7 @@ class TileConfig:
     workers: int = _help("pixel-reading actors (one slide handle cache each)", 2)
     actor_cpus: float = _help("logical CPUs each pixel actor reserves in Ray's scheduler", 1.0)
     batch_size: int = _help("tiles per Ray Data batch in the pixel stage", 32)
+    tile_cache_mb: int = _help("decoded native-tile cache per open slide and level, in MiB", 64)
     slides_per_commit: int = _help("slides written and committed together (resume granularity)", 16)
     seed: int = _help("random seed for tile sampling", 0)
 
@@ -107,7 +108,7 @@ class TileConfig:
         for mag in self.magnifications:
             if not 0 < mag <= 100:
                 raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")
-        _positive(self, "tile_size", "workers", "batch_size", "slides_per_commit", "actor_cpus")
+        _positive(self, "tile_size", "workers", "batch_size", "slides_per_commit", "actor_cpus", "tile_cache_mb")
         if self.stride < 0:
             raise ConfigError(f"stride: must be >= 0 (got {self.stride})")
         if not 0 <= self.background_threshold <= 255:
@@ -234,6 +235,7 @@ class EvaluateEmbeddingsConfig:
     embeddings: Path = _help("embedding store of the trained extractor (MoCo)")
     baseline: Path = _help("embedding store of the baseline (e.g. model=random)")
     masks: Path = _help("folder of ground-truth masks <slide_id>.png (synthetic cohort masks/)")
+    tiles: Path = _help("tile store the embeddings came from (gives each tile's level-0 size)")
     mask_downsample: int = _help("level-0 pixels per mask pixel", 16)
     magnification: float | None = _help("evaluate tiles of this magnification only; null = all", None)
     min_purity: float = _help("keep tiles whose majority finding covers at least this fraction", 0.8)
