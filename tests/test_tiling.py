@@ -268,3 +268,32 @@ def test_background_estimate_from_integral_image() -> None:
     xs, ys = np.array([0, 32, 16]), np.array([0, 0, 0])
     est = estimated_background(mask, 8.0, xs, ys, 32)
     assert est.tolist() == [1.0, 0.0, 0.5]
+
+
+def test_truncated_and_all_background_slides_fail_with_clear_reasons(cohort: Path, tmp_path: Path) -> None:
+    from mixture_ray.synth.aperio_writer import write_svs
+
+    truncated = tmp_path / "truncated.svs"
+    data = require_shared(CMU_SVS).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    blank = tmp_path / "blank.svs"
+    white = np.full((256, 1024, 3), 245, np.uint8)
+    write_svs(blank, (white for _ in range(4)), width=1024, height=1024)
+    # A synthetic slide cut after its first tiles: it opens, but later tiles are missing.
+    good = pd.read_csv(cohort).iloc[0]
+    whole = (cohort.parent / good.path).read_bytes()
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        f"slide_id,case_id,path\ntruncated,c1,{truncated}\nblank,c2,{blank}\ncut,c3,{cut}\n"
+        f"good,c4,{cohort.parent / good.path}\n"
+    )
+    report = run_tiling(tile_cfg(manifest, tmp_path / "store", magnifications=[20.0]))
+    errors = {f.item_id: f.error for f in report.failures}
+    assert not report.complete
+    assert "truncated or corrupt" in errors["truncated"]
+    assert "no tissue" in errors["blank"]
+    assert "tile 11 is truncated" in errors["cut"] or "is truncated" in errors["cut"]
+    assert set(errors) == {"truncated", "blank", "cut"}
+    assert set(read_store(tmp_path / "store", complete=False).slide_id) == {"good"}

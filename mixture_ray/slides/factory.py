@@ -75,4 +75,13 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
             return _OPENERS[name](path, tile_cache_bytes)
         except SlideError as exc:
             reasons.append(f"{name}: {exc.reason}")
-    raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")")
+    hint = ""
+    if _looks_like_tiff(path):
+        hint = "; the file starts like a TIFF but its structure is broken: a truncated or corrupt copy? re-copy it"
+    raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")" + hint)
+
+
+def _looks_like_tiff(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
