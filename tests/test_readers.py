@@ -114,3 +114,13 @@ def test_rgba_composited_on_white() -> None:
     assert tuple(rgb[0, 0]) == (10, 20, 30)
     assert tuple(rgb[1, 1]) == (255, 255, 255)
     assert 120 <= rgb[0, 1, 0] <= 130
+
+
+def test_backend_without_the_codec_refuses_jpeg2000_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixture_ray.slides import native_tiles
+
+    monkeypatch.setattr(native_tiles, "codec_available", lambda attribute: attribute != "JPEG2K")
+    with pytest.raises(SlideError, match=r"unsupported codec: the tiles are JPEG 2000 .*backend=openslide"):
+        open_slide(require_shared(TCGA_J2K_SVS), "tiffslide")
+    # auto falls back to OpenSlide, which decodes JPEG 2000 itself
+    assert open_slide(require_shared(TCGA_J2K_SVS)).backend == "openslide"

@@ -15,6 +15,31 @@ import numpy as np
 
 WHITE = 255
 
+#: TIFF compression codes -> (codec name for messages, imagecodecs attribute that decodes it).
+CODECS = {
+    7: ("JPEG", "JPEG8"),
+    33003: ("JPEG 2000 (Aperio YCbCr)", "JPEG2K"),
+    33004: ("JPEG 2000 (Aperio RGB)", "JPEG2K"),
+    33005: ("JPEG 2000 (Aperio RGB)", "JPEG2K"),
+    34712: ("JPEG 2000", "JPEG2K"),
+}
+
+
+def codec_available(attribute: str) -> bool:
+    """True when this imagecodecs build can decode the codec."""
+    import imagecodecs
+
+    codec = getattr(imagecodecs, attribute, None)
+    return bool(getattr(codec, "available", False))
+
+
+def unsupported_codec(compression: int) -> str | None:
+    """Name of the page's codec when this machine cannot decode it, else None."""
+    name, attribute = CODECS.get(int(compression), ("", ""))
+    if attribute and not codec_available(attribute):
+        return f"{name} (TIFF compression {int(compression)})"
+    return None
+
 
 class NativeTiledLevel:
     """One tiled, chunky RGB(A) TIFF page read tile by tile."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mixture_ray.errors import SlideError
-from mixture_ray.slides.native_tiles import NativeTiledLevel
+from mixture_ray.slides.native_tiles import NativeTiledLevel, unsupported_codec
 from mixture_ray.slides.reader import thumbnail_by_blocks
 
 
@@ -40,6 +40,17 @@ class TiffSlideReader:
         self._mpp = _positive(props.get("tiffslide.mpp-x"))
         self._power = _positive(props.get("tiffslide.objective-power"))
         self._native: dict[int, NativeTiledLevel | None] = {}
+        try:
+            keyframe = self._slide.ts_tifffile.series[0].levels[0].keyframe
+            codec = unsupported_codec(keyframe.compression)
+        except (AttributeError, IndexError):
+            codec = None
+        if codec:
+            raise SlideError(
+                str(path),
+                f"unsupported codec: the tiles are {codec} and this imagecodecs build cannot decode "
+                "them; use backend=openslide or install imagecodecs with that codec",
+            )
         self._use_native = native
         self._cache_bytes = cache_bytes
 
