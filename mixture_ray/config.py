@@ -108,7 +108,8 @@ class TileConfig:
         for mag in self.magnifications:
             if not 0 < mag <= 100:
                 raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")
-        _positive(self, "tile_size", "workers", "batch_size", "slides_per_commit", "actor_cpus", "tile_cache_mb")
+        _positive(self, "tile_size", "workers", "batch_size", "slides_per_commit")
+        _positive(self, "actor_cpus", "tile_cache_mb")
         if self.stride < 0:
             raise ConfigError(f"stride: must be >= 0 (got {self.stride})")
         if not 0 <= self.background_threshold <= 255:

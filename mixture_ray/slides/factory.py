@@ -77,7 +77,10 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
             reasons.append(f"{name}: {exc.reason}")
     hint = ""
     if _looks_like_tiff(path):
-        hint = "; the file starts like a TIFF but its structure is broken: a truncated or corrupt copy? re-copy it"
+        hint = (
+            "; the file starts like a TIFF but its structure is broken: "
+            "a truncated or corrupt copy? re-copy it"
+        )
     raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")" + hint)
 
 
