@@ -1,0 +1,24 @@
+"""Nearest-centroid assignment of new rows to a saved clustering."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def nearest_centroid(
+    x: np.ndarray, centroids: np.ndarray, batch_rows: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centroid (int32) and the squared distance to it, in row batches."""
+    if x.ndim != 2 or centroids.ndim != 2 or x.shape[1] != centroids.shape[1]:
+        raise ValueError(f"shapes do not match: rows {x.shape}, centroids {centroids.shape}")
+    c = centroids.astype(np.float32)
+    c_sq = (c * c).sum(axis=1)
+    labels = np.empty(len(x), np.int32)
+    dist = np.empty(len(x), np.float32)
+    for start in range(0, len(x), batch_rows):
+        rows = x[start : start + batch_rows].astype(np.float32)
+        d = (rows * rows).sum(axis=1, keepdims=True) - 2.0 * rows @ c.T + c_sq
+        best = d.argmin(axis=1)
+        labels[start : start + len(rows)] = best
+        dist[start : start + len(rows)] = np.maximum(d[np.arange(len(rows)), best], 0.0)
+    return labels, dist

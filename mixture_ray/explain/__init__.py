@@ -1,0 +1,1 @@
+"""Explainability by clustering activations: NMF over post-ReLU conv feature maps of slides."""

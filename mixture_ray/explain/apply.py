@@ -1,0 +1,43 @@
+"""Apply a fitted NMF to slide grids: W with H fixed, argmax class, heatmaps and overlays.
+
+Writes ``apply/<slide_id>/k<K>_weights.npy`` (rows x cols x K, 0 where uncovered),
+``k<K>_classes.npy`` (argmax, -1 where uncovered), ``k<K>_heatmaps.png``, ``k<K>_overlay.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mixture_ray.explain import plots
+from mixture_ray.explain.extract import SlideGrid
+from mixture_ray.explain.fitting import valid_vectors
+from mixture_ray.explain.nmf import transform
+
+
+def slide_weights(grid: SlideGrid, h: torch.Tensor, chunk: int = 65536) -> np.ndarray:
+    """(rows, cols, K) NMF weights of every covered cell (chunks bound the memory)."""
+    rows, cols = grid.count.shape
+    index, vectors = valid_vectors(grid)
+    w = np.zeros((rows * cols, h.shape[0]), np.float32)
+    for s in range(0, len(index), chunk):
+        part = transform(vectors[s: s + chunk], h)
+        w[index[s: s + chunk]] = part.cpu().numpy()
+    return w.reshape(rows, cols, -1)
+
+
+def apply_slide(grid: SlideGrid, h: torch.Tensor, out: Path) -> None:
+    """Weights, classes and the two figures for one slide and one K."""
+    k = h.shape[0]
+    out.mkdir(parents=True, exist_ok=True)
+    weights = slide_weights(grid, h)
+    valid = grid.count > 0
+    classes = np.where(valid, weights.argmax(axis=-1), -1).astype(np.int16)
+    np.save(out / f"k{k}_weights.npy", weights)
+    np.save(out / f"k{k}_classes.npy", classes)
+    plots.heatmaps(weights, valid, out / f"k{k}_heatmaps.png", f"{grid.slide_id}: K={k}")
+    thumb = np.asarray(Image.open(grid.folder / "thumb.png").convert("RGB"))
+    plots.overlay(thumb, np.maximum(classes, 0), valid, out / f"k{k}_overlay.png")

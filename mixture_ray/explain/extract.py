@@ -1,0 +1,154 @@
+"""Per-slide activation grid (one Ray task per slide): tiles -> layer output -> averaged grid.
+
+Writes ``grids/<slide_id>/``: grid.npy (rows x cols x C mean feature), count.npy, tiles.parquet
+(one row per tile: position, grid box, the model's positive probability), cams.npy (GradCAM of
+each tile's kept feature pixels), thumb.png, meta.json, and _SUCCESS last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from mixture_ray.config import ExplainConfig
+from mixture_ray.explain.gradcam import forward_with_cam
+from mixture_ray.explain.grid import GridAccumulator, GridGeometry
+from mixture_ray.explain.model import build_model
+from mixture_ray.explain.nmf import resolve_device
+from mixture_ray.explain.tiles import background_fraction, read_tile, to_batch
+from mixture_ray.io.committed_store import SUCCESS, write_json_atomic
+
+GRID_KEYS = ("arch", "checkpoint", "num_classes", "positive_class", "layer", "non_negative", "mpp",
+             "tile_size", "stride", "border", "background_threshold", "max_background", "gradcam")
+
+
+def grid_settings(cfg: ExplainConfig) -> dict[str, Any]:
+    """The config keys that change a grid (a rerun with other values needs a new out_dir)."""
+    return {k: getattr(cfg, k) for k in GRID_KEYS}
+
+
+def layer_cell(model: torch.nn.Module, cfg: ExplainConfig,
+               device: torch.device) -> tuple[int, int, int]:
+    """(feature-map edge, target px per feature pixel, channels) of ``cfg.layer`` for one tile."""
+    probe = torch.zeros(1, 3, cfg.tile_size, cfg.tile_size, device=device)
+    acts, _, _ = forward_with_cam(model, cfg.layer, probe, cfg.positive_class,
+                                  non_negative="relu", cam=False)
+    fmap = int(acts.shape[-1])
+    if cfg.tile_size % fmap:
+        raise ValueError(f"tile_size {cfg.tile_size} is not a multiple of the {fmap}-px feature map")
+    if fmap <= 2 * cfg.border:
+        raise ValueError(f"border {cfg.border} leaves nothing of the {fmap}-px feature map")
+    return fmap, cfg.tile_size // fmap, int(acts.shape[1])
+
+
+def extract_slide(cfg: ExplainConfig, slide_id: str, path: str, mpp: float | None) -> str | None:
+    """Build one slide's grid under ``cfg.out_dir/grids``; returns None or the error message."""
+    from mixture_ray.slides import open_slide, plan_level
+
+    out = Path(cfg.out_dir) / "grids" / slide_id
+    if (out / SUCCESS).exists():
+        return None
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    try:
+        torch.set_num_threads(max(1, int(cfg.task_cpus)))
+        device = resolve_device(cfg.device)
+        model = build_model(cfg.arch, cfg.num_classes, cfg.checkpoint).to(device)
+        fmap, cell, channels = layer_cell(model, cfg, device)
+        reader = open_slide(Path(path))
+        try:
+            manifest_mpp = None if mpp is None or math.isnan(mpp) else mpp
+            plan = plan_level(reader, mpp=cfg.mpp, manifest_mpp=manifest_mpp)
+            w0, h0 = reader.level_dimensions[0]
+            wh = (round(w0 / plan.target_downsample), round(h0 / plan.target_downsample))
+            geom = GridGeometry(wh[0], wh[1], cfg.tile_size, cfg.stride, cell, cfg.border)
+            _accumulate(cfg, model, device, reader, plan, geom, (fmap, channels), slide_id, out)
+            thumb = reader.thumbnail(cfg.thumbnail_px)
+        finally:
+            reader.close()
+        Image.fromarray(thumb).save(out / "thumb.png")
+        write_json_atomic(out / "meta.json", {
+            "slide_id": slide_id, "source": path, "rows": geom.shape[0], "cols": geom.shape[1],
+            "cell_px": cell, "cell_level0": cell * plan.target_downsample, "fmap": fmap,
+            "target_downsample": plan.target_downsample, "width": wh[0], "height": wh[1]})
+        (out / SUCCESS).write_text("")
+        return None
+    except Exception as exc:  # one slide failing must not stop the others
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _accumulate(cfg: ExplainConfig, model: torch.nn.Module, device: torch.device, reader: Any,
+                plan: Any, geom: GridGeometry, layer: tuple[int, int], slide_id: str,
+                out: Path) -> None:
+    (fmap, channels), (rows, cols) = layer, geom.shape
+    nbytes = rows * cols * channels * 4
+    path = out / "grid.npy" if nbytes > cfg.memmap_mb * 2**20 else None
+    acc: GridAccumulator | None = None
+    records: list[dict[str, Any]] = []
+    cams: list[np.ndarray] = []
+    batch: list[tuple[int, int, np.ndarray]] = []
+    origins = geom.origins()
+    for i, (x, y) in enumerate(origins):
+        tile = read_tile(reader, plan, x, y, cfg.tile_size, (geom.width, geom.height))
+        if background_fraction(tile, cfg.background_threshold) <= cfg.max_background:
+            batch.append((x, y, tile))
+        if batch and (len(batch) == cfg.batch_size or i == len(origins) - 1):
+            images = to_batch([t for _, _, t in batch]).to(device)
+            acts, logits, cam = forward_with_cam(model, cfg.layer, images, cfg.positive_class,
+                                                 non_negative=cfg.non_negative, cam=cfg.gradcam)
+            probs = torch.softmax(logits.float(), dim=1)[:, cfg.positive_class].cpu().numpy()
+            a = acts.float().cpu().numpy()
+            if acc is None:
+                acc = GridAccumulator((rows, cols), a.shape[1], path=path)
+            b = cfg.border
+            for j, (tx, ty, _) in enumerate(batch):
+                box = geom.kept_box(tx, ty, fmap)
+                acc.add(a[j], box, b)
+                records.append({"slide_id": slide_id, "x": round(tx * plan.target_downsample),
+                                "y": round(ty * plan.target_downsample), "tx": tx, "ty": ty,
+                                "r0": box[0], "c0": box[1], "r1": box[2], "c1": box[3],
+                                "prob": float(probs[j]), "pred": int(probs[j] >= 0.5)})
+                if cam is not None:
+                    cams.append(cam[j, b: fmap - b, b: fmap - b].float().cpu().numpy())
+            batch = []
+    if acc is None:
+        raise ValueError(f"no tile has at most {cfg.max_background:.0%} background")
+    grid = acc.mean()
+    if path is None:
+        np.save(out / "grid.npy", grid)
+    np.save(out / "count.npy", acc.count)
+    pd.DataFrame.from_records(records).to_parquet(out / "tiles.parquet", index=False)
+    if cams:
+        np.save(out / "cams.npy", np.stack(cams).astype(np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideGrid:
+    """A finished slide grid loaded (grid memory-mapped read-only)."""
+
+    slide_id: str
+    grid: np.ndarray
+    count: np.ndarray
+    tiles: pd.DataFrame
+    cams: np.ndarray | None
+    meta: dict[str, Any]
+    folder: Path
+
+
+def load_grid(folder: Path) -> SlideGrid:
+    """Open one ``grids/<slide_id>`` folder."""
+    import json
+
+    meta = json.loads((folder / "meta.json").read_text())
+    cams = np.load(folder / "cams.npy") if (folder / "cams.npy").exists() else None
+    return SlideGrid(meta["slide_id"], np.load(folder / "grid.npy", mmap_mode="r"),
+                     np.load(folder / "count.npy"), pd.read_parquet(folder / "tiles.parquet"),
+                     cams, meta, folder)

@@ -1,0 +1,83 @@
+"""Build a torchvision CNN (weights=None), load a state_dict safely, and tap one layer's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from mixture_ray.errors import ConfigError
+
+
+def build_model(arch: str, num_classes: int, checkpoint: Path | None = None) -> nn.Module:
+    """A torchvision classifier by name with ``num_classes`` outputs; weights from ``checkpoint``."""
+    import torchvision.models as tvm
+
+    try:
+        factory = tvm.get_model_builder(arch)
+    except ValueError as exc:
+        raise ConfigError(f"arch: {arch!r} is not a torchvision model ({exc})") from exc
+    model: nn.Module = factory(weights=None, num_classes=num_classes)
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint: {checkpoint} does not fit {arch}: {exc}") from exc
+    return model.eval()
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The sub-module called ``name``; a clear error lists some valid names."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError as exc:
+        names = [n for n, _ in model.named_children()]
+        raise ConfigError(f"layer: {name!r} not found; top-level modules: {names}") from exc
+
+
+class LayerTap:
+    """Forward hook that keeps ``layer``'s output; checks it is non-negative (post-ReLU).
+
+    ``non_negative="error"`` raises on a negative value; ``"relu"`` clamps at zero.
+    ``keep_grad=True`` keeps the graph so GradCAM can read the gradient of the output.
+    """
+
+    def __init__(self, model: nn.Module, layer: str, *, non_negative: str = "error",
+                 keep_grad: bool = False) -> None:
+        self.layer_name, self.non_negative, self.keep_grad = layer, non_negative, keep_grad
+        self.module = get_layer(model, layer)
+        self.output: torch.Tensor | None = None
+        self.raw: torch.Tensor | None = None  # the layer's own output (its .grad for GradCAM)
+        self._handle: Any = None
+
+    def _hook(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            raise ConfigError(f"layer: {self.layer_name!r} does not output a 4-D conv feature map")
+        raw = output
+        if bool((output < 0).any()):
+            if self.non_negative == "error":
+                raise ConfigError(
+                    f"layer: {self.layer_name!r} has negative outputs (not after a ReLU); choose a "
+                    "post-ReLU layer or set non_negative=relu"
+                )
+            output = torch.relu(output)
+        if self.keep_grad and raw.requires_grad:
+            raw.retain_grad()
+        self.raw = raw
+        self.output = output if self.keep_grad else output.detach()
+
+    def __enter__(self) -> LayerTap:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None

@@ -1,0 +1,101 @@
+"""Heatmaps, class overlays and analysis figures (matplotlib, Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+
+def class_colours(k: int) -> np.ndarray:
+    """k RGB colours (uint8) from the tab10/tab20 palette."""
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    return (np.array([cmap(i % cmap.N)[:3] for i in range(k)]) * 255).astype(np.uint8)
+
+
+def heatmaps(weights: np.ndarray, valid: np.ndarray, path: Path, title: str) -> None:
+    """One intensity panel per class (rows x cols x K weights); uncovered cells masked."""
+    k = weights.shape[-1]
+    cols = min(k, 4)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < k:
+            img = np.ma.masked_where(~valid, weights[..., i])
+            im = ax.imshow(img, cmap="magma", interpolation="nearest")
+            ax.set_title(f"class {i}", fontsize=9)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def overlay(thumb: np.ndarray, classes: np.ndarray, valid: np.ndarray, path: Path,
+            alpha: float = 0.45) -> None:
+    """Argmax class colours blended on the thumbnail (uncovered cells left as they are)."""
+    k = int(classes.max(initial=0)) + 1
+    lut = class_colours(max(k, 1))
+    rgb = lut[np.clip(classes, 0, len(lut) - 1)]
+    h, w = thumb.shape[:2]
+    big = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.NEAREST)).astype(float)
+    mask = np.asarray(Image.fromarray(valid.astype(np.uint8) * 255).resize(
+        (w, h), Image.Resampling.NEAREST)) > 0
+    out = thumb.astype(float)
+    out[mask] = (1 - alpha) * out[mask] + alpha * big[mask]
+    Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
+
+
+def matrix(values: np.ndarray, path: Path, title: str, *, xlabels: Sequence[str] | None = None,
+           ylabels: Sequence[str] | None = None, err: np.ndarray | None = None,
+           vmin: float = -1.0, vmax: float = 1.0) -> None:
+    """Annotated matrix plot (value, or value ± err)."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * values.shape[1], 1.0 + 0.6 * values.shape[0]))
+    ax.imshow(values, cmap="coolwarm", vmin=vmin, vmax=vmax)
+    for (r, c), v in np.ndenumerate(values):
+        text = f"{v:.2f}" if err is None else f"{v:.2f}\n±{err[r, c]:.2f}"
+        ax.text(c, r, text, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(values.shape[1]), xlabels or [str(i) for i in range(values.shape[1])],
+                  rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(values.shape[0]), ylabels or [str(i) for i in range(values.shape[0])],
+                  fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def bars(groups: dict[str, np.ndarray], path: Path, title: str, ylabel: str) -> None:
+    """Grouped bars: one group per class, one bar per key of ``groups``."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    width = 0.8 / max(len(groups), 1)
+    for i, (name, values) in enumerate(groups.items()):
+        ax.bar(np.arange(len(values)) + i * width, np.nan_to_num(values), width, label=name)
+    ax.set_xlabel("NMF class")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, title: str) -> None:
+    """ROC curve with its AUC."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot(fpr, tpr, label=f"AUC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

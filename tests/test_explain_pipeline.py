@@ -1,0 +1,100 @@
+"""explain fit / apply / analyse end to end on a tiny synthetic cohort (known-truth check)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mixture_ray.cli import main
+from mixture_ray.config import ExplainConfig, build_config
+from mixture_ray.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, dict[str, Any]]:
+    from mixture_ray.explain.known_truth import known_truth_check
+
+    out = tmp_path_factory.mktemp("explain")
+    result = known_truth_check(out, n_cases=3, slide_px=1024, n_classes=(3,), per_slide=120,
+                               epochs=2)
+    return out, result
+
+
+def test_outputs_per_slide_and_markers(checked: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = checked
+    root = out / "explain"
+    for stage in ("grids", "nmf", "apply", "analysis"):
+        assert (root / stage / "_SUCCESS").exists(), stage
+    assert pd.read_parquet(root / "grids" / "failures.parquet").empty
+    slides = sorted(p.name for p in (root / "apply").iterdir() if p.is_dir())
+    assert len(slides) == 3
+    for slide in slides:
+        grid = np.load(root / "grids" / slide / "grid.npy")
+        count = np.load(root / "grids" / slide / "count.npy")
+        assert grid.shape[:2] == count.shape == (32, 32) and grid.shape[2] == 256
+        assert (grid >= 0).all() and count.max() >= 1  # stride = kept cells here
+        assert count.max() <= 4  # 50 % overlap: a cell is seen at most 4 times
+        weights = np.load(root / "apply" / slide / "k3_weights.npy")
+        classes = np.load(root / "apply" / slide / "k3_classes.npy")
+        assert weights.shape == (32, 32, 3) and (weights >= 0).all()
+        covered = count > 0
+        assert (classes[covered] == weights.argmax(-1)[covered]).all()
+        assert (classes[~covered] == -1).all()
+        for png in ("k3_heatmaps.png", "k3_overlay.png"):
+            assert (root / "apply" / slide / png).stat().st_size > 1000
+
+
+def test_analyses_and_known_truth(checked: tuple[Path, dict[str, Any]]) -> None:
+    out, result = checked
+    k3 = result["analysis"]["k3"]
+    assert np.allclose(np.diag(np.array(k3["h_cosine"])), 1.0, atol=1e-5)
+    corr = np.array(k3["weight_corr_mean"])
+    assert corr.shape == (3, 3)
+    lr = k3["logistic"]
+    assert lr["n_tiles"] > 20
+    if "auc" in lr:
+        assert 0.0 <= lr["auc"] <= 1.0 and len(lr["coefficients"]) == 3
+    assert {row["pred"] for row in k3["gradcam"]} <= {0, 1}
+    truth = k3["truth"]
+    assert np.array(truth["iou"]).shape == (3, 7)
+    foci = truth["findings"].index("fibroblastic_foci")
+    best_foci = max(row[foci] for row in truth["iou"])
+    assert best_foci > 0.3, truth  # a class of the foci detector lines up with the planted foci
+    for name in ("weight_correlation.png", "h_cosine.png", "truth_iou.png"):
+        assert (out / "explain" / "analysis" / "k3" / name).exists()
+
+
+def test_cli_explain_word_and_settings_guard(checked: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = checked
+    root = out / "explain"
+    code = main(["explain", "analyse", "--out-dir", str(root), "--n-classes", "[3]",
+                 "--masks-dir", str(out / "cohort" / "masks")])
+    assert code == 0
+    assert "k3" in json.loads((root / "analysis" / "summary.json").read_text())
+    assert main(["explain", "apply", "--out-dir", str(root)]) == 2  # manifest is required
+    with pytest.raises(ConfigError, match="action"):
+        build_config(ExplainConfig, {"action": "transform", "out_dir": root})
+
+
+def test_a_broken_slide_is_a_recorded_failure(checked: tuple[Path, dict[str, Any]],
+                                              tmp_path: Path) -> None:
+    from mixture_ray.explain.run import build_grids
+
+    out, _ = checked
+    bad = tmp_path / "bad.svs"
+    bad.write_bytes(b"not a slide")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"slide_id,case_id,path,mpp\nbad,c0,{bad},0.5\n")
+    cfg = build_config(ExplainConfig, {
+        "action": "fit", "out_dir": tmp_path / "ex", "manifest": manifest,
+        "checkpoint": out / "detector.pt", "layer": "layer3", "mpp": 1.0, "tile_size": 128,
+        "stride": 64, "device": "cpu"})
+    ids, failures = build_grids(cfg)
+    assert ids == [] and [f.item_id for f in failures] == ["bad"]
+    table = pd.read_parquet(tmp_path / "ex" / "grids" / "failures.parquet")
+    assert table.item_id.tolist() == ["bad"] and (tmp_path / "ex" / "grids" / "_INCOMPLETE.json").exists()
