@@ -319,6 +319,30 @@ class ExplainConfig:
                 raise ConfigError(f"{name}: must be in [0, 1)")
 
 
+KMeansEngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    """`mixture-ray cluster`: k-means of the embeddings per magnification for a list of k."""
+
+    embeddings: Path = _help("embedding store folder written by `mixture-ray embed`")
+    out_dir: Path = _help("clustering output folder")
+    ks: tuple[int, ...] = _help("numbers of clusters", [5, 8, 10, 30, 50, 80, 100, 120])
+    feature: Literal["features", "head"] = _help("embedding column: 512-d features or 128-d head", "features")
+    standardize: bool = _help("z-score each dimension before clustering", False)
+    engine: KMeansEngineName = _help("auto (cuML on GPU, else sklearn), sklearn, sklearn-lloyd, cuml", "auto")
+    per_case: bool = _help("cluster each case separately (supplemental set) and merge the ids", False)
+    silhouette_sample: int = _help("rows sampled for the silhouette score; 0 = skip", 5000)
+    seed: int = _help("random seed", 0)
+
+    def validate(self) -> None:
+        if not self.ks or any(k < 2 for k in self.ks):
+            raise ConfigError(f"ks: give numbers of clusters >= 2 (got {list(self.ks)})")
+        if self.silhouette_sample < 0:
+            raise ConfigError(f"silhouette_sample: must be >= 0 (got {self.silhouette_sample})")
+
+
 def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)

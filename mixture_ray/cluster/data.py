@@ -1,0 +1,39 @@
+"""Load embedding rows of one magnification as a float32 matrix plus their keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mixture_ray.io.committed_store import committed_files
+
+KEYS = ["slide_id", "case_id", "x", "y", "magnification"]
+
+
+def fixed_list_to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """(n, d) float32 view of a fixed-size list column."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_fixed_size_list(array.type):
+        raise ValueError(f"expected a fixed-size list column, got {array.type}")
+    width = array.type.list_size
+    return np.asarray(array.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, width)
+
+
+def load_embeddings(store: Path, feature: str) -> dict[float, tuple[pd.DataFrame, np.ndarray]]:
+    """Per magnification: key rows (slide_id, case_id, x, y, magnification) and the matrix."""
+    table = pq.read_table([str(p) for p in committed_files(store)], columns=[*KEYS, feature])
+    out: dict[float, tuple[pd.DataFrame, np.ndarray]] = {}
+    for mag in sorted(set(table["magnification"].to_pylist()), key=lambda m: -1 if m is None else m):
+        part = (
+            table.filter(pc.equal(table["magnification"], mag))
+            if mag is not None
+            else table.filter(pc.is_null(table["magnification"]))
+        )
+        key = float("nan") if mag is None else float(mag)
+        out[key] = (part.select(KEYS).to_pandas(), fixed_list_to_matrix(part[feature]))
+    return out
