@@ -13,7 +13,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mixture_ray.config import DemoConfig, SynthConfig, TileConfig, config_fields, load_config
+from mixture_ray.config import (
+    ClusterConfig,
+    DemoConfig,
+    EmbedConfig,
+    EvaluateEmbeddingsConfig,
+    ExplainConfig,
+    IntegrateConfig,
+    PretrainConfig,
+    ReviewConfig,
+    SynthConfig,
+    TileConfig,
+    config_fields,
+    load_config,
+)
 from mixture_ray.errors import MixtureRayError
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
@@ -55,6 +68,88 @@ def run_tile(cfg: TileConfig) -> int:
     return EXIT_OK
 
 
+def run_explain(cfg: ExplainConfig) -> int:
+    """Activation clustering: fit NMF, apply it to slides, or analyse the classes."""
+    from mixture_ray.explain.run import run_explain as explain
+
+    return explain(cfg)
+
+
+def run_pretrain(cfg: PretrainConfig) -> int:
+    """MoCo v2 pretraining of a ResNet feature extractor (resumes a run of the same name)."""
+    from mixture_ray.ssl.run import run_pretrain as pretrain
+
+    report = pretrain(cfg)
+    print(
+        f"pretrain {report.run_dir}: step {report.step} (resumed from {report.start_step}), "
+        f"loss {report.loss:.4f}, {report.samples_per_s_per_worker:.1f} samples/s/worker; "
+        f"encoder: {report.encoder}"
+    )
+    return EXIT_OK
+
+
+def run_embed(cfg: EmbedConfig) -> int:
+    """Embed every tile with a ResNet checkpoint (or a random network) on Ray Data actors."""
+    from mixture_ray.embed.pipeline import run_embedding
+
+    report = run_embedding(cfg)
+    print(
+        f"embedding store {report.out_dir}: {report.tiles_embedded} tiles of "
+        f"{report.slides_requested} slides ({report.slides_skipped} already done before this run)"
+    )
+    if not report.complete:
+        print(f"{len(report.failures)} slides failed; see {report.out_dir / 'failures.parquet'}:",
+              file=sys.stderr)
+        for failure in report.failures[:20]:
+            print(f"  {failure.item_id}: {failure.error}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def run_evaluate_embeddings(cfg: EvaluateEmbeddingsConfig) -> int:
+    """NMI/ARI of k-means on trained vs baseline embeddings against synthetic ground truth."""
+    from mixture_ray.embed.evaluate import evaluate_embeddings
+
+    result = evaluate_embeddings(cfg)
+    print(f"{result.n_tiles} tiles, k={result.k}, findings {result.findings}")
+    for name, s in (("trained", result.trained), ("baseline", result.baseline)):
+        print(f"  {name:8s} NMI {s.nmi:.3f}  ARI {s.ari:.3f}")
+    print("trained beats baseline" if result.trained_wins else "trained does NOT beat baseline")
+    return EXIT_OK
+
+
+def run_cluster(cfg: ClusterConfig) -> int:
+    """k-means per magnification for each k (cuML on GPU, scikit-learn on CPU)."""
+    from mixture_ray.cluster.stage import run_cluster as cluster
+
+    report = cluster(cfg)
+    print(f"clusterings written to {report.out_dir}:")
+    columns = ["magnification", "k", "rows", "inertia", "silhouette", "seconds"]
+    print(report.metrics[columns].to_string(index=False))
+    return EXIT_OK
+
+
+def run_review(cfg: ReviewConfig) -> int:
+    """Write montages and the self-contained review page(s)."""
+    from mixture_ray.review.stage import run_review as review
+
+    report = review(cfg)
+    for page in report.pages:
+        print(f"review page: {page}")
+    for mapping in report.oracle_mappings:
+        print(f"oracle mapping (simulated pathologist): {mapping}")
+    return EXIT_OK
+
+
+def run_integrate(cfg: IntegrateConfig) -> int:
+    """Merge clusters into findings from mapping file(s)."""
+    from mixture_ray.integrate import run_integrate as integrate
+
+    report = integrate(cfg)
+    print(f"labelled tiles: {report.path} {report.counts}")
+    return EXIT_OK
+
+
 def run_demo(cfg: DemoConfig) -> int:
     """Run every stage on a small synthetic cohort."""
     from mixture_ray.demo import run_demo as demo
@@ -74,6 +169,16 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "synth": Stage(SynthConfig, run_synth, "write a synthetic cohort with planted findings"),
     "tile": Stage(TileConfig, run_tile, "tile slides or an image folder into Parquet"),
+    "explain": Stage(ExplainConfig, run_explain,
+                     "explain fit|apply|analyse: NMF classes of CNN activations on slides"),
+    "pretrain": Stage(PretrainConfig, run_pretrain, "MoCo v2 pretraining of a ResNet extractor (Ray Train)"),
+    "embed": Stage(EmbedConfig, run_embed, "embed tiles with a ResNet checkpoint (Ray Data actors)"),
+    "evaluate-embeddings": Stage(
+        EvaluateEmbeddingsConfig, run_evaluate_embeddings, "k-means NMI/ARI of embeddings vs synthetic truth"
+    ),
+    "cluster": Stage(ClusterConfig, run_cluster, "k-means of the embeddings for a list of k"),
+    "review": Stage(ReviewConfig, run_review, "montages and a review page per magnification and k"),
+    "integrate": Stage(IntegrateConfig, run_integrate, "mapping file(s) -> labelled tile set"),
     "demo": Stage(DemoConfig, run_demo, "run the pipeline on a small synthetic cohort (local Ray)"),
 }
 
@@ -110,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["explain"] and len(argv) > 1 and not argv[1].startswith("-"):
+        argv = ["explain", "--action", *argv[1:]]  # `explain fit ...` -> `explain --action fit`
     args = build_parser().parse_args(argv)
     stage = STAGES[args.stage]
     overrides = list(args.set)

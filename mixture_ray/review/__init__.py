@@ -1,0 +1,1 @@
+"""Montages, the self-contained review page, and mapping files (cluster -> finding)."""

@@ -1,0 +1,255 @@
+"""Review page (in real headless Chromium), mapping validation, integration, oracle mapping."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from mixture_ray.config import IntegrateConfig, ReviewConfig, SynthConfig, TileConfig, build_config
+from mixture_ray.integrate import run_integrate
+from mixture_ray.io.committed_store import committed_files
+from mixture_ray.review.mapping import MappingError, load_mapping
+from mixture_ray.review.stage import run_review
+from mixture_ray.tiling.images import import_image_folder
+from mixture_ray.tiling.pipeline import run_tiling
+from tests.conftest import TILES_DIR, require_shared
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+EVIL = "<script>alert(1)</script>"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def write_clustering(folder: Path, keys: pd.DataFrame, clusters: np.ndarray, k: int) -> None:
+    folder.mkdir(parents=True)
+    table = pa.Table.from_pandas(keys.reset_index(drop=True), preserve_index=False)
+    pq.write_table(
+        table.append_column("cluster", pa.array(clusters, pa.int32())), folder / "assignments.parquet"
+    )
+    magnification = keys.magnification.iloc[0]
+    metrics = {"magnification": None if pd.isna(magnification) else float(magnification), "k": k}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    np.save(folder / "centroids.npy", np.zeros((k, 4), np.float32))
+
+
+@pytest.fixture(scope="module")
+def lung(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataFrame]:
+    """Imported LUAD/LUSC tiles and a 3-cluster clustering: LUAD, LUSC, and one mixed cluster.
+
+    One tile's slide id is replaced by a script tag to check that the page escapes it.
+    """
+    root = tmp_path_factory.mktemp("lung")
+    cfg = build_config(
+        TileConfig, {"from_images": require_shared(TILES_DIR / "tcga_luad_lusc"), "out_dir": root / "tiles"}
+    )
+    assert import_image_folder(cfg).complete
+    tiles = pq.read_table(committed_files(root / "tiles")).to_pandas()
+    rng = np.random.default_rng(0)
+    clusters = np.where(tiles.label == "LUAD", 0, 1)
+    clusters[rng.random(len(tiles)) < 0.15] = 2
+    keys = tiles[["slide_id", "case_id", "x", "y", "magnification"]].copy()
+    keys.loc[int(np.flatnonzero(clusters == 2)[0]), "slide_id"] = EVIL  # only named, never read
+    write_clustering(root / "clusters" / "mag-unknown" / "k-3", keys, clusters, 3)
+    return root / "clusters", root / "tiles", keys.assign(cluster=clusters, label=tiles.label)
+
+
+@pytest.fixture(scope="module")
+def page(lung: tuple[Path, Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    clusters, tiles, _ = lung
+    out = tmp_path_factory.mktemp("review")
+    cfg = build_config(
+        ReviewConfig,
+        {
+            "clusters": clusters,
+            "tiles": tiles,
+            "out_dir": out,
+            "findings": ["LUAD", "LUSC"],
+            "per_cluster": 20,
+        },
+    )
+    report = run_review(cfg)
+    assert len(report.pages) == 1
+    return report.pages[0]
+
+
+def test_page_is_self_contained_and_escapes_data(page: Path) -> None:
+    text = page.read_text()
+    assert text.count('class="cluster"') == 3
+    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere
+    montages = sorted((page.parent / "montages").rglob("cluster-*.png"))
+    assert len(montages) == 3
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (make test installs the Debian package)")
+def test_review_in_chromium_exports_a_mapping_that_integrates(
+    page: Path, lung: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    _, _, truth = lung
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        tab = browser.new_page()
+        tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        tab.goto(page.as_uri())
+        assert EVIL in tab.inner_text("body")  # shown as text, not run
+        tab.click("#export")
+        assert "Not assigned yet: cluster(s) 0, 1, 2" in tab.inner_text("#status")
+        tab.select_option("select[data-cluster='0']", "LUAD")
+        tab.select_option("select[data-cluster='1']", "LUSC")
+        tab.select_option("select[data-cluster='2']", "exclude")
+        tab.click("#export")
+        assert "All 3 clusters assigned" in tab.inner_text("#status")
+        exported = tab.input_value("#mapping-output")
+        tab.screenshot(path=str(tmp_path / "review.png"), full_page=False)
+        browser.close()
+    assert dialogs == []
+    mapping_file = tmp_path / "mapping.yaml"
+    mapping_file.write_text(exported)
+    mapping = load_mapping(mapping_file, ["LUAD", "LUSC"])
+    assert mapping.clusters == {0: "LUAD", 1: "LUSC", 2: "exclude"} and mapping.k == 3
+    report = run_integrate(
+        build_config(
+            IntegrateConfig,
+            {"mappings": [mapping_file], "out_dir": tmp_path / "labels", "findings": ["LUAD", "LUSC"]},
+        )
+    )
+    labels = pq.read_table(report.path).to_pandas()
+    expected = truth[truth.cluster != 2]
+    assert len(labels) == len(expected)
+    assert report.counts == expected.label.value_counts().to_dict()
+
+
+def test_invalid_mapping_lists_every_problem_and_writes_nothing(
+    lung: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    clusters, _, _ = lung
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"clustering: {clusters / 'mag-unknown' / 'k-3'}\nk: 3\nclusters:\n"
+        "  0: LUAD\n  0: LUSC\n  7: LUSC\n  1: adenoma\n"
+    )
+    with pytest.raises(MappingError) as info:
+        run_integrate(
+            build_config(
+                IntegrateConfig,
+                {"mappings": [bad], "out_dir": tmp_path / "labels", "findings": ["LUAD", "LUSC"]},
+            )
+        )
+    message = str(info.value)
+    assert "cluster 0 assigned twice (lines 4 and 5)" in message
+    assert "unknown finding 'adenoma'" in message
+    assert "cluster id(s) 7 are not in the clustering" in message
+    assert "cluster(s) 2 left unassigned" in message
+    assert not (tmp_path / "labels").exists()
+
+
+def test_later_mappings_and_corrections_override(
+    lung: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    clusters, _, truth = lung
+    folder = clusters / "mag-unknown" / "k-3"
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(
+        yaml.safe_dump({"clustering": str(folder), "k": 3, "clusters": {0: "LUAD", 1: "LUSC", 2: "other"}})
+    )
+    second.write_text(
+        yaml.safe_dump({"clustering": str(folder), "k": 3, "clusters": {0: "LUAD", 1: "LUSC", 2: "exclude"}})
+    )
+    row = truth[truth.cluster == 0].iloc[0]
+    corrections = tmp_path / "fix.csv"
+    corrections.write_text(f"slide_id,x,y,magnification,finding\n{row.slide_id},{row.x},{row.y},,LUSC\n")
+    report = run_integrate(
+        build_config(
+            IntegrateConfig,
+            {
+                "mappings": [first, second],
+                "corrections": corrections,
+                "out_dir": tmp_path / "labels",
+                "findings": ["LUAD", "LUSC"],
+            },
+        )
+    )
+    labels = pq.read_table(report.path).to_pandas()
+    assert "other" not in set(labels.finding)  # the later mapping excluded cluster 2
+    fixed = labels[labels.slide_id == row.slide_id]
+    assert fixed.finding.tolist() == ["LUSC"] and fixed.source.str.startswith("corrections").all()
+
+
+def test_oracle_mapping_from_synthetic_truth(tmp_path: Path) -> None:
+    from mixture_ray.review.oracle import ORACLE_SOURCE, tile_truth
+    from mixture_ray.synth.cohort import write_cohort
+
+    cohort = write_cohort(
+        build_config(
+            SynthConfig,
+            {
+                "out_dir": tmp_path / "cohort",
+                "n_cases": 2,
+                "width": 1024,
+                "height": 1024,
+                "max_slides_per_case": 1,
+                "seed": 2,
+            },
+        )
+    )
+    tiles_dir = tmp_path / "tiles"
+    run_tiling(
+        build_config(
+            TileConfig,
+            {
+                "manifest": cohort.manifest,
+                "out_dir": tiles_dir,
+                "tile_size": 64,
+                "magnifications": [20.0],
+                "max_tiles_per_slide": 80,
+            },
+        )
+    )
+    tiles = pq.read_table(committed_files(tiles_dir)).to_pandas()
+    truth = tile_truth(cohort.root, tiles)
+    codes = {name: i for i, name in enumerate(sorted(set(truth)))}
+    clusters = truth.map(codes).to_numpy().astype(np.int32)
+    mixed = len(codes)
+    clusters[np.random.default_rng(0).random(len(tiles)) < 0.3] = mixed  # a mixed cluster
+    keys = tiles[["slide_id", "case_id", "x", "y", "magnification"]]
+    write_clustering(tmp_path / "clusters" / "mag-20" / f"k-{mixed + 1}", keys, clusters, mixed + 1)
+    names = [f["name"] for f in json.loads(cohort.findings.read_text())]
+    report = run_review(
+        build_config(
+            ReviewConfig,
+            {
+                "clusters": tmp_path / "clusters",
+                "tiles": tiles_dir,
+                "out_dir": tmp_path / "review",
+                "findings": names,
+                "per_cluster": 10,
+                "oracle_cohort": cohort.root,
+            },
+        )
+    )
+    mapping = load_mapping(report.oracle_mappings[0], names)
+    assert mapping.source == ORACLE_SOURCE
+    assert mapping.clusters[mixed] == "exclude"
+    assert {c: mapping.clusters[c] for c in codes.values()} == {i: n for n, i in codes.items()}
