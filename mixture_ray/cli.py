@@ -19,6 +19,7 @@ from mixture_ray.config import (
     EmbedConfig,
     EvaluateEmbeddingsConfig,
     ExplainConfig,
+    FinetuneConfig,
     IntegrateConfig,
     PretrainConfig,
     ReviewConfig,
@@ -150,6 +151,20 @@ def run_integrate(cfg: IntegrateConfig) -> int:
     return EXIT_OK
 
 
+def run_finetune(cfg: FinetuneConfig) -> int:
+    """Fine-tune an ElEx + linear layer on the integrated labels (Ray Train; resumes by name)."""
+    from mixture_ray.finetune.run import run_finetune as finetune
+
+    report = finetune(cfg)
+    print(
+        f"finetune {report.run_dir}: step {report.step} (resumed from {report.start_step}), "
+        f"{report.n_train} train / {report.n_val} validation tiles, classes {list(report.classes)}; "
+        f"best epoch {report.best_epoch}: validation balanced accuracy {report.val_balanced_accuracy:.3f}"
+    )
+    print(f"  classifier: {report.classifier}\n  metrics: {report.run_dir / 'metrics.json'}")
+    return EXIT_OK
+
+
 def run_demo(cfg: DemoConfig) -> int:
     """Run every stage on a small synthetic cohort."""
     from mixture_ray.demo import run_demo as demo
@@ -179,6 +194,8 @@ STAGES: dict[str, Stage] = {
     "cluster": Stage(ClusterConfig, run_cluster, "k-means of the embeddings for a list of k"),
     "review": Stage(ReviewConfig, run_review, "montages and a review page per magnification and k"),
     "integrate": Stage(IntegrateConfig, run_integrate, "mapping file(s) -> labelled tile set"),
+    "finetune": Stage(FinetuneConfig, run_finetune,
+                      "fine-tune finding classifiers on labelled tiles (Ray Train)"),
     "demo": Stage(DemoConfig, run_demo, "run the pipeline on a small synthetic cohort (local Ray)"),
 }
 

@@ -1,0 +1,82 @@
+"""The Ray Data callable class: decode a batch of tiles and run the encoder (loaded once per actor)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.nn import functional as F
+
+from mixture_ray.config import EmbedConfig
+from mixture_ray.embed.model import load_encoder
+from mixture_ray.schemas import embedding_schema
+from mixture_ray.ssl.augment import centre_crop, normalise, to_float
+from mixture_ray.ssl.encoder import ResNetEncoder
+from mixture_ray.tiling.encode import decode_tile
+
+KEY_COLUMNS = ("slide_id", "case_id", "x", "y", "magnification")
+
+
+def preprocess(tiles: torch.Tensor, crop_fraction: float) -> torch.Tensor:
+    """uint8 (B, H, W, 3) on the model's device -> normalised float (B, 3, h, w)."""
+    return normalise(centre_crop(to_float(tiles), crop_fraction))
+
+
+@torch.inference_mode()
+def embed_tensor(encoder: ResNetEncoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L2-normalised head output, pooled features) of preprocessed images, as float32 on CPU."""
+    cuda = images.device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    with autocast:
+        if cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        features = encoder.forward_features(images)
+        head = F.normalize(encoder.head(features).float(), dim=1)
+    return head.cpu(), features.float().cpu()
+
+
+def _fixed(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
+    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, width)
+
+
+class TileEmbedder:
+    """``map_batches`` class: tile rows (with encoded pixels) -> embedding rows."""
+
+    def __init__(self, cfg: EmbedConfig) -> None:
+        self.cuda = torch.cuda.is_available()
+        self.device = torch.device("cuda" if self.cuda else "cpu")
+        if not self.cuda:
+            torch.set_num_threads(cfg.torch_threads or max(1, int(cfg.actor_cpus)))
+        self.encoder = load_encoder(cfg.model, arch=cfg.arch, dim=cfg.dim, mlp=cfg.mlp, seed=cfg.seed)
+        self.encoder = self.encoder.to(self.device)
+        if self.cuda:
+            self.encoder = self.encoder.to(memory_format=torch.channels_last)
+        self.crop = cfg.crop_fraction
+        self.schema = embedding_schema(self.encoder.dim, self.encoder.num_features)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n = batch.num_rows
+        head = np.zeros((n, self.encoder.dim), np.float32)
+        features = np.zeros((n, self.encoder.num_features), np.float32)
+        errors: list[str | None] = [None] * n
+        tiles, ok = [], []
+        for i, data in enumerate(batch["image"].to_pylist()):
+            try:
+                if data is None:
+                    raise ValueError("tile has no pixels (tiled with encoding=none)")
+                tiles.append(decode_tile(data))
+                ok.append(i)
+            except Exception as exc:  # one bad tile fails its slide, not the run
+                errors[i] = f"tile ({batch['x'][i]}, {batch['y'][i]}): {exc}"
+        if tiles:
+            stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
+            h, f = embed_tensor(self.encoder, preprocess(stacked, self.crop))
+            head[ok], features[ok] = h.numpy(), f.numpy()
+        columns = {name: batch[name] for name in KEY_COLUMNS}
+        columns["head"] = _fixed(head, self.encoder.dim)
+        columns["features"] = _fixed(features, self.encoder.num_features)
+        columns["error"] = pa.array(errors, pa.string())
+        return pa.table(columns).cast(self.schema)
