@@ -78,7 +78,7 @@ def test_clusters_per_magnification_recover_planted_groups(tmp_path: Path) -> No
     )
     report = run_cluster(cfg)
     assert (tmp_path / "clu" / "_SUCCESS").exists()
-    assert sorted(zip(report.metrics.magnification, report.metrics.k)) == [
+    assert sorted(zip(report.metrics.magnification, report.metrics.k, strict=True)) == [
         (5.0, 3),
         (5.0, 5),
         (20.0, 3),

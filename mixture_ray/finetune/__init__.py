@@ -1,0 +1,1 @@
+"""`mixture-ray finetune`: finding classifiers from an ElEx and integrated cluster labels."""

@@ -1,0 +1,139 @@
+"""The per-worker fine-tuning loop run by Ray Train: resume, sample, step, validate, checkpoint."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mixture_ray.config import FinetuneConfig
+from mixture_ray.finetune.metrics import classification_metrics
+from mixture_ray.finetune.model import FindingClassifier, classifier_payload, from_elex, predict
+from mixture_ray.finetune.sampler import epoch_indices
+from mixture_ray.ssl import checkpoint as ckpt
+from mixture_ray.ssl.augment import AugmentSpec, random_view, to_float
+
+TRAIN_FILE = "finetune.pt"
+TRAIN_FORMAT = "mixture_ray.finetune_state/1"
+FAIL_MARKER = ".fail_injected"
+
+
+def steps_per_epoch(n_train: int, batch_size: int, world: int) -> int:
+    """Full batches per worker per epoch (at least one)."""
+    return max(1, (n_train // world) // batch_size)
+
+
+def _fresh_progress() -> dict[str, Any]:
+    return {"step": 0, "best": None, "best_score": -1.0, "best_epoch": 0, "best_metrics": None,
+            "history": []}
+
+
+def restore(net: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load the latest Ray Train checkpoint (resume or retry); fresh progress when there is none."""
+    found = ray.train.get_checkpoint()
+    if found is None:
+        return _fresh_progress()
+    with found.as_directory() as folder:
+        state = ckpt.load(Path(folder) / TRAIN_FILE)
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    return {k: state[k] for k in _fresh_progress()}
+
+
+def _maybe_fail(cfg: FinetuneConfig, step: int) -> None:
+    """Testing hook: kill this worker process once per run folder at ``fail_at_step``."""
+    marker = cfg.out_dir / cfg.name / FAIL_MARKER
+    if cfg.fail_at_step and step == cfg.fail_at_step and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(step))
+        time.sleep(2.0)  # let the controller register the last reported checkpoint first
+        os._exit(1)
+
+
+def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+    if state is None:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        ckpt.save(state, Path(folder) / TRAIN_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _validate(net: FindingClassifier, data: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    pred = predict(net, data["val_x"], device=device)
+    return classification_metrics(data["val_y"], pred, net.classes).to_dict()
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker entry point; config holds cfg, classes and an object ref to the arrays."""
+    cfg: FinetuneConfig = config["cfg"]
+    data: dict[str, Any] = ray.get(config["data"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if device.type != "cuda":
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    net = from_elex(cfg.model, config["classes"], arch=cfg.arch, seed=cfg.seed).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    progress = restore(net, opt)
+    start = step = int(progress["step"])
+    model: nn.Module = net
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    train_x, train_y = data["train_x"], data["train_y"]
+    per_epoch = steps_per_epoch(len(train_y), cfg.batch_size, world)
+    total = cfg.epochs * per_epoch
+    spec = AugmentSpec(crop_fraction=1.0, rotation=cfg.rotation, flips=cfg.flips)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
+    loss_value = float("nan")
+    while step < total:
+        epoch, position = divmod(step, per_epoch)
+        order = epoch_indices(train_y, len(net.classes), balanced=cfg.balanced, seed=cfg.seed, epoch=epoch)
+        order = order[rank::world]
+        model.train()
+        for b in range(position, per_epoch):
+            idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            tiles = torch.from_numpy(train_x[idx]).to(device)
+            target = torch.from_numpy(train_y[idx]).to(device)
+            loss = F.cross_entropy(model(random_view(to_float(tiles), spec, gen)), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step, loss_value = step + 1, float(loss.detach())
+            _maybe_fail(cfg, step)
+            if rank == 0 and (step % cfg.log_every == 0 or step == total):
+                print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
+            epoch_end = b == per_epoch - 1
+            metrics: dict[str, Any] = {"step": step, "epoch": epoch + 1, "loss": loss_value,
+                                       "start_step": start, "world_size": world}
+            if epoch_end:
+                val = _validate(net, data, device)
+                score = float(val["balanced_accuracy"] or 0.0)
+                progress["history"].append({"epoch": epoch + 1, "step": step, "loss": loss_value,
+                                            "val_balanced_accuracy": score})
+                if score > progress["best_score"]:
+                    progress.update(best=classifier_payload(net, epoch=epoch + 1, step=step),
+                                    best_score=score, best_epoch=epoch + 1, best_metrics=val)
+                metrics["val_balanced_accuracy"] = score
+                model.train()
+            if step % cfg.checkpoint_every == 0 or epoch_end:
+                metrics["best_val_balanced_accuracy"] = progress["best_score"]
+                state = None
+                if rank == 0:
+                    state = {"format": TRAIN_FORMAT, "model": net.state_dict(), "optimizer": opt.state_dict(),
+                             **progress, "step": step}
+                _report(metrics, state)
+    if start >= total:  # already finished: report so the run has a result
+        ray.train.report({"step": step, "epoch": cfg.epochs, "loss": loss_value, "start_step": start,
+                          "world_size": world, "best_val_balanced_accuracy": progress["best_score"]})
