@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 
 from mixture_ray.config import (
+    ClusterConfig,
     DemoConfig,
     EmbedConfig,
     EvaluateEmbeddingsConfig,
+    FinetuneConfig,
+    IntegrateConfig,
     PretrainConfig,
+    ReviewConfig,
     SynthConfig,
     TileConfig,
     build_config,
@@ -56,13 +60,23 @@ def run_demo(cfg: DemoConfig) -> int:
     if not report.complete:
         raise StageIncompleteError(f"tiling left {len(report.failures)} slides failed; see {tiles_dir}")
     ssl_stages(cfg, start)
+    review_stages(cfg, start)
+    finetune_stage(cfg, start)
+    explain_stage(cfg, start)
     print(f"[demo] done in {time.perf_counter() - start:.1f}s; outputs under {cfg.out_dir}")
     return 0
 
 
 #: Small CPU settings of the self-supervised stages (the demo stays a few minutes on 2 cores).
-PRETRAIN = {"batch_size": 32, "max_steps": 120, "queue_size": 1024, "crop_fraction": 0.5,
-            "checkpoint_every": 60, "log_every": 20, "split_bn": 4}
+PRETRAIN = {
+    "batch_size": 32,
+    "max_steps": 120,
+    "queue_size": 1024,
+    "crop_fraction": 0.5,
+    "checkpoint_every": 60,
+    "log_every": 20,
+    "split_bn": 4,
+}
 
 
 def ssl_stages(cfg: DemoConfig, start: float) -> None:
@@ -74,31 +88,150 @@ def ssl_stages(cfg: DemoConfig, start: float) -> None:
     tiles_dir, mag = cfg.out_dir / "tiles", max(cfg.magnifications)
     pretrain = build_config(
         PretrainConfig,
-        {"tiles": tiles_dir, "out_dir": cfg.out_dir / "pretrain", "name": f"elex_{mag:g}x",
-         "magnification": mag, "seed": cfg.seed, "cpus_per_worker": float(cfg.workers), **PRETRAIN},
+        {
+            "tiles": tiles_dir,
+            "out_dir": cfg.out_dir / "pretrain",
+            "name": f"elex_{mag:g}x",
+            "magnification": mag,
+            "seed": cfg.seed,
+            "cpus_per_worker": float(cfg.workers),
+            **PRETRAIN,
+        },
     )
     run = run_pretrain(pretrain)
-    print(f"[demo] pretrain: step {run.step}, loss {run.loss:.3f}, "
-          f"{run.samples_per_s_per_worker:.1f} samples/s -> {run.encoder} "
-          f"({time.perf_counter() - start:.1f}s)")
+    print(
+        f"[demo] pretrain: step {run.step}, loss {run.loss:.3f}, "
+        f"{run.samples_per_s_per_worker:.1f} samples/s -> {run.encoder} "
+        f"({time.perf_counter() - start:.1f}s)"
+    )
     stores = {"moco": str(run.run_dir), "random": "random"}
     for name, model in stores.items():
         embed = build_config(
             EmbedConfig,
-            {"tiles": tiles_dir, "out_dir": cfg.out_dir / f"embeddings_{name}", "model": model,
-             "magnification": mag, "seed": cfg.seed, "torch_threads": cfg.workers},
+            {
+                "tiles": tiles_dir,
+                "out_dir": cfg.out_dir / f"embeddings_{name}",
+                "model": model,
+                "magnification": mag,
+                "seed": cfg.seed,
+                "torch_threads": cfg.workers,
+            },
         )
         report = run_embedding(embed)
         if not report.complete:
             raise StageIncompleteError(f"embedding ({name}) left {len(report.failures)} slides failed")
-        print(f"[demo] embed ({name}): {report.tiles_embedded} tiles -> {embed.out_dir} "
-              f"({time.perf_counter() - start:.1f}s)")
-    result = evaluate_embeddings(build_config(
-        EvaluateEmbeddingsConfig,
-        {"embeddings": cfg.out_dir / "embeddings_moco", "baseline": cfg.out_dir / "embeddings_random",
-         "masks": cfg.out_dir / "cohort" / "masks", "tiles": tiles_dir, "magnification": mag,
-         "out": cfg.out_dir / "evaluate_embeddings.json", "seed": cfg.seed},
-    ))
-    print(f"[demo] evaluate-embeddings on {result.n_tiles} tiles, k={result.k}: "
-          f"MoCo NMI {result.trained.nmi:.3f} ARI {result.trained.ari:.3f} | "
-          f"random init NMI {result.baseline.nmi:.3f} ARI {result.baseline.ari:.3f}")
+        print(
+            f"[demo] embed ({name}): {report.tiles_embedded} tiles -> {embed.out_dir} "
+            f"({time.perf_counter() - start:.1f}s)"
+        )
+    result = evaluate_embeddings(
+        build_config(
+            EvaluateEmbeddingsConfig,
+            {
+                "embeddings": cfg.out_dir / "embeddings_moco",
+                "baseline": cfg.out_dir / "embeddings_random",
+                "masks": cfg.out_dir / "cohort" / "masks",
+                "tiles": tiles_dir,
+                "magnification": mag,
+                "out": cfg.out_dir / "evaluate_embeddings.json",
+                "seed": cfg.seed,
+            },
+        )
+    )
+    print(
+        f"[demo] evaluate-embeddings on {result.n_tiles} tiles, k={result.k}: "
+        f"MoCo NMI {result.trained.nmi:.3f} ARI {result.trained.ari:.3f} | "
+        f"random init NMI {result.baseline.nmi:.3f} ARI {result.baseline.ari:.3f}"
+    )
+
+
+def review_stages(cfg: DemoConfig, start: float) -> None:
+    """cluster (MoCo embeddings) -> montages + review page + oracle mapping -> integrate."""
+    import json
+
+    from mixture_ray.cluster.stage import run_cluster
+    from mixture_ray.integrate import run_integrate
+    from mixture_ray.review.stage import run_review
+
+    clusters = cfg.out_dir / "clusters"
+    cluster = build_config(
+        ClusterConfig,
+        {"embeddings": cfg.out_dir / "embeddings_moco", "out_dir": clusters, "ks": [8, 12], "seed": cfg.seed},
+    )
+    metrics = run_cluster(cluster).metrics
+    print(f"[demo] cluster: k={list(metrics.k)} -> {clusters} ({time.perf_counter() - start:.1f}s)")
+    cohort = cfg.out_dir / "cohort"
+    findings = [f["name"] for f in json.loads((cohort / "findings.json").read_text())]
+    review = build_config(
+        ReviewConfig,
+        {
+            "clusters": clusters,
+            "tiles": cfg.out_dir / "tiles",
+            "out_dir": cfg.out_dir / "review",
+            "findings": findings,
+            "ks": [12],
+            "per_cluster": 60,
+            "oracle_cohort": cohort,
+            "seed": cfg.seed,
+        },
+    )
+    pages = run_review(review)
+    print(
+        f"[demo] review: open {pages.pages[0]} in a browser; oracle mapping (a simulated pathologist) "
+        f"-> {pages.oracle_mappings[0]} ({time.perf_counter() - start:.1f}s)"
+    )
+    labels = run_integrate(
+        build_config(
+            IntegrateConfig,
+            {"mappings": [pages.oracle_mappings[0]], "out_dir": cfg.out_dir / "labels", "findings": findings},
+        )
+    )
+    print(f"[demo] integrate: {labels.counts} -> {labels.path} ({time.perf_counter() - start:.1f}s)")
+
+
+def finetune_stage(cfg: DemoConfig, start: float) -> None:
+    """Fine-tune the MoCo ElEx on the integrated (oracle) labels into a finding classifier."""
+    from mixture_ray.finetune.run import run_finetune
+
+    mag = max(cfg.magnifications)
+    finetune = build_config(
+        FinetuneConfig,
+        {
+            "labels": cfg.out_dir / "labels",
+            "tiles": cfg.out_dir / "tiles",
+            "out_dir": cfg.out_dir / "finetune",
+            "name": f"classifier_{mag:g}x",
+            "model": str(cfg.out_dir / "pretrain" / f"elex_{mag:g}x"),
+            "magnification": mag,
+            "image_size": min(cfg.tile_size, 64),
+            "epochs": 2,
+            "batch_size": 32,
+            "cpus_per_worker": float(cfg.workers),
+            "seed": cfg.seed,
+        },
+    )
+    result = run_finetune(finetune)
+    print(
+        f"[demo] finetune: best epoch {result.best_epoch}, validation balanced accuracy "
+        f"{result.val_balanced_accuracy:.3f} -> {result.classifier} ({time.perf_counter() - start:.1f}s)"
+    )
+
+
+def explain_stage(cfg: DemoConfig, start: float) -> None:
+    """Activation clustering known-truth check on its own small synthetic cohort."""
+    from mixture_ray.explain.known_truth import known_truth_check
+
+    result = known_truth_check(
+        cfg.out_dir / "explain",
+        n_cases=3,
+        slide_px=1024,
+        n_classes=(4,),
+        per_slide=120,
+        epochs=2,
+        seed=cfg.seed,
+    )
+    k4 = result["analysis"]["k4"]
+    print(
+        f"[demo] explain: best IoU per NMF class {k4['truth']['per_class']}, "
+        f"logistic-regression AUC {k4['logistic'].get('auc')} ({time.perf_counter() - start:.1f}s)"
+    )
