@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.hardware import hardware_info
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.hardware import hardware_info  # noqa: E402
 
 
 def make_matrix(n: int, c: int, seed: int = 0) -> np.ndarray:
