@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,25 +47,6 @@ def restore(net: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     return {k: state[k] for k in _fresh_progress()}
 
 
-def _maybe_fail(cfg: FinetuneConfig, step: int) -> None:
-    """Testing hook: kill this worker process once per run folder at ``fail_at_step``."""
-    marker = cfg.out_dir / cfg.name / FAIL_MARKER
-    if cfg.fail_at_step and step == cfg.fail_at_step and not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(step))
-        time.sleep(2.0)  # let the controller register the last reported checkpoint first
-        os._exit(1)
-
-
-def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-    if state is None:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        ckpt.save(state, Path(folder) / TRAIN_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
 def _validate(net: FindingClassifier, data: dict[str, Any], device: torch.device) -> dict[str, Any]:
     pred = predict(net, data["val_x"], device=device)
     return classification_metrics(data["val_y"], pred, net.classes).to_dict()
@@ -111,7 +89,7 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, loss_value = step + 1, float(loss.detach())
-            _maybe_fail(cfg, step)
+            ckpt.crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
             if rank == 0 and (step % cfg.log_every == 0 or step == total):
                 print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
             epoch_end = b == per_epoch - 1
@@ -133,7 +111,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 if rank == 0:
                     state = {"format": TRAIN_FORMAT, "model": net.state_dict(), "optimizer": opt.state_dict(),
                              **progress, "step": step}
-                _report(metrics, state)
+                ckpt.report_to_ray_train(metrics, state, TRAIN_FILE)
     if start >= total:  # already finished: report so the run has a result
         ray.train.report({"step": step, "epoch": cfg.epochs, "loss": loss_value, "start_step": start,
                           "world_size": world, "best_val_balanced_accuracy": progress["best_score"]})

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -53,25 +51,6 @@ def restore(model: MoCo, opt: torch.optim.Optimizer) -> int:
     return int(state["step"])
 
 
-def _maybe_fail(cfg: PretrainConfig, step: int) -> None:
-    """Testing hook: kill this worker process once per run folder at ``fail_at_step``."""
-    marker = cfg.out_dir / cfg.name / FAIL_MARKER
-    if cfg.fail_at_step and step == cfg.fail_at_step and not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(step))
-        time.sleep(2.0)  # let the controller register the last reported checkpoint first
-        os._exit(1)
-
-
-def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-    if state is None:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        ckpt.save(state, Path(folder) / ckpt.TRAIN_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train worker entry point; ``config["cfg"]`` is the PretrainConfig."""
     cfg: PretrainConfig = config["cfg"]
@@ -107,7 +86,7 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, seen, loss_value = step + 1, seen + tiles.shape[0], float(loss.detach())
-            _maybe_fail(cfg, step)
+            ckpt.crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
             rate = seen / max(time.perf_counter() - tick, 1e-9)
             if rank == 0 and (step % cfg.log_every == 0 or step == cfg.max_steps):
                 print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "
@@ -115,7 +94,8 @@ def train_loop(config: dict[str, Any]) -> None:
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                 metrics = {"step": step, "loss": loss_value, "start_step": start,
                            "samples_per_s_per_worker": rate, "world_size": world}
-                _report(metrics, train_state(model, opt, step, cfg) if rank == 0 else None)
+                state = train_state(model, opt, step, cfg) if rank == 0 else None
+                ckpt.report_to_ray_train(metrics, state, ckpt.TRAIN_FILE)
             if step >= cfg.max_steps:
                 break
         if seen == 0:
