@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mixture_ray.config import (
+    CasesConfig,
+    ClassifyConfig,
     ClusterConfig,
     DemoConfig,
     EmbedConfig,
@@ -21,6 +23,7 @@ from mixture_ray.config import (
     ExplainConfig,
     FinetuneConfig,
     IntegrateConfig,
+    MapsConfig,
     PretrainConfig,
     ReviewConfig,
     SynthConfig,
@@ -165,6 +168,56 @@ def run_finetune(cfg: FinetuneConfig) -> int:
     return EXIT_OK
 
 
+def _report_failures(failures: Sequence[Any], table: Any, what: str) -> int:
+    """Print the first failures (item: reason) to stderr; returns EXIT_PARTIAL."""
+    print(f"{len(failures)} {what} failed; see {table}:", file=sys.stderr)
+    for failure in failures[:20]:
+        print(f"  {failure.item_id}: {failure.error}", file=sys.stderr)
+    return EXIT_PARTIAL
+
+
+def run_classify(cfg: ClassifyConfig) -> int:
+    """Classify every tissue tile of a cohort with a fine-tuned classifier (Ray Data actors)."""
+    from mixture_ray.classify.pipeline import run_classify as classify
+
+    report = classify(cfg)
+    print(
+        f"prediction store {report.out_dir}: {report.tiles_classified} tiles of {report.slides_requested} "
+        f"slides at {report.magnification}x ({report.slides_skipped} already done), "
+        f"classes {list(report.classes)}"
+    )
+    if not report.complete:
+        return _report_failures(report.failures, report.out_dir / "failures.parquet", "slides")
+    return EXIT_OK
+
+
+def run_maps(cfg: MapsConfig) -> int:
+    """Draw one finding map per slide (Ray task per slide); agreement with synthetic truth."""
+    from mixture_ray.maps.stage import run_maps as maps
+
+    report = maps(cfg)
+    print(f"maps {report.out_dir}: {len(report.maps)} slides drawn")
+    if "accuracy" in report.agreement and len(report.agreement):
+        print(f"  tile agreement with ground truth: mean {report.agreement['accuracy'].mean():.3f} "
+              f"(per slide in {report.out_dir / 'agreement.csv'})")
+    if not report.complete:
+        return _report_failures(report.failures, report.out_dir / "failures.parquet", "slides")
+    return EXIT_OK
+
+
+def run_cases(cfg: CasesConfig) -> int:
+    """Per-case finding counts and frequencies (and the non-integrated baseline tables)."""
+    from mixture_ray.cases.stage import run_cases as cases
+
+    report = cases(cfg)
+    print(f"cases {report.out_dir}: {len(report.frequencies)} cases x {report.frequencies.shape[1]} "
+          f"frequency columns; baseline k {sorted(report.baseline)}")
+    if report.empty:
+        print(f"  {len(report.empty)} case/magnification groups had no counted tile: {report.empty[:5]}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
 def run_demo(cfg: DemoConfig) -> int:
     """Run every stage on a small synthetic cohort."""
     from mixture_ray.demo import run_demo as demo
@@ -196,6 +249,9 @@ STAGES: dict[str, Stage] = {
     "integrate": Stage(IntegrateConfig, run_integrate, "mapping file(s) -> labelled tile set"),
     "finetune": Stage(FinetuneConfig, run_finetune,
                       "fine-tune finding classifiers on labelled tiles (Ray Train)"),
+    "classify": Stage(ClassifyConfig, run_classify, "predicted finding of every cohort tile (Ray Data)"),
+    "maps": Stage(MapsConfig, run_maps, "finding map per slide (Ray task per slide) + truth agreement"),
+    "cases": Stage(CasesConfig, run_cases, "per-case finding frequencies (+ non-integrated baseline)"),
     "demo": Stage(DemoConfig, run_demo, "run the pipeline on a small synthetic cohort (local Ray)"),
 }
 

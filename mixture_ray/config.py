@@ -459,6 +459,87 @@ class FinetuneConfig:
             raise ConfigError("max_failures: must be >= -1; fail_at_step: must be >= 0")
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+    """`mixture-ray classify`: predicted finding and class probabilities of every cohort tile.
+
+    Tile the cohort first (224 px, non-overlapping, every tile), e.g.
+    ``mixture-ray tile --tile-size 224 --max-background 0.7 --max-tiles-per-slide 0``.
+    """
+
+    tiles: Path = _help("tile store of the cohort (written by `mixture-ray tile`)")
+    classifier: Path = _help("fine-tuned classifier: a finetune run folder or its classifier.pt")
+    out_dir: Path = _help("prediction store folder (reruns skip committed slides)")
+    magnification: float | None = _help(
+        "classify tiles of this magnification; null = the magnification the classifier was trained at", None
+    )
+    max_background: float = _help("tiles whose background fraction exceeds this are not classified", 0.7)
+    batch_size: int = _help("tiles per batch", 64)
+    workers: int = _help("classifier actors (one model each)", 1)
+    actor_cpus: float = _help("CPUs each actor reserves (on GPU nodes each actor takes one GPU)", 1.0)
+    torch_threads: int = _help("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
+
+    def validate(self) -> None:
+        _positive(self, "batch_size", "workers", "actor_cpus")
+        if not 0.0 <= self.max_background <= 1.0:
+            raise ConfigError(f"max_background: must be in [0, 1] (got {self.max_background})")
+        if self.torch_threads < 0:
+            raise ConfigError(f"torch_threads: must be >= 0 (got {self.torch_threads})")
+
+
+@dataclasses.dataclass(frozen=True)
+class MapsConfig:
+    """`mixture-ray maps`: one finding map per slide (Ray task per slide), PNG with a legend."""
+
+    predictions: Path = _help("prediction store written by `mixture-ray classify`")
+    manifest: Path = _help("the slides' manifest (CSV/Parquet: slide_id, case_id, path[, mpp]) or folder")
+    out_dir: Path = _help("folder for <slide_id>.png maps, agreement.csv and failures")
+    thumbnail_px: int = _help("longest edge of the map in pixels", 1024)
+    alpha: float = _help("opacity of the finding colours over the thumbnail", 0.45)
+    truth_cohort: Path | None = _help(
+        "synthetic cohort folder (masks/, findings.json, truth.json): adds per-slide agreement "
+        "of the predictions with the planted ground truth", None
+    )
+    backend: Backend = _help("slide reader: auto, openslide, tiffslide, cucim", "auto")
+
+    def validate(self) -> None:
+        _positive(self, "thumbnail_px")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha: must be in [0, 1] (got {self.alpha})")
+
+
+@dataclasses.dataclass(frozen=True)
+class CasesConfig:
+    """`mixture-ray cases`: per-case finding counts and frequencies (magnifications side by side).
+
+    Counts are summed over all slides of a case; listed findings are dropped before normalising.
+    With ``clusters`` and ``embeddings`` it also writes the non-integrated baseline: per-case
+    frequencies of the nearest k-means centroid for each k.
+    """
+
+    predictions: tuple[Path, ...] = _help("prediction stores (one per magnification) from `classify`")
+    out_dir: Path = _help("folder for counts/frequencies tables (CSV + Parquet) and baseline/k<k>.*")
+    exclude: tuple[str, ...] = _help(
+        "'<mag>x/<finding>' dropped before normalising", ["5x/complete_normal"]
+    )
+    embeddings: tuple[Path, ...] = _help(
+        "embedding stores of the cohort tiles (for the non-integrated baseline)", []
+    )
+    clusters: Path | None = _help("clustering folder (`mixture-ray cluster`) whose centroids are used", None)
+    baseline_ks: tuple[int, ...] = _help("k of the non-integrated baseline", [4, 8, 10, 20, 30, 50, 80])
+
+    def validate(self) -> None:
+        if not self.predictions:
+            raise ConfigError("predictions: give at least one prediction store")
+        bad = [e for e in self.exclude if "/" not in e or not e.split("/", 1)[0].endswith("x")]
+        if bad:
+            raise ConfigError(f"exclude: {bad} are not '<mag>x/<finding>' (e.g. 5x/complete_normal)")
+        if bool(self.embeddings) != (self.clusters is not None):
+            raise ConfigError("embeddings / clusters: give both (baseline) or neither")
+        if any(k < 2 for k in self.baseline_ks):
+            raise ConfigError(f"baseline_ks: must be >= 2 (got {list(self.baseline_ks)})")
+
+
 def _positive(cfg: object, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 #: One row per slide in a manifest; ``path`` is resolved against the manifest's folder.
@@ -70,3 +72,27 @@ def embedding_schema(head_dim: int = 128, feature_dim: int = 512) -> pa.Schema:
 
 #: Embeddings of a ResNet18 ElEx: 128-d head, 512-d pooled features.
 EMBEDDING_SCHEMA = embedding_schema()
+
+
+def prediction_schema(classes: list[str]) -> pa.Schema:
+    """One row per classified tile: keys, tile geometry, predicted finding and class probabilities.
+
+    The class order is stored in the schema metadata (``classes``, a JSON list).
+    """
+    return pa.schema(
+        [
+            pa.field("slide_id", pa.string(), nullable=False),
+            pa.field("case_id", pa.string(), nullable=False),
+            pa.field("x", pa.int64()),
+            pa.field("y", pa.int64()),
+            pa.field("magnification", pa.float32()),
+            pa.field("size_level0", pa.int32()),  # tile edge in level-0 pixels (for maps)
+            pa.field("background_fraction", pa.float32()),
+            pa.field("finding", pa.string()),  # predicted class name
+            pa.field("class_index", pa.int16()),  # index into the classes metadata
+            pa.field("confidence", pa.float32()),  # probability of the predicted class
+            pa.field("probabilities", pa.list_(pa.float32(), len(classes))),
+            pa.field("error", pa.string()),  # always null in committed data
+        ],
+        metadata={"classes": json.dumps(list(classes))},
+    )

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from mixture_ray.config import ExplainConfig
-from mixture_ray.explain import store
 from mixture_ray.explain.extract import extract_slide, grid_settings, load_grid
+from mixture_ray.io import stage_folder as store
 from mixture_ray.io.committed_store import SUCCESS, Failure, write_json_atomic
 
 EXIT_OK, EXIT_PARTIAL = 0, 3

@@ -1,4 +1,4 @@
-"""Stage folder helpers for explain: settings check, failures table, _SUCCESS written last."""
+"""A stage output folder of per-item results: settings check, failures table, _SUCCESS written last."""
 
 from __future__ import annotations
 

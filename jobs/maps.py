@@ -1,0 +1,13 @@
+"""`ray job submit -- python jobs/maps.py [--config FILE] [--set k=v ...]`: the maps stage on a cluster.
+
+Ray is joined through RAY_ADDRESS, which `ray job submit` sets; the code is the same as locally.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mixture_ray.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["maps", *sys.argv[1:]]))

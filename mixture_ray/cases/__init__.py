@@ -1,0 +1,1 @@
+"""`mixture-ray cases`: per-case finding counts and frequencies, and the non-integrated baseline."""

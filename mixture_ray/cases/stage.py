@@ -1,0 +1,84 @@
+"""`mixture-ray cases`: prediction stores -> per-case counts and frequencies (+ baseline tables).
+
+Output folder::
+
+    out_dir/counts.csv|.parquet        case_id + <mag>x/<finding> tile counts (all findings)
+    out_dir/frequencies.csv|.parquet   the same normalised per magnification, excluded findings dropped
+    out_dir/baseline/k<k>.csv|.parquet nearest-centroid cluster frequencies (when clusters are given)
+    out_dir/_SUCCESS                   written last, with the run's summary
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from mixture_ray.cases.baseline import baseline_tables
+from mixture_ray.cases.frequencies import case_counts, combine, frequencies, mag_prefix
+from mixture_ray.classify.pipeline import load_predictions
+from mixture_ray.config import CasesConfig
+from mixture_ray.errors import ConfigError
+from mixture_ray.io import stage_folder
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class CasesReport:
+    """The per-case tables written and cases lacking tiles at a magnification."""
+
+    out_dir: Path
+    counts: pd.DataFrame
+    frequencies: pd.DataFrame
+    baseline: dict[int, pd.DataFrame]
+    empty: list[str]
+
+
+def write_table(frame: pd.DataFrame, base: Path) -> None:
+    """``frame`` (case_id index) as ``base``.csv and ``base``.parquet."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    frame.reset_index().to_csv(base.with_suffix(".csv"), index=False)
+    frame.reset_index().to_parquet(base.with_suffix(".parquet"), index=False)
+
+
+def prediction_counts(stores: tuple[Path, ...]) -> pd.DataFrame:
+    """Counts per case and finding of every prediction store, magnifications side by side."""
+    tables = []
+    for store in stores:
+        predictions = load_predictions(store)
+        if predictions.magnification is None:
+            raise ConfigError(f"predictions: {store} has no magnification; classify with --magnification")
+        rows = predictions.rows
+        tables.append(case_counts(rows, rows["finding"], predictions.classes,
+                                  mag_prefix(predictions.magnification)))
+    return combine(tables)
+
+
+def run_cases(cfg: CasesConfig) -> CasesReport:
+    """Write counts, frequencies and (optionally) baseline tables; _SUCCESS last."""
+    out_dir = Path(cfg.out_dir)
+    settings = {"predictions": [str(Path(p).resolve()) for p in cfg.predictions],
+                "exclude": list(cfg.exclude), "baseline_ks": list(cfg.baseline_ks)}
+    stage_folder.prepare(out_dir, settings, stage="cases")
+    counts = prediction_counts(cfg.predictions)
+    unknown = [e for e in cfg.exclude if e not in counts.columns]
+    if unknown:
+        log.warning("exclude: %s not among the columns; nothing dropped for them", unknown)
+    freq, empty = frequencies(counts, cfg.exclude)
+    if empty:
+        log.warning("%d case/magnification groups have no counted tile (frequencies 0): %s",
+                    len(empty), empty[:10])
+    write_table(counts, out_dir / "counts")
+    write_table(freq, out_dir / "frequencies")
+    baseline: dict[int, pd.DataFrame] = {}
+    if cfg.clusters is not None:
+        baseline = baseline_tables(cfg.embeddings, cfg.clusters, cfg.baseline_ks)
+        for k, table in baseline.items():
+            write_table(table, out_dir / "baseline" / f"k{k}")
+    stage_folder.finish(out_dir, stage="cases", requested=list(counts.index.astype(str)), failures=[],
+                        extra={"cases": len(counts), "columns": list(freq.columns), "empty_groups": empty,
+                               "excluded": list(cfg.exclude), "baseline_ks": sorted(baseline)})
+    return CasesReport(out_dir, counts, freq, baseline, empty)

@@ -1,0 +1,75 @@
+"""The Ray Data callable class: decode a batch of tiles and run the finding classifier on it."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mixture_ray.finetune.data import decode_images
+from mixture_ray.finetune.model import FindingClassifier, load_classifier
+from mixture_ray.schemas import prediction_schema
+from mixture_ray.ssl.augment import normalise, to_float
+
+#: Tile-store columns a prediction row keeps.
+KEY_COLUMNS = ("slide_id", "case_id", "x", "y", "magnification", "size_level0", "background_fraction")
+
+
+@torch.inference_mode()
+def class_probabilities(net: FindingClassifier, tiles: torch.Tensor) -> torch.Tensor:
+    """Softmax class probabilities (float32, CPU) of uint8 tiles (B, H, W, 3) on the net's device."""
+    cuda = tiles.device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    images = normalise(to_float(tiles))
+    with autocast:
+        if cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = net(images)
+    return torch.softmax(logits.float(), dim=1).cpu()
+
+
+class TileClassifier:
+    """``map_batches`` class: tile rows (with encoded pixels) -> prediction rows."""
+
+    def __init__(self, classifier: Path, actor_cpus: float, torch_threads: int) -> None:
+        self.cuda = torch.cuda.is_available()
+        self.device = torch.device("cuda" if self.cuda else "cpu")
+        if not self.cuda:
+            torch.set_num_threads(torch_threads or max(1, int(actor_cpus)))
+        net, payload = load_classifier(classifier)
+        self.net = net.to(self.device)
+        if self.cuda:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.image_size = int(payload.get("image_size") or 0)
+        self.classes = list(net.classes)
+        self.schema = prediction_schema(self.classes)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        n, n_classes = batch.num_rows, len(self.classes)
+        probs = np.zeros((n, n_classes), np.float32)
+        errors: list[str | None] = [None] * n
+        tiles, ok = [], []
+        for i, data in enumerate(batch["image"].to_pylist()):
+            try:
+                if data is None:
+                    raise ValueError("tile has no pixels (tiled with encoding=none)")
+                tiles.append(decode_images([data], self.image_size)[0])
+                ok.append(i)
+            except Exception as exc:  # one bad tile fails its slide, not the run
+                errors[i] = f"tile ({batch['x'][i]}, {batch['y'][i]}): {exc}"
+        if tiles:
+            stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
+            probs[ok] = class_probabilities(self.net, stacked).numpy()
+        best = probs.argmax(axis=1)
+        columns = {name: batch[name] for name in KEY_COLUMNS}
+        columns["finding"] = pa.array(
+            [self.classes[b] if e is None else None for b, e in zip(best, errors, strict=True)], pa.string()
+        )
+        columns["class_index"] = pa.array(best.astype(np.int16))
+        columns["confidence"] = pa.array(probs[np.arange(n), best])
+        columns["probabilities"] = pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), n_classes)
+        columns["error"] = pa.array(errors, pa.string())
+        return pa.table(columns).cast(self.schema)
