@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mixture_ray.faults import ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -35,4 +38,24 @@ def ray_session() -> Iterator[None]:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A Ray session whose workers see the fault-injection folder."""
+    import ray
+
+    folder = tmp_path_factory.mktemp("faults")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {ENV: str(folder)}},
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield folder
     ray.shutdown()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixture_ray.config import SynthConfig, TileConfig, build_config
-from mixture_ray.faults import ENV
 from mixture_ray.io.committed_store import COMMITTED, committed_files
 from mixture_ray.tiling.pipeline import run_tiling
 from mixture_ray.tiling.pixels import SlideCoordinates, TilePixelReader
 from tests.conftest import REPO
 
 TILE = 64
-
-
-@pytest.fixture(scope="module")
-def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A Ray session whose workers see the fault-injection folder."""
-    import ray
-
-    folder = tmp_path_factory.mktemp("faults")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": {ENV: str(folder)}},
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield folder
-    ray.shutdown()
 
 
 def make_cohort(root: Path, n_cases: int, side: int, seed: int) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from mixture_ray.faults import crash_once
 from mixture_ray.finetune.data import decode_images
 from mixture_ray.finetune.model import FindingClassifier, load_classifier
 from mixture_ray.schemas import prediction_schema
@@ -48,6 +49,7 @@ class TileClassifier:
         self.schema = prediction_schema(self.classes)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        crash_once("classify.batch")
         n, n_classes = batch.num_rows, len(self.classes)
         probs = np.zeros((n, n_classes), np.float32)
         errors: list[str | None] = [None] * n

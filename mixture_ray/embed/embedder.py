@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from mixture_ray.config import EmbedConfig
+from mixture_ray.faults import crash_once
 from mixture_ray.embed.model import load_encoder
 from mixture_ray.schemas import embedding_schema
 from mixture_ray.ssl.augment import centre_crop, normalise, to_float
@@ -58,6 +59,7 @@ class TileEmbedder:
         self.schema = embedding_schema(self.encoder.dim, self.encoder.num_features)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        crash_once("embed.batch")
         n = batch.num_rows
         head = np.zeros((n, self.encoder.dim), np.float32)
         features = np.zeros((n, self.encoder.num_features), np.float32)
