@@ -1,4 +1,4 @@
-"""`ray job submit -- python jobs/classify.py [--config FILE] [--set k=v ...]`: the classify stage on a cluster.
+"""`ray job submit -- python jobs/classify.py [--config FILE] [--set k=v ...]`: classify on a cluster.
 
 Ray is joined through RAY_ADDRESS, which `ray job submit` sets; the code is the same as locally.
 """

@@ -26,6 +26,7 @@ from mixture_ray.config import (
     MapsConfig,
     PretrainConfig,
     ReviewConfig,
+    StatsConfig,
     SynthConfig,
     TileConfig,
     config_fields,
@@ -218,6 +219,29 @@ def run_cases(cfg: CasesConfig) -> int:
     return EXIT_OK
 
 
+def run_stats(cfg: StatsConfig) -> int:
+    """Diagnosis (RF/SVM, AUC with DeLong CI) and survival (KM, log-rank, Cox) from case frequencies."""
+    from mixture_ray.stats.stage import run_stats as stats
+
+    report = stats(cfg)
+    best, base = report.summary["best_integrated"], report.summary["best_baseline"]
+    print(f"stats {report.out_dir}: {report.summary['n_cases']} cases ({report.summary['n_events']} events), "
+          f"{report.summary['n_test']} in the test split")
+    print(f"  best integrated: {best['feature_set']} {best['model']} AUC {best['auc']:.3f} "
+          f"({best['ci_low']:.3f}-{best['ci_high']:.3f})")
+    if base is not None:
+        print(f"  best baseline: {base['feature_set']} {base['model']} AUC {base['auc']:.3f} "
+              f"({base['ci_low']:.3f}-{base['ci_high']:.3f}); DeLong p "
+              f"{report.summary['delong_p_best_integrated_vs_best_baseline']:.3g}")
+    logrank = report.summary["logrank"]
+    if logrank.get("p") is not None:
+        print(f"  log-rank by out-of-fold predicted class: p {logrank['p']:.3g}")
+    for note in report.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    print(f"  report: {report.report}")
+    return EXIT_OK
+
+
 def run_demo(cfg: DemoConfig) -> int:
     """Run every stage on a small synthetic cohort."""
     from mixture_ray.demo import run_demo as demo
@@ -252,6 +276,7 @@ STAGES: dict[str, Stage] = {
     "classify": Stage(ClassifyConfig, run_classify, "predicted finding of every cohort tile (Ray Data)"),
     "maps": Stage(MapsConfig, run_maps, "finding map per slide (Ray task per slide) + truth agreement"),
     "cases": Stage(CasesConfig, run_cases, "per-case finding frequencies (+ non-integrated baseline)"),
+    "stats": Stage(StatsConfig, run_stats, "diagnosis and survival statistics from case frequencies"),
     "demo": Stage(DemoConfig, run_demo, "run the pipeline on a small synthetic cohort (local Ray)"),
 }
 

@@ -10,8 +10,8 @@ import torch
 from torch.nn import functional as F
 
 from mixture_ray.config import EmbedConfig
-from mixture_ray.faults import crash_once
 from mixture_ray.embed.model import load_encoder
+from mixture_ray.faults import crash_once
 from mixture_ray.schemas import embedding_schema
 from mixture_ray.ssl.augment import centre_crop, normalise, to_float
 from mixture_ray.ssl.encoder import ResNetEncoder

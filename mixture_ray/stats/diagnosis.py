@@ -1,0 +1,172 @@
+"""Diagnosis from finding frequencies: random forest and SVM per feature set, ROC AUC with DeLong CI.
+
+Every model of a run is fitted on the same seeded, label-stratified training cases and scored on the
+same test cases, so any two test AUCs can be compared with the paired DeLong test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import roc_curve
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from mixture_ray.config import StatsConfig
+from mixture_ray.stats.delong import delong
+from mixture_ray.stats.errors import StatsInputError
+
+MODELS = ("random_forest", "svm")
+
+
+def make_model(name: str, cfg: StatsConfig, calibration_folds: int = 5) -> Any:
+    """An unfitted classifier: ``random_forest`` or ``svm`` (standard scaling + RBF SVC).
+
+    The SVM's probabilities are Platt scaling fitted on internal K-fold predictions
+    (``CalibratedClassifierCV(SVC(), ensemble=False)``: what ``SVC(probability=True)`` did, which
+    scikit-learn 1.9 deprecates). The sigmoid is monotone, so the AUC is that of the SVM's decision
+    function fitted on all training cases.
+    """
+    if name == "random_forest":
+        return RandomForestClassifier(n_estimators=cfg.rf_trees, random_state=cfg.seed, n_jobs=cfg.n_jobs)
+    if name == "svm":
+        svc = CalibratedClassifierCV(SVC(C=cfg.svm_c), method="sigmoid", cv=calibration_folds, ensemble=False)
+        return Pipeline([("scale", StandardScaler()), ("svm", svc)])
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+
+
+def _folds(y: np.ndarray, wanted: int) -> int:
+    folds = min(wanted, int(np.bincount(y, minlength=2).min()))
+    if folds < 2:
+        raise StatsInputError(f"too few cases: each class needs at least 2 cases here (got {np.bincount(y)})")
+    return folds
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Training and test case ids (the same for every model of a run)."""
+
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def split_cases(labels: pd.Series, test_fraction: float, seed: int) -> Split:
+    """Seeded random split stratified on the label (``labels`` indexed by case id)."""
+    counts = labels.value_counts()
+    if len(counts) < 2 or counts.min() < 4:
+        raise StatsInputError(f"the diagnosis split needs at least 4 cases of each class "
+                              f"(got {counts.to_dict()})")
+    train, test = train_test_split(labels.index.to_numpy(), test_size=test_fraction, random_state=seed,
+                                   stratify=labels.to_numpy())
+    return Split(tuple(map(str, train)), tuple(map(str, test)))
+
+
+@dataclasses.dataclass
+class ModelResult:
+    """One fitted model and its test-set scores, AUC (DeLong SE and CI) and ROC curve."""
+
+    source: str
+    feature_set: str
+    model: str
+    features: list[str]
+    estimator: Any
+    y_test: np.ndarray
+    scores: np.ndarray
+    auc: float
+    se: float
+    ci: tuple[float, float]
+    fpr: np.ndarray
+    tpr: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"{self.source} {self.feature_set} {self.model}"
+
+
+class DiagnosisAnalysis:
+    """RF and SVM per feature table; ``fit`` returns self, ``summary`` is the AUC table."""
+
+    def __init__(self, cfg: StatsConfig, split: Split, source: str = "integrated") -> None:
+        self.cfg, self.split, self.source = cfg, split, source
+        self.results: list[ModelResult] = []
+
+    def fit(self, tables: Mapping[str, pd.DataFrame], labels: pd.Series) -> DiagnosisAnalysis:
+        """Fit every model on every table (name -> features indexed by case id)."""
+        train, test = list(self.split.train), list(self.split.test)
+        y_train, y_test = labels.loc[train].to_numpy(), labels.loc[test].to_numpy()
+        folds = _folds(y_train, 5)
+        for set_name, table in tables.items():
+            for model in MODELS:
+                est = make_model(model, self.cfg, folds).fit(table.loc[train].to_numpy(), y_train)
+                scores = est.predict_proba(table.loc[test].to_numpy())[:, 1]
+                d = delong(y_test, scores)
+                fpr, tpr, _ = roc_curve(y_test, scores)
+                self.results.append(ModelResult(
+                    source=self.source, feature_set=set_name, model=model, features=list(table.columns),
+                    estimator=est, y_test=y_test, scores=scores, auc=float(d.aucs[0]), se=d.se(),
+                    ci=d.ci(0, self.cfg.ci_level), fpr=fpr, tpr=tpr))
+        return self
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """source, feature_set, model, n_features, n_train, n_test, n_test_positive, auc, se, ci."""
+        return pd.DataFrame([
+            {"source": r.source, "feature_set": r.feature_set, "model": r.model,
+             "n_features": len(r.features), "n_train": len(self.split.train), "n_test": len(r.y_test),
+             "n_test_positive": int(r.y_test.sum()), "auc": r.auc, "se": r.se, "ci_low": r.ci[0],
+             "ci_high": r.ci[1]}
+            for r in self.results])
+
+    def best(self) -> ModelResult:
+        """Highest test AUC (the first fitted wins a tie)."""
+        return max(self.results, key=lambda r: r.auc)
+
+    def importance(self) -> pd.DataFrame:
+        """Random forest mean decrease in impurity per feature set, ranked within the set."""
+        frames = []
+        for r in (r for r in self.results if r.model == "random_forest"):
+            frame = pd.DataFrame({"feature_set": r.feature_set, "feature": r.features,
+                                  "importance": r.estimator.feature_importances_})
+            frame = frame.sort_values("importance", ascending=False, kind="stable")
+            frames.append(frame.assign(rank=np.arange(1, len(frame) + 1)))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def compare(a: ModelResult, b: ModelResult, kind: str) -> dict[str, Any]:
+    """Paired DeLong test of two models scored on the same test cases (one table row)."""
+    if not np.array_equal(a.y_test, b.y_test):
+        raise ValueError("paired DeLong needs both models scored on the same test cases")
+    z, p = delong(a.y_test, np.vstack([a.scores, b.scores])).compare(0, 1)
+    return {"comparison": kind, "model_a": a.name, "model_b": b.name, "auc_a": a.auc, "auc_b": b.auc,
+            "difference": a.auc - b.auc, "z": z, "p": p}
+
+
+def comparisons(analysis: DiagnosisAnalysis) -> list[dict[str, Any]]:
+    """RF vs SVM within each feature set, then the best model vs every other model."""
+    by_set: dict[str, dict[str, ModelResult]] = {}
+    for r in analysis.results:
+        by_set.setdefault(r.feature_set, {})[r.model] = r
+    rows = [compare(m["random_forest"], m["svm"], "random_forest vs svm")
+            for m in by_set.values() if len(m) == 2]
+    best = analysis.best()
+    return rows + [compare(best, r, "best vs other") for r in analysis.results if r is not best]
+
+
+def out_of_fold_class(cfg: StatsConfig, model: str, table: pd.DataFrame, labels: pd.Series) -> pd.Series:
+    """Predicted class of every case from a model never fitted on it (seeded stratified K-fold)."""
+    y = labels.loc[table.index].to_numpy()
+    folds = _folds(y, cfg.cv_folds)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
+    smallest_train = int(np.bincount(y).min()) * (folds - 1) // folds
+    estimator = clone(make_model(model, cfg, calibration_folds=max(2, min(5, smallest_train))))
+    predicted = cross_val_predict(estimator, table.to_numpy(), y, cv=cv)
+    return pd.Series(predicted.astype(int), index=table.index, name="predicted")

@@ -1,0 +1,71 @@
+"""`mixture-ray stats`: the stage driver. Runs every analysis, writes the tables (CSV + JSON), plots,
+report.html and summary.json, and ``_SUCCESS`` last (a failed run leaves none)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mixture_ray.config import StatsConfig
+from mixture_ray.io.committed_store import SUCCESS, write_json_atomic
+from mixture_ray.stats import outputs, plots
+from mixture_ray.stats.analyses import Analyses, analyse
+from mixture_ray.stats.report import sections, texts, write_report
+
+PLOTS = ("roc_feature_sets", "roc_integrated_vs_baseline", "km_predicted_class", "forest_cox",
+         "feature_importance")
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsReport:
+    """What a stats run produced: headline numbers (summary.json), every table, the files written."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    plots: dict[str, Path]
+    report: Path
+    notes: tuple[str, ...]
+
+
+def run_stats(cfg: StatsConfig) -> StatsReport:
+    """Run the stage; bad input raises a MixtureRayError subclass naming the file, rows or key."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SUCCESS).unlink(missing_ok=True)
+    result = analyse(cfg)
+    tables = outputs.build_tables(result)
+    figures = draw(result, tables["feature_importance"], out)
+    outputs.write_tables(out, tables)
+    summary = outputs.build_summary(result)
+    inputs = {"frequencies": str(result.frequencies.path), "clinical": str(cfg.clinical),
+              "baseline_dir": str(cfg.baseline_dir or "(none)"), "cases analysed": str(len(result.cases))}
+    report = write_report(out / "report.html", title="mixture-ray cohort statistics", inputs=inputs,
+                          notes=result.notes, sections=sections(tables, figures, texts(result)))
+    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / SUCCESS, {"stage": "stats", "n_cases": len(result.cases)})
+    return StatsReport(out, summary, tables, figures, report, tuple(result.notes))
+
+
+def draw(result: Analyses, importance: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Every figure as ``<name>.png`` in ``out``."""
+    cfg, best = result.cfg, result.best
+    figures = {name: out / f"{name}.png" for name in PLOTS}
+    p_best = result.baseline_comparison["p"] if result.baseline_comparison else None
+    plots.roc_feature_sets(result.diagnosis.results, figures["roc_feature_sets"], cfg.ci_level)
+    plots.roc_best(best, result.best_baseline, p_best, figures["roc_integrated_vs_baseline"])
+    plots.kaplan_meier(result.survival, float(result.survival.logrank["p"].iloc[0]),
+                       figures["km_predicted_class"],
+                       f"Out-of-fold predicted class ({best.feature_set} {best.model})",
+                       f"time ({cfg.time_column})")
+    selection = result.cox.selection.table
+    tags = {"reference": "reference", "constant": "constant", "correlation": "collinear", "vif": "high VIF"}
+    dropped = {str(r.feature): f"not in multivariable: {tags[str(r.step)]}"
+               for r in selection.itertuples() if not r.kept}
+    plots.forest(result.cox.univariable, result.cox.multivariable, cfg.hr_per, figures["forest_cox"], dropped)
+    plots.importance(importance[importance["feature_set"] == best.feature_set], figures["feature_importance"],
+                     f"Random forest importance, feature set {best.feature_set}")
+    return figures
