@@ -138,10 +138,15 @@ class DemoConfig:
     magnifications: tuple[float, ...] = _help("magnifications to tile at", [5.0, 20.0])
     max_tiles_per_slide: int = _help("tiles kept per slide and magnification", 200)
     workers: int = _help("pixel-reading actors", 2)
+    analysis_cases: int = _help(
+        "cases of the second synthetic cohort that classify -> maps -> cases -> stats analyse", 40
+    )
+    analysis_slide_px: int = _help("slide edge in pixels of the analysis cohort", 1024)
     seed: int = _help("random seed of the cohort and the sampling", 0)
 
     def validate(self) -> None:
         _positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
+        _positive(self, "analysis_cases", "analysis_slide_px")
 
 
 EmbeddingColumn = Literal["features", "head"]

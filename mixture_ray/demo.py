@@ -5,14 +5,18 @@ from __future__ import annotations
 import time
 
 from mixture_ray.config import (
+    CasesConfig,
+    ClassifyConfig,
     ClusterConfig,
     DemoConfig,
     EmbedConfig,
     EvaluateEmbeddingsConfig,
     FinetuneConfig,
     IntegrateConfig,
+    MapsConfig,
     PretrainConfig,
     ReviewConfig,
+    StatsConfig,
     SynthConfig,
     TileConfig,
     build_config,
@@ -62,10 +66,14 @@ def run_demo(cfg: DemoConfig) -> int:
     ssl_stages(cfg, start)
     review_stages(cfg, start)
     finetune_stage(cfg, start)
+    clinical_stages(cfg, start)
     explain_stage(cfg, start)
     print(f"[demo] done in {time.perf_counter() - start:.1f}s; outputs under {cfg.out_dir}")
     return 0
 
+
+#: k of the demo's clusterings: the largest is reviewed; all are the non-integrated baseline.
+DEMO_KS = (8, 12)
 
 #: Small CPU settings of the self-supervised stages (the demo stays a few minutes on 2 cores).
 PRETRAIN = {
@@ -156,7 +164,8 @@ def review_stages(cfg: DemoConfig, start: float) -> None:
     clusters = cfg.out_dir / "clusters"
     cluster = build_config(
         ClusterConfig,
-        {"embeddings": cfg.out_dir / "embeddings_moco", "out_dir": clusters, "ks": [8, 12], "seed": cfg.seed},
+        {"embeddings": cfg.out_dir / "embeddings_moco", "out_dir": clusters, "ks": list(DEMO_KS),
+         "seed": cfg.seed},
     )
     metrics = run_cluster(cluster).metrics
     print(f"[demo] cluster: k={list(metrics.k)} -> {clusters} ({time.perf_counter() - start:.1f}s)")
@@ -169,7 +178,7 @@ def review_stages(cfg: DemoConfig, start: float) -> None:
             "tiles": cfg.out_dir / "tiles",
             "out_dir": cfg.out_dir / "review",
             "findings": findings,
-            "ks": [12],
+            "ks": [DEMO_KS[-1]],
             "per_cluster": 60,
             "oracle_cohort": cohort,
             "seed": cfg.seed,
@@ -215,6 +224,55 @@ def finetune_stage(cfg: DemoConfig, start: float) -> None:
         f"[demo] finetune: best epoch {result.best_epoch}, validation balanced accuracy "
         f"{result.val_balanced_accuracy:.3f} -> {result.classifier} ({time.perf_counter() - start:.1f}s)"
     )
+
+
+def clinical_stages(cfg: DemoConfig, start: float) -> None:
+    """A second cohort: tile every tissue tile -> classify -> maps -> cases (+ baseline) -> stats."""
+    from mixture_ray.cases.stage import run_cases
+    from mixture_ray.classify.pipeline import run_classify
+    from mixture_ray.embed.pipeline import run_embedding
+    from mixture_ray.maps.stage import run_maps
+    from mixture_ray.stats.stage import run_stats
+    from mixture_ray.synth.cohort import write_cohort
+    from mixture_ray.tiling.pipeline import run_tiling
+
+    root, mag = cfg.out_dir / "analysis", max(cfg.magnifications)
+    cohort, label = root / "cohort", f"{mag:g}x"
+    if not (cohort / "manifest.csv").exists():
+        size = cfg.analysis_slide_px
+        write_cohort(build_config(SynthConfig, {"out_dir": cohort, "n_cases": cfg.analysis_cases,
+                                                "width": size, "height": size, "seed": cfg.seed + 1}))
+    tiles = run_tiling(build_config(TileConfig, {
+        "manifest": cohort / "manifest.csv", "out_dir": root / "tiles", "tile_size": cfg.tile_size,
+        "magnifications": [mag], "max_tiles_per_slide": 0, "max_background": 0.7,
+        "workers": cfg.workers, "seed": cfg.seed}))
+    if not tiles.complete:
+        raise StageIncompleteError(f"analysis tiling left {len(tiles.failures)} slides failed")
+    classified = run_classify(build_config(ClassifyConfig, {
+        "tiles": root / "tiles", "classifier": cfg.out_dir / "finetune" / f"classifier_{label}",
+        "out_dir": root / "predictions", "torch_threads": cfg.workers}))
+    maps = run_maps(build_config(MapsConfig, {
+        "predictions": root / "predictions", "manifest": cohort / "manifest.csv",
+        "out_dir": root / "maps", "truth_cohort": cohort, "thumbnail_px": 512}))
+    print(f"[demo] classify + maps: {classified.tiles_classified} tiles of {cfg.analysis_cases} cases, "
+          f"tile agreement with truth {maps.agreement['accuracy'].mean():.3f} -> {root / 'maps'} "
+          f"({time.perf_counter() - start:.1f}s)")
+    run_embedding(build_config(EmbedConfig, {
+        "tiles": root / "tiles", "out_dir": root / "embeddings", "magnification": mag,
+        "model": str(cfg.out_dir / "pretrain" / f"elex_{label}"), "torch_threads": cfg.workers}))
+    run_cases(build_config(CasesConfig, {
+        "predictions": [root / "predictions"], "out_dir": root / "cases", "embeddings": [root / "embeddings"],
+        "clusters": cfg.out_dir / "clusters", "baseline_ks": list(DEMO_KS)}))
+    stats = run_stats(build_config(StatsConfig, {
+        "frequencies": root / "cases", "baseline_dir": root / "cases" / "baseline",
+        "baseline_ks": list(DEMO_KS), "clinical": cohort / "clinical.csv", "out_dir": root / "stats",
+        "feature_sets": [label], "cox_feature_set": label, "subgroup_column": "diagnosis",
+        "rf_trees": 200, "seed": cfg.seed}))
+    best, base = stats.summary["best_integrated"], stats.summary["best_baseline"] or {}
+    print(f"[demo] cases + stats: integrated AUC {best['auc']:.3f}, best baseline AUC "
+          f"{base.get('auc', float('nan')):.3f}, DeLong p "
+          f"{stats.summary['delong_p_best_integrated_vs_best_baseline']}; report {stats.report} "
+          f"({time.perf_counter() - start:.1f}s)")
 
 
 def explain_stage(cfg: DemoConfig, start: float) -> None:

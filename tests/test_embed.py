@@ -26,6 +26,7 @@ from mixture_ray.embed.evaluate import evaluate_embeddings
 from mixture_ray.embed.model import load_encoder
 from mixture_ray.embed.pipeline import run_embedding
 from mixture_ray.errors import MixtureRayError
+from mixture_ray.finetune.model import CLASSIFIER_FILE, FindingClassifier, classifier_payload
 from mixture_ray.io.committed_store import COMMITTED, committed_files
 from mixture_ray.schemas import EMBEDDING_SCHEMA
 from mixture_ray.ssl import checkpoint as ckpt
@@ -134,14 +135,33 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setitem(demo.PRETRAIN, "batch_size", 8)
     monkeypatch.setitem(demo.PRETRAIN, "queue_size", 32)
     # Two tiny cases cannot give a case-wise validation split, and the explain check has its own
-    # tests: here the demo runs synth -> tile -> pretrain -> embed -> cluster -> review -> integrate.
+    # tests: here the demo runs synth -> tile -> pretrain -> embed -> cluster -> review -> integrate,
+    # then (with a seeded random classifier in place of fine-tuning) classify -> maps -> cases -> stats
+    # on a second small cohort.
     skipped: list[str] = []
-    monkeypatch.setattr(demo, "finetune_stage", lambda cfg, start: skipped.append("finetune"))
+
+    def random_classifier(cfg: DemoConfig, start: float) -> None:
+        skipped.append("finetune")
+        torch.manual_seed(0)
+        net = FindingClassifier("resnet18", ["normal_alveolar", "dense_fibrosis", "fibroblastic_foci"])
+        folder = cfg.out_dir / "finetune" / "classifier_20x"
+        folder.mkdir(parents=True)
+        ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), folder / CLASSIFIER_FILE)
+
+    monkeypatch.setattr(demo, "finetune_stage", random_classifier)
     monkeypatch.setattr(demo, "explain_stage", lambda cfg, start: skipped.append("explain"))
     cfg = build_config(DemoConfig, {"out_dir": tmp_path, "n_cases": 2, "slide_px": 1024, "tile_size": 32,
-                                    "magnifications": [5.0, 20.0], "max_tiles_per_slide": 40, "workers": 1})
+                                    "magnifications": [5.0, 20.0], "max_tiles_per_slide": 40, "workers": 1,
+                                    "analysis_cases": 24, "analysis_slide_px": 512})
     assert demo.run_demo(cfg) == 0
     assert skipped == ["finetune", "explain"]
+    analysis = tmp_path / "analysis"
+    for stage in ("predictions", "maps", "cases", "stats"):
+        assert (analysis / stage / "_SUCCESS").exists(), stage
+    summary = json.loads((analysis / "stats" / "summary.json").read_text())
+    assert summary["n_cases"] == 24 and summary["best_baseline"] is not None
+    slides = read(analysis / "tiles").slide_id.unique()
+    assert len(pd.read_csv(analysis / "maps" / "agreement.csv")) == len(slides)
     assert (tmp_path / "labels" / "_SUCCESS").exists() and list((tmp_path / "review").glob("review-*.html"))
     run_dir = tmp_path / "pretrain" / "elex_20x"
     assert ckpt.load(run_dir / "elex.pt")["step"] == 3
