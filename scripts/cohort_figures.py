@@ -144,7 +144,8 @@ def analyse(out: Path, elex: Path, clusters: Path, classifier: Path, args: argpa
         "frequencies": cohort_dir / "cases" / "frequencies.parquet",
         "baseline_dir": cohort_dir / "cases" / "baseline",
         "clinical": cohort / "clinical.csv", "out_dir": cohort_dir / "stats", "feature_sets": ["20x"],
-        "subgroup_column": "diagnosis", "cox_feature_set": "20x", "seed": 0}))
+        "subgroup_column": "diagnosis", "cox_feature_set": "20x",
+        "reference_findings": ["20x/normal_alveolar"], "seed": 0}))
     log(t0, f"stats: {stats.out_dir}")
     summary = json.loads((stats.out_dir / "summary.json").read_text())
     truth = json.loads((cohort / "truth.json").read_text())
