@@ -67,3 +67,40 @@ def test_gpu_fit_matches_cpu() -> None:
     cpu = TorchNMF(4, device="cpu").fit(v)
     gpu = TorchNMF(4, device="cuda").fit(v)
     assert gpu.reconstruction_err_ == pytest.approx(cpu.reconstruction_err_, rel=0.01)
+
+
+def test_error_estimate_is_exact_and_target_means_exact_error() -> None:
+    """The solver's error (used to stop at a target) matches the float64 residual norm, so a fit
+    stopped at scikit-learn's error really has that error (the premise of bench_nmf)."""
+    v = _data(n=5000, c=96, seed=2)
+    ref = NMF(6, init="nndsvda", solver="cd", tol=1e-4, max_iter=1000, random_state=0)
+    w_ref = ref.fit_transform(v)
+    target = reconstruction_error(v, w_ref, ref.components_)
+    ours = TorchNMF(6, device="cpu", max_iter=2000).fit(v, target_err=target)
+    assert ours.components_ is not None
+    exact = reconstruction_error(v, ours.w_, ours.components_)
+    assert ours.reconstruction_err_ == pytest.approx(exact, rel=1e-6)
+    assert exact <= target
+    assert ours.n_iter_ < ref.n_iter_
+    assert ours.errors_[ours.n_iter_ - 1] == ours.reconstruction_err_
+
+
+def test_plain_hals_without_extrapolation_matches_sklearn() -> None:
+    """One sweep per factor and no extrapolation is scikit-learn's cd solver: same iterates."""
+    v = _data(n=2000, c=48, seed=3)
+    ref = NMF(4, init="nndsvda", solver="cd", tol=0, max_iter=30, random_state=0)
+    w_ref = ref.fit_transform(v)
+    ours = TorchNMF(4, device="cpu", inner=1, inner_h=1, extrapolate=False, tol=0, max_iter=30).fit(v)
+    assert ours.n_iter_ == 30
+    expected = reconstruction_error(v, w_ref, ref.components_)
+    assert ours.reconstruction_err_ == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("n", [9000, 8192, 300])
+def test_blocked_left_product_matches_matmul(n: int) -> None:
+    from mixture_ray.explain.nmf import _left_product
+
+    gen = torch.Generator().manual_seed(n)
+    x, wt = torch.rand(n, 40, generator=gen), torch.rand(5, n, generator=gen)
+    expected = wt.double() @ x.double()
+    assert torch.allclose(_left_product(wt, x, rows=1024).double(), expected, rtol=1e-5)
