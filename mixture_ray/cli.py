@@ -103,11 +103,7 @@ def run_embed(cfg: EmbedConfig) -> int:
         f"{report.slides_requested} slides ({report.slides_skipped} already done before this run)"
     )
     if not report.complete:
-        print(f"{len(report.failures)} slides failed; see {report.out_dir / 'failures.parquet'}:",
-              file=sys.stderr)
-        for failure in report.failures[:20]:
-            print(f"  {failure.item_id}: {failure.error}", file=sys.stderr)
-        return EXIT_PARTIAL
+        return _report_failures(report.failures, report.out_dir / "failures.parquet", "slides")
     return EXIT_OK
 
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import torch
 
 from mixture_ray.faults import crash_once
-from mixture_ray.finetune.data import decode_images
 from mixture_ray.finetune.model import FindingClassifier, load_classifier
 from mixture_ray.schemas import prediction_schema
 from mixture_ray.ssl.augment import normalise, to_float
+from mixture_ray.tiling.encode import decode_tile_rows
 
 #: Tile-store columns a prediction row keeps.
 KEY_COLUMNS = ("slide_id", "case_id", "x", "y", "magnification", "size_level0", "background_fraction")
@@ -52,16 +52,7 @@ class TileClassifier:
         crash_once("classify.batch")
         n, n_classes = batch.num_rows, len(self.classes)
         probs = np.zeros((n, n_classes), np.float32)
-        errors: list[str | None] = [None] * n
-        tiles, ok = [], []
-        for i, data in enumerate(batch["image"].to_pylist()):
-            try:
-                if data is None:
-                    raise ValueError("tile has no pixels (tiled with encoding=none)")
-                tiles.append(decode_images([data], self.image_size)[0])
-                ok.append(i)
-            except Exception as exc:  # one bad tile fails its slide, not the run
-                errors[i] = f"tile ({batch['x'][i]}, {batch['y'][i]}): {exc}"
+        tiles, ok, errors = decode_tile_rows(batch, self.image_size)
         if tiles:
             stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
             probs[ok] = class_probabilities(self.net, stacked).numpy()

@@ -15,7 +15,7 @@ from mixture_ray.faults import crash_once
 from mixture_ray.schemas import embedding_schema
 from mixture_ray.ssl.augment import centre_crop, normalise, to_float
 from mixture_ray.ssl.encoder import ResNetEncoder
-from mixture_ray.tiling.encode import decode_tile
+from mixture_ray.tiling.encode import decode_tile_rows
 
 KEY_COLUMNS = ("slide_id", "case_id", "x", "y", "magnification")
 
@@ -63,16 +63,7 @@ class TileEmbedder:
         n = batch.num_rows
         head = np.zeros((n, self.encoder.dim), np.float32)
         features = np.zeros((n, self.encoder.num_features), np.float32)
-        errors: list[str | None] = [None] * n
-        tiles, ok = [], []
-        for i, data in enumerate(batch["image"].to_pylist()):
-            try:
-                if data is None:
-                    raise ValueError("tile has no pixels (tiled with encoding=none)")
-                tiles.append(decode_tile(data))
-                ok.append(i)
-            except Exception as exc:  # one bad tile fails its slide, not the run
-                errors[i] = f"tile ({batch['x'][i]}, {batch['y'][i]}): {exc}"
+        tiles, ok, errors = decode_tile_rows(batch)
         if tiles:
             stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
             h, f = embed_tensor(self.encoder, preprocess(stacked, self.crop))

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from PIL import Image
 
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.io.committed_store import SUCCESS, committed_files
-from mixture_ray.tiling.encode import decode_tile
+from mixture_ray.tiling.encode import decode_tile, resize_square
 
 KEY = ["slide_id", "x", "y", "magnification"]
 LABEL_COLUMNS = ["slide_id", "case_id", "x", "y", "magnification", "finding"]
@@ -91,11 +90,7 @@ def decode_images(images: Sequence[bytes], size: int) -> np.ndarray:
     """Encoded tiles -> uint8 (N, S, S, 3), resized to ``size`` (0 = keep; all must match)."""
     out = []
     for blob in images:
-        rgb = decode_tile(bytes(blob))
-        if size and rgb.shape[:2] != (size, size):
-            with Image.fromarray(rgb) as image:
-                rgb = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
-        out.append(rgb)
+        out.append(resize_square(decode_tile(bytes(blob)), size))
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise ConfigError(f"image_size: tiles have several sizes {sorted(shapes)}; set image_size")
