@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=stage.summary, description=doc)
         p.add_argument("--config", help="YAML file of config keys for this stage")
         p.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show Ray's own log lines and progress bars (default: they go to <out_dir>/_logs/ray.log)",
+        )
+        p.add_argument(
             "--set",
             action="append",
             default=[],
@@ -321,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides.append(f"{key}={value}")
     try:
         cfg: Any = load_config(stage.config, args.config, overrides)
+        from mixture_ray.ray_runtime import route_ray_logs
+
+        out_dir = getattr(cfg, "out_dir", None)
+        route_ray_logs(out_dir / "_logs" / "ray.log" if out_dir is not None else None, verbose=args.verbose)
         return stage.run(cfg)
     except MixtureRayError as exc:
         print(f"mixture-ray {args.stage}: error: {exc}", file=sys.stderr)

@@ -17,16 +17,24 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.store.paths import absolute_path
 
 C = TypeVar("C")
 
 
-def _help(text: str, default: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a help string (shown by ``mixture-ray <stage> --help``)."""
+def _help(text: str, default: Any = dataclasses.MISSING, *, path_unless: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with a help string (shown by ``mixture-ray <stage> --help``).
+
+    ``path_unless`` marks a string field that holds a path unless it is one of these keywords
+    (``model: random``); such a path is made absolute like every ``Path`` field.
+    """
+    metadata: dict[str, Any] = {"help": text}
+    if path_unless:
+        metadata["path_unless"] = path_unless
     if isinstance(default, list | tuple):
         value = tuple(default)
-        return dataclasses.field(default_factory=lambda: value, metadata={"help": text})
-    return dataclasses.field(default=default, metadata={"help": text})
+        return dataclasses.field(default_factory=lambda: value, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +219,8 @@ class EmbedConfig:
     out_dir: Path = _help("embedding store folder (reruns skip committed tile chunks)")
     model: str = _help(
         "ResNet checkpoint: a pretrain run folder, a Ray checkpoint folder or a .pt file; "
-        "'random' = randomly initialised network (baseline)"
+        "'random' = randomly initialised network (baseline)",
+        path_unless=("random",),
     )
     arch: str = _help("architecture when model=random", "resnet18")
     dim: int = _help("head output dimension when model=random", 128)
@@ -422,7 +431,8 @@ class FinetuneConfig:
     tiles: Path = _help("tile store the labelled tiles come from (for the pixels)")
     out_dir: Path = _help("Ray Train storage folder; the run lives in out_dir/name")
     model: str = _help(
-        "ElEx checkpoint (pretrain run folder, Ray checkpoint folder or .pt) or 'random' (baseline)"
+        "ElEx checkpoint (pretrain run folder, Ray checkpoint folder or .pt) or 'random' (baseline)",
+        path_unless=("random",),
     )
     name: str = _help("run name; rerunning with the same name resumes from its last checkpoint", "classifier")
     arch: str = _help("architecture when model=random", "resnet18")
@@ -723,11 +733,26 @@ def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
             kwargs[name] = coerce(name, hint, values[name])
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{name}: required key is missing ({field.metadata.get('help', '')})")
-    cfg = cls(**kwargs)
+    cfg = _with_absolute_paths(cls(**kwargs))
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         validate()
     return cfg
+
+
+def _with_absolute_paths(cfg: C) -> C:
+    """``cfg`` with every path field (defaults included) made absolute: see store.paths."""
+    changes: dict[str, Any] = {}
+    for name, (_, field) in config_fields(type(cfg)).items():
+        value = getattr(cfg, name)
+        keywords = field.metadata.get("path_unless")
+        if isinstance(value, Path):
+            changes[name] = absolute_path(value)
+        elif isinstance(value, tuple) and value and all(isinstance(v, Path) for v in value):
+            changes[name] = tuple(absolute_path(v) for v in value)
+        elif keywords and isinstance(value, str) and value and value not in keywords:
+            changes[name] = str(absolute_path(value))
+    return dataclasses.replace(cfg, **changes) if changes else cfg  # type: ignore[type-var]
 
 
 def coerce(name: str, hint: Any, value: Any) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mixture_ray.errors import ManifestError
+from mixture_ray.store.paths import absolute_path
 
 SLIDE_SUFFIXES = frozenset(
     {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide"}
@@ -86,6 +87,7 @@ def validate_manifest(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         frame["mpp"] = float("nan")
     if problems:
         raise ManifestError(f"manifest {source}: " + "; ".join(problems))
-    base = source if source.is_dir() else source.parent
+    # The one path rule (store.paths): relative rows resolve against the manifest's own folder.
+    base = absolute_path(source if source.is_dir() else source.parent)
     frame["path"] = [str(p if Path(p).is_absolute() else base / p) for p in frame["path"]]
     return frame[["slide_id", "case_id", "path", "mpp"]]

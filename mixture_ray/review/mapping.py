@@ -2,7 +2,7 @@
 
 ```yaml
 source: pathologist            # or "oracle (simulated pathologist)"
-clustering: clusters/mag-20/k-30
+clustering: /data/run/clusters/mag-20/k-30   # relative: to this file's folder
 magnification: 20
 k: 30
 clusters:
@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from mixture_ray.errors import MixtureRayError
+from mixture_ray.store.paths import absolute_path, recorded_path, resolve_recorded
 
 OTHER, EXCLUDE = "other", "exclude"
 SPECIAL = (OTHER, EXCLUDE)
@@ -76,15 +77,19 @@ def _parse(path: Path) -> tuple[Any, list[tuple[Any, int, int]]]:
     return data, loader.duplicates
 
 
-def load_mapping(
-    path: Path, findings: Sequence[str], cluster_ids: Iterable[int] | None = None, base: Path | None = None
-) -> Mapping:
-    """Read and validate ``path``; every problem is reported at once in one MappingError.
+def load_mapping(path: Path, findings: Sequence[str], cluster_ids: Iterable[int] | None = None) -> Mapping:
+    """Read and validate a mapping file; every problem is reported at once in one MappingError.
 
-    ``cluster_ids`` are the ids present in the clustering (read from its assignments when None);
-    relative ``clustering`` paths resolve against ``base`` (default: the mapping's folder).
+    Args:
+        path: the mapping file (YAML, format above).
+        findings: the finding names a cluster may be given (``other`` and ``exclude`` always may).
+        cluster_ids: the ids present in the clustering; read from its assignments when None.
+
+    Returns:
+        The validated mapping. A relative ``clustering`` path resolves against the mapping file's
+        folder (``store.paths.resolve_recorded``), whatever the working directory.
     """
-    path = Path(path)
+    path = absolute_path(path)
     data, duplicates = _parse(path)
     problems: list[str] = []
     if not isinstance(data, dict):
@@ -95,9 +100,7 @@ def load_mapping(
     clusters_raw = data["clusters"]
     if not isinstance(clusters_raw, dict):
         raise MappingError(f"mapping file {path}: 'clusters' must map cluster id -> finding")
-    clustering = Path(str(data["clustering"]))
-    if not clustering.is_absolute():
-        clustering = (base or path.parent) / clustering
+    clustering = resolve_recorded(str(data["clustering"]), path)
     for key, first, second in duplicates:
         problems.append(f"cluster {key} assigned twice (lines {first} and {second})")
     known = set(findings) | set(SPECIAL)
@@ -151,10 +154,10 @@ def _cluster_ids(clustering: Path, problems: list[str]) -> set[int]:
 def dump_mapping(
     path: Path, *, clustering: str, magnification: float | None, k: int, clusters: dict[int, str], source: str
 ) -> None:
-    """Write a mapping file in the format above."""
+    """Write a mapping file in the format above; ``clustering`` is recorded absolute."""
     body = {
         "source": source,
-        "clustering": clustering,
+        "clustering": recorded_path(clustering),
         "magnification": magnification,
         "k": k,
         "clusters": {int(c): clusters[c] for c in sorted(clusters)},

@@ -22,6 +22,7 @@ from mixture_ray.review.mapping import dump_mapping
 from mixture_ray.review.montage import fetch_images, montage_png, sample_per_cluster
 from mixture_ray.review.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
 from mixture_ray.review.page import ClusterCard, render_review_page
+from mixture_ray.store.paths import recorded_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,7 @@ def run_review(cfg: ReviewConfig) -> ReviewReport:
         page = render_review_page(
             cards=cards,
             findings=cfg.findings,
-            clustering=str(folder),
+            clustering=recorded_path(folder),
             magnification=metrics["magnification"],
             k=int(metrics["k"]),
         )
