@@ -27,20 +27,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.hardware import hardware_info  # noqa: E402
-from mixture_ray.config import (  # noqa: E402
-    EmbedConfig,
-    PretrainConfig,
-    SynthConfig,
-    TileConfig,
-    build_config,
-)
-from mixture_ray.io.committed_store import committed_files  # noqa: E402
+from mixture_ray.config import build_config  # noqa: E402
+from mixture_ray.embed.config import EmbedConfig  # noqa: E402
+from mixture_ray.pretrain.config import PretrainConfig  # noqa: E402
+from mixture_ray.store.folder import committed_files  # noqa: E402
+from mixture_ray.synth.config import SynthConfig  # noqa: E402
+from mixture_ray.tile.config import TileConfig  # noqa: E402
 
 
 def make_tiles(work: Path, side: int, tile: int, max_tiles: int, n_cases: int) -> Path:
     """A synthetic cohort tiled at 20x; returns the tile store."""
     from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.tile.stage import run as run_tiling
 
     cohort = write_cohort(build_config(
         SynthConfig, {"out_dir": str(work / "cohort"), "n_cases": n_cases, "min_slides_per_case": 1,
@@ -54,7 +52,7 @@ def make_tiles(work: Path, side: int, tile: int, max_tiles: int, n_cases: int) -
 
 
 def time_pipeline(tiles: Path, out: Path, batch: int, threads: int) -> tuple[float, int]:
-    from mixture_ray.embed.pipeline import run_embedding
+    from mixture_ray.embed.stage import run as run_embedding
 
     cfg = build_config(EmbedConfig, {"tiles": str(tiles), "out_dir": str(out), "model": "random",
                                      "batch_size": batch, "workers": 1, "torch_threads": threads})
@@ -70,8 +68,8 @@ def time_bare(tiles: Path, batch: int, threads: int) -> tuple[float, int]:
     import torch
 
     from mixture_ray.embed.embedder import embed_tensor, preprocess
-    from mixture_ray.embed.model import load_encoder
-    from mixture_ray.tiling.encode import decode_tile
+    from mixture_ray.models.encoder_loader import load_encoder
+    from mixture_ray.store.codec import decode_tile
 
     torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -88,7 +86,7 @@ def time_bare(tiles: Path, batch: int, threads: int) -> tuple[float, int]:
 
 
 def time_pretrain(tiles: Path, out: Path, steps: int, batch: int, threads: int) -> dict[str, Any]:
-    from mixture_ray.ssl.run import run_pretrain
+    from mixture_ray.pretrain.stage import run as run_pretrain
 
     cfg = build_config(PretrainConfig, {
         "tiles": str(tiles), "out_dir": str(out), "name": "bench", "batch_size": batch,

@@ -28,8 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.hardware import hardware_info  # noqa: E402
-from mixture_ray.config import SynthConfig, TileConfig, build_config  # noqa: E402
-from mixture_ray.io.committed_store import committed_files  # noqa: E402
+from mixture_ray.config import build_config  # noqa: E402
+from mixture_ray.store.folder import committed_files  # noqa: E402
+from mixture_ray.synth.config import SynthConfig  # noqa: E402
+from mixture_ray.tile.config import TileConfig  # noqa: E402
 
 
 def make_slide(root: Path, side: int, seed: int = 0) -> Path:
@@ -68,7 +70,7 @@ def tile_config(manifest: Path, out: Path, workers: int) -> TileConfig:
 
 
 def time_pipeline(manifest: Path, out: Path, workers: int) -> tuple[float, int]:
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.tile.stage import run as run_tiling
 
     start = time.perf_counter()
     report = run_tiling(tile_config(manifest, out, workers))
@@ -81,7 +83,7 @@ def time_naive(slide: Path, coords: list[tuple[int, int]], tile: int) -> tuple[f
     """Seconds for read_region + RGB + background + encode per tile, and for read only."""
     import openslide
 
-    from mixture_ray.tiling.encode import background_fraction, encode_tile
+    from mixture_ray.store.codec import background_fraction, encode_tile
 
     with openslide.OpenSlide(str(slide)) as handle:
         start = time.perf_counter()
@@ -104,8 +106,9 @@ sys.path.insert(0, {repo!r})
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-from mixture_ray.config import TileConfig, build_config
-from mixture_ray.tiling.pipeline import run_tiling
+from mixture_ray.tile.config import TileConfig  # noqa: E402
+from mixture_ray.config import build_config
+from mixture_ray.tile.stage import run as run_tiling
 cfg = build_config(TileConfig, {{"manifest": {manifest!r}, "out_dir": {out!r},
     "magnifications": [20.0], "max_tiles_per_slide": 50, "slides_per_commit": 16}})
 report = run_tiling(cfg)

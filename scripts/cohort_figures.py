@@ -21,34 +21,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mixture_ray.cases.stage import run_cases
-from mixture_ray.classify.pipeline import run_classify
-from mixture_ray.cluster.stage import run_cluster
-from mixture_ray.config import (
-    CasesConfig,
-    ClassifyConfig,
-    ClusterConfig,
-    EmbedConfig,
-    FinetuneConfig,
-    IntegrateConfig,
-    MapsConfig,
-    PretrainConfig,
-    ReviewConfig,
-    SynthConfig,
-    TileConfig,
-    build_config,
-)
-from mixture_ray.embed.pipeline import run_embedding
-from mixture_ray.finetune.run import run_finetune
-from mixture_ray.integrate import run_integrate
-from mixture_ray.io.committed_store import SUCCESS
-from mixture_ray.maps.stage import run_maps
+from mixture_ray.cases.config import CasesConfig
+from mixture_ray.cases.stage import run as run_cases
+from mixture_ray.classify.config import ClassifyConfig
+from mixture_ray.classify.stage import run as run_classify
+from mixture_ray.cluster.config import ClusterConfig
+from mixture_ray.cluster.stage import run as run_cluster
+from mixture_ray.config import build_config
+from mixture_ray.embed.config import EmbedConfig
+from mixture_ray.embed.stage import run as run_embedding
+from mixture_ray.finetune.config import FinetuneConfig
+from mixture_ray.finetune.stage import run as run_finetune
+from mixture_ray.maps.config import MapsConfig
+from mixture_ray.maps.stage import run as run_maps
+from mixture_ray.pretrain.config import PretrainConfig
+from mixture_ray.pretrain.stage import run as run_pretrain
 from mixture_ray.ray_runtime import ensure_ray
-from mixture_ray.review.oracle import finding_names
-from mixture_ray.review.stage import run_review
-from mixture_ray.ssl.run import run_pretrain
+from mixture_ray.review.config import IntegrateConfig, ReviewConfig
+from mixture_ray.review.integrate import run_integrate
+from mixture_ray.review.stage import run as run_review
+from mixture_ray.store.folder import SUCCESS
 from mixture_ray.synth.cohort import write_cohort
-from mixture_ray.tiling.pipeline import run_tiling
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.synth.oracle import finding_names
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.stage import run as run_tiling
 
 MAG = 20.0
 BASELINE_KS = [4, 8, 10, 20, 30, 50, 80]
@@ -137,8 +134,8 @@ def analyse(out: Path, elex: Path, clusters: Path, classifier: Path, args: argpa
         "predictions": [cohort_dir / "predictions"], "out_dir": cohort_dir / "cases", "exclude": [],
         "embeddings": [embeddings], "clusters": clusters, "baseline_ks": BASELINE_KS}))
     log(t0, f"cases: {len(cases.frequencies)} cases, baseline k {sorted(cases.baseline)}")
-    from mixture_ray.config import StatsConfig
-    from mixture_ray.stats.stage import run_stats
+    from mixture_ray.stats.config import StatsConfig
+    from mixture_ray.stats.stage import run as run_stats
 
     stats = run_stats(build_config(StatsConfig, {
         "frequencies": cohort_dir / "cases" / "frequencies.parquet",

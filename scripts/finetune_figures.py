@@ -24,28 +24,25 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from mixture_ray.cluster.stage import run_cluster
-from mixture_ray.config import (
-    ClusterConfig,
-    EmbedConfig,
-    FinetuneConfig,
-    IntegrateConfig,
-    ReviewConfig,
-    SynthConfig,
-    TileConfig,
-    build_config,
-)
-from mixture_ray.embed.pipeline import run_embedding
+from mixture_ray.cluster.config import ClusterConfig
+from mixture_ray.cluster.stage import run as run_cluster
+from mixture_ray.config import build_config
+from mixture_ray.embed.config import EmbedConfig
+from mixture_ray.embed.stage import run as run_embedding
+from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.finetune.evaluate import predict_tiles, score
-from mixture_ray.finetune.run import run_finetune
-from mixture_ray.integrate import run_integrate
-from mixture_ray.io.committed_store import committed_files
+from mixture_ray.finetune.stage import run as run_finetune
 from mixture_ray.ray_runtime import ensure_ray
-from mixture_ray.review.oracle import ORACLE_SOURCE, finding_names, tile_truth
-from mixture_ray.review.stage import run_review
+from mixture_ray.review.config import IntegrateConfig, ReviewConfig
+from mixture_ray.review.integrate import run_integrate
+from mixture_ray.review.stage import run as run_review
+from mixture_ray.store.folder import committed_files
 from mixture_ray.synth.cohort import write_cohort
-from mixture_ray.tiling.images import import_image_folder
-from mixture_ray.tiling.pipeline import run_tiling
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.synth.oracle import ORACLE_SOURCE, finding_names, tile_truth
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.images import import_image_folder
+from mixture_ray.tile.stage import run as run_tiling
 
 REPO = Path(__file__).resolve().parents[1]
 TCGA = (REPO / ".." / "shared" / "data" / "tiles" / "tcga_luad_lusc").resolve()
@@ -201,7 +198,7 @@ def _truth_scores(truth: pd.Series, predicted: Any, classes: tuple[str, ...]) ->
 
 def score_synthetic(out: Path, cohort: Path, run_dir: Path) -> dict[str, Any]:
     """Ground-truth scores on the held-out validation cases and on an unseen 4-case cohort."""
-    from mixture_ray.finetune.model import load_classifier
+    from mixture_ray.models.classifier import load_classifier
 
     classes = load_classifier(run_dir)[0].classes
     tiles = _tiles(out / "train" / "tiles")

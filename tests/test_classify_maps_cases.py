@@ -13,30 +13,31 @@ import pytest
 import torch
 from PIL import Image
 
+from mixture_ray.cases.config import CasesConfig
 from mixture_ray.cases.frequencies import frequencies
-from mixture_ray.cases.stage import run_cases
+from mixture_ray.cases.stage import run as run_cases
 from mixture_ray.classify.classifier_actor import class_probabilities
-from mixture_ray.classify.pipeline import load_predictions, run_classify
+from mixture_ray.classify.config import ClassifyConfig
+from mixture_ray.classify.stage import run as run_classify
 from mixture_ray.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, main
-from mixture_ray.config import (
-    CasesConfig,
-    ClassifyConfig,
-    ClusterConfig,
-    EmbedConfig,
-    MapsConfig,
-    SynthConfig,
-    TileConfig,
-    build_config,
-)
+from mixture_ray.cluster.config import ClusterConfig
+from mixture_ray.config import build_config
+from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.errors import ConfigError
-from mixture_ray.finetune.model import FindingClassifier, classifier_payload
-from mixture_ray.io.committed_store import INCOMPLETE, SUCCESS, committed_files
+from mixture_ray.maps.config import MapsConfig
 from mixture_ray.maps.draw import overlay_tiles
 from mixture_ray.maps.palette import finding_colours
-from mixture_ray.maps.stage import map_file, run_maps
-from mixture_ray.review.oracle import tile_truth
-from mixture_ray.ssl import checkpoint as ckpt
-from mixture_ray.tiling.encode import decode_tile
+from mixture_ray.maps.stage import map_file
+from mixture_ray.maps.stage import run as run_maps
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.classifier import FindingClassifier, classifier_payload
+from mixture_ray.store.codec import decode_tile
+from mixture_ray.store.folder import INCOMPLETE, SUCCESS, committed_files
+from mixture_ray.store.predictions import load_predictions
+from mixture_ray.store.schemas import TILE_KEY
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.synth.oracle import tile_truth
+from mixture_ray.tile.config import TileConfig
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 CLASSES = ["normal_alveolar", "dense_fibrosis", "fibroblastic_foci", "other"]
@@ -46,7 +47,7 @@ CLASSES = ["normal_alveolar", "dense_fibrosis", "fibroblastic_foci", "other"]
 def cohort(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
     """Three synthetic cases tiled at 20x (32 px, every tissue tile) and a seeded random classifier."""
     from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.tile.stage import run as run_tiling
 
     root = tmp_path_factory.mktemp("classify")
     written = write_cohort(build_config(
@@ -88,7 +89,7 @@ def test_classify_matches_the_classifier_run_in_process_on_tissue_tiles(
     assert len(tissue) < len(tiles)  # the cohort filter dropped some tiles
     pred = load_predictions(predictions, probabilities=True)
     assert pred.classes == tuple(CLASSES)
-    rows = pred.rows.merge(tissue, on=["slide_id", "x", "y", "magnification"], validate="one_to_one")
+    rows = pred.rows.merge(tissue, on=list(TILE_KEY), validate="one_to_one")
     assert len(rows) == len(pred.rows) == len(tissue)
     net = FindingClassifier("resnet18", CLASSES)
     net.load_state_dict(ckpt.load(cohort["classifier"])["state_dict"])
@@ -184,8 +185,8 @@ def test_frequencies_normalise_within_each_magnification_after_exclusion() -> No
 @pytest.fixture(scope="module")
 def clustered(cohort: dict[str, Path]) -> dict[str, Path]:
     """Random-init embeddings of the cohort tiles and their k-means for k = 2, 3."""
-    from mixture_ray.cluster.stage import run_cluster
-    from mixture_ray.embed.pipeline import run_embedding
+    from mixture_ray.cluster.stage import run as run_cluster
+    from mixture_ray.embed.stage import run as run_embedding
 
     root = cohort["root"]
     emb = run_embedding(build_config(EmbedConfig, {"tiles": cohort["tiles"], "out_dir": root / "emb",

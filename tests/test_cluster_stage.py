@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from mixture_ray.cluster.stage import run_cluster
-from mixture_ray.config import ClusterConfig, build_config
+from mixture_ray.cluster.config import ClusterConfig
+from mixture_ray.cluster.stage import run as run_cluster
+from mixture_ray.config import build_config
 from mixture_ray.errors import StageIncompleteError
-from mixture_ray.io.committed_store import CommittedStore
-from mixture_ray.schemas import embedding_schema
+from mixture_ray.store.folder import CommittedStore
+from mixture_ray.store.schemas import TILE_KEY, embedding_schema
 
 
 def fake_embedding_store(root: Path, *, complete: bool = True) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def test_clusters_per_magnification_recover_planted_groups(tmp_path: Path) -> No
     folder = tmp_path / "clu" / "mag-20" / "k-3"
     assignments = pq.read_table(folder / "assignments.parquet").to_pandas()
     truth = frame[frame.magnification == 20.0]
-    merged = assignments.merge(truth, on=["slide_id", "x", "y", "magnification"])
+    merged = assignments.merge(truth, on=list(TILE_KEY))
     assert len(merged) == len(truth) == 240
     assert adjusted_rand_score(merged.group, merged.cluster) > 0.99
     assert np.load(folder / "centroids.npy").shape == (3, 16)

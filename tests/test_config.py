@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from mixture_ray.config import SynthConfig, TileConfig, load_config, parse_overrides
+from mixture_ray.config import load_config, parse_overrides
 from mixture_ray.errors import ConfigError
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
 
 
 def test_defaults_follow_the_method(tmp_path: Path) -> None:
@@ -25,7 +27,7 @@ def test_yaml_then_overrides_later_wins(tmp_path: Path) -> None:
     assert cfg.tile_size == 64
     assert cfg.step == 32
     assert cfg.magnifications == (5.0, 20.0)
-    assert cfg.out_dir == Path("out")
+    assert cfg.out_dir == Path("out").absolute()  # config paths are made absolute (store.paths)
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

@@ -13,25 +13,22 @@ import pytest
 import torch
 
 from mixture_ray.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from mixture_ray.config import (
-    DemoConfig,
-    EmbedConfig,
-    EvaluateEmbeddingsConfig,
-    SynthConfig,
-    TileConfig,
-    build_config,
-)
+from mixture_ray.config import build_config
+from mixture_ray.embed.config import EmbedConfig, EvaluateEmbeddingsConfig
 from mixture_ray.embed.embedder import embed_tensor, preprocess
 from mixture_ray.embed.evaluate import evaluate_embeddings
-from mixture_ray.embed.model import load_encoder
-from mixture_ray.embed.pipeline import run_embedding
+from mixture_ray.embed.stage import run as run_embedding
 from mixture_ray.errors import MixtureRayError
-from mixture_ray.finetune.model import CLASSIFIER_FILE, FindingClassifier, classifier_payload
-from mixture_ray.io.committed_store import COMMITTED, committed_files
-from mixture_ray.schemas import EMBEDDING_SCHEMA
-from mixture_ray.ssl import checkpoint as ckpt
-from mixture_ray.ssl.encoder import ResNetEncoder
-from mixture_ray.tiling.encode import decode_tile
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.classifier import CLASSIFIER_FILE, FindingClassifier, classifier_payload
+from mixture_ray.models.encoder import ResNetEncoder
+from mixture_ray.models.encoder_loader import load_encoder
+from mixture_ray.pipeline.config import DemoConfig
+from mixture_ray.store.codec import decode_tile
+from mixture_ray.store.folder import COMMITTED, committed_files
+from mixture_ray.store.schemas import EMBEDDING_SCHEMA, TILE_KEY
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -40,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 def cohort(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
     """A tiny cohort tiled at 5x and 20x (32 px), one commit chunk per slide."""
     from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.tile.stage import run as run_tiling
 
     root = tmp_path_factory.mktemp("embed")
     written = write_cohort(build_config(
@@ -72,7 +69,7 @@ def bare_embeddings(encoder: ResNetEncoder, tiles: pd.DataFrame) -> tuple[np.nda
 
 
 def joined(emb: pd.DataFrame, tiles: pd.DataFrame) -> pd.DataFrame:
-    return emb.merge(tiles, on=["slide_id", "x", "y", "magnification"], validate="one_to_one")
+    return emb.merge(tiles, on=list(TILE_KEY), validate="one_to_one")
 
 
 def test_random_init_embeddings_match_a_bare_loop_on_two_actors(
@@ -129,7 +126,7 @@ def test_unsafe_or_missing_checkpoint_is_refused(cohort: dict[str, Path], tmp_pa
 
 def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo's new stages on a tiny cohort: pretrain -> embed (MoCo, random) -> evaluate."""
-    from mixture_ray import demo
+    from mixture_ray.pipeline import demo
 
     monkeypatch.setitem(demo.PRETRAIN, "max_steps", 3)
     monkeypatch.setitem(demo.PRETRAIN, "batch_size", 8)
@@ -149,12 +146,16 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
         ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), folder / CLASSIFIER_FILE)
 
     monkeypatch.setattr(demo, "finetune_stage", random_classifier)
-    monkeypatch.setattr(demo, "explain_stage", lambda cfg, start: skipped.append("explain"))
+    monkeypatch.setattr(demo, "explain_stage", lambda cfg, start, headline: skipped.append("explain"))
     cfg = build_config(DemoConfig, {"out_dir": tmp_path, "n_cases": 2, "slide_px": 1024, "tile_size": 32,
                                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 40, "workers": 1,
                                     "analysis_cases": 24, "analysis_slide_px": 512})
-    assert demo.run_demo(cfg) == 0
-    assert skipped == ["finetune", "explain"]
+    report = demo.run_demo(cfg)
+    assert report.complete and skipped == ["finetune", "explain"]
+    assert "[demo] known-truth summary" in report.summary()
+    headline = json.loads((tmp_path / "summary.json").read_text())
+    assert headline["review_page"].endswith(".html") and Path(headline["stats_report"]).exists()
+    assert 0.0 <= headline["map_agreement"] <= 1.0 and headline["test_cases"] > 0
     analysis = tmp_path / "analysis"
     for stage in ("predictions", "maps", "cases", "stats"):
         assert (analysis / stage / "_SUCCESS").exists(), stage

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 from mixture_ray.cli import main
-from mixture_ray.config import ExplainConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
+from mixture_ray.explain.config import ExplainConfig
 
 
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, dict[str, Any]]:
-    from mixture_ray.explain.known_truth import known_truth_check
+    from mixture_ray.pipeline.explain_truth import known_truth_check
 
     out = tmp_path_factory.mktemp("explain")
     result = known_truth_check(out, n_cases=3, slide_px=1024, n_classes=(3,), per_slide=120,
@@ -83,7 +84,7 @@ def test_cli_explain_word_and_settings_guard(checked: tuple[Path, dict[str, Any]
 
 def test_a_broken_slide_is_a_recorded_failure(checked: tuple[Path, dict[str, Any]],
                                               tmp_path: Path) -> None:
-    from mixture_ray.explain.run import build_grids
+    from mixture_ray.explain.stage import build_grids
 
     out, _ = checked
     bad = tmp_path / "bad.svs"

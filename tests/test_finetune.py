@@ -16,14 +16,18 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from mixture_ray.cli import EXIT_BAD_INPUT, main
-from mixture_ray.config import FinetuneConfig, SynthConfig, TileConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.finetune import data as ftdata
+from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.finetune.metrics import classification_metrics
-from mixture_ray.finetune.model import CLASSIFIER_FORMAT, load_classifier, predict
 from mixture_ray.finetune.sampler import epoch_indices
 from mixture_ray.finetune.train import FAIL_MARKER
-from mixture_ray.io.committed_store import SUCCESS, committed_files, write_json_atomic
+from mixture_ray.models.classifier import CLASSIFIER_FORMAT, load_classifier, predict
+from mixture_ray.store.folder import SUCCESS, committed_files, write_json_atomic
+from mixture_ray.store.schemas import TILE_ID_COLUMNS
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
 from tests.conftest import TILES_DIR, require_shared
 
 
@@ -123,7 +127,7 @@ def test_config_errors_name_the_key() -> None:
 # ---------------------------------------------------------------- a small labelled synthetic tile set
 def write_labels(folder: Path, frame: pd.DataFrame, *, success: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    out = frame.assign(source="test")[["slide_id", "case_id", "x", "y", "magnification", "finding", "source"]]
+    out = frame.assign(source="test")[[*TILE_ID_COLUMNS, "finding", "source"]]
     pq.write_table(pa.Table.from_pandas(out, preserve_index=False), folder / "labels.parquet")
     if success:
         write_json_atomic(folder / SUCCESS, {"tiles": len(out)})
@@ -133,9 +137,9 @@ def write_labels(folder: Path, frame: pd.DataFrame, *, success: bool = True) -> 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, Path]:
     """3 one-slide synthetic cases tiled at 20x (32 px) with ground-truth tile labels."""
-    from mixture_ray.review.oracle import tile_truth
     from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.synth.oracle import tile_truth
+    from mixture_ray.tile.stage import run as run_tiling
 
     root = tmp_path_factory.mktemp("finetune")
     cohort = write_cohort(
@@ -165,7 +169,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tup
         )
     ).complete
     tiles = pq.read_table(committed_files(root / "tiles")).to_pandas()
-    frame = tiles[["slide_id", "case_id", "x", "y", "magnification"]].assign(
+    frame = tiles[list(TILE_ID_COLUMNS)].assign(
         magnification=tiles.magnification.astype(float), finding=tile_truth(cohort.root, tiles).to_numpy()
     )
     return write_labels(root / "labels", frame), root / "tiles"
@@ -189,7 +193,7 @@ def ft_cfg(labels: Path, tiles: Path, out: Path, **extra: Any) -> FinetuneConfig
 
 
 def test_bad_labels_give_errors_naming_file_and_key(labelled: tuple[Path, Path], tmp_path: Path) -> None:
-    from mixture_ray.finetune.run import prepare
+    from mixture_ray.finetune.stage import prepare
 
     labels, tiles = labelled
     frame = pq.read_table(labels / "labels.parquet").to_pandas()
@@ -225,7 +229,7 @@ def test_bad_labels_give_errors_naming_file_and_key(labelled: tuple[Path, Path],
 def test_finetune_exports_best_checkpoint_metrics_and_resumes(
     labelled: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from mixture_ray.finetune.run import run_finetune
+    from mixture_ray.finetune.stage import run as run_finetune
 
     labels, tiles = labelled
     first = run_finetune(ft_cfg(labels, tiles, tmp_path))
@@ -255,7 +259,7 @@ def test_finetune_exports_best_checkpoint_metrics_and_resumes(
 
 
 def test_killed_worker_resumes_from_last_checkpoint(labelled: tuple[Path, Path], tmp_path: Path) -> None:
-    from mixture_ray.finetune.run import run_finetune
+    from mixture_ray.finetune.stage import run as run_finetune
 
     labels, tiles = labelled
     report = run_finetune(
@@ -280,13 +284,15 @@ def test_tcga_chain_import_embed_cluster_integrate_finetune(ray_session: None, t
     (a SIMULATION of the pathologist) -> integrate -> finetune on `train` -> score `test`."""
     import yaml
 
-    from mixture_ray.cluster.stage import run_cluster
-    from mixture_ray.config import ClusterConfig, EmbedConfig, IntegrateConfig
-    from mixture_ray.embed.pipeline import run_embedding
+    from mixture_ray.cluster.config import ClusterConfig
+    from mixture_ray.cluster.stage import run as run_cluster
+    from mixture_ray.embed.config import EmbedConfig
+    from mixture_ray.embed.stage import run as run_embedding
     from mixture_ray.finetune.evaluate import predict_tiles, score
-    from mixture_ray.finetune.run import run_finetune
-    from mixture_ray.integrate import run_integrate
-    from mixture_ray.tiling.images import import_image_folder
+    from mixture_ray.finetune.stage import run as run_finetune
+    from mixture_ray.review.config import IntegrateConfig
+    from mixture_ray.review.integrate import run_integrate
+    from mixture_ray.tile.images import import_image_folder
 
     source = require_shared(TILES_DIR / "tcga_luad_lusc")
     assert import_image_folder(

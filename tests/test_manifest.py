@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mixture_ray.errors import ManifestError
-from mixture_ray.io.manifest import read_manifest
+from mixture_ray.store.manifest import read_manifest
 
 
 def write(tmp_path: Path, text: str) -> Path:

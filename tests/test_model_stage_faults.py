@@ -10,19 +10,23 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from mixture_ray.classify.pipeline import run_classify
-from mixture_ray.config import ClassifyConfig, EmbedConfig, SynthConfig, TileConfig, build_config
-from mixture_ray.embed.pipeline import run_embedding
-from mixture_ray.finetune.model import FindingClassifier, classifier_payload
-from mixture_ray.io.committed_store import committed_files
-from mixture_ray.ssl import checkpoint as ckpt
+from mixture_ray.classify.config import ClassifyConfig
+from mixture_ray.classify.stage import run as run_classify
+from mixture_ray.config import build_config
+from mixture_ray.embed.config import EmbedConfig
+from mixture_ray.embed.stage import run as run_embedding
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.classifier import FindingClassifier, classifier_payload
+from mixture_ray.store.folder import committed_files
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
 
 
 @pytest.fixture(scope="module")
 def tiles(fault_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three one-slide cases tiled at 20x (48 px), one commit chunk per slide."""
     from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.tile.stage import run as run_tiling
 
     root = tmp_path_factory.mktemp("model_faults")
     cohort = write_cohort(build_config(

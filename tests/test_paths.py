@@ -16,13 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mixture_ray.config import IntegrateConfig, TileConfig, build_config, load_config
-from mixture_ray.integrate import run_integrate
-from mixture_ray.io import stage_folder
-from mixture_ray.io.committed_store import SETTINGS, SUCCESS, CommittedStore
-from mixture_ray.io.manifest import read_manifest
+from mixture_ray.config import build_config, load_config
+from mixture_ray.review.config import IntegrateConfig
+from mixture_ray.review.integrate import run_integrate
 from mixture_ray.review.mapping import dump_mapping, load_mapping
+from mixture_ray.store import stage_folder
+from mixture_ray.store.folder import SETTINGS, SUCCESS, CommittedStore
+from mixture_ray.store.manifest import read_manifest
 from mixture_ray.store.paths import absolute_path, recorded_path, resolve_recorded
+from mixture_ray.tile.config import TileConfig
 
 
 @contextmanager
@@ -138,7 +140,7 @@ def test_settings_and_success_record_absolute_paths(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("model", ["random", "runs/elex"])
 def test_model_path_or_keyword(tmp_path: Path, model: str) -> None:
-    from mixture_ray.config import EmbedConfig
+    from mixture_ray.embed.config import EmbedConfig
 
     with working_dir(tmp_path):
         cfg = build_config(EmbedConfig, {"tiles": "t", "out_dir": "e", "model": model})

@@ -13,15 +13,18 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn import functional as F
 
-from mixture_ray.config import PretrainConfig, SynthConfig, TileConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
-from mixture_ray.ssl import checkpoint as ckpt
-from mixture_ray.ssl.augment import AugmentSpec, normalise, random_view, to_float
-from mixture_ray.ssl.encoder import ResNetEncoder
-from mixture_ray.ssl.moco import KeyQueue, info_nce, momentum_update
-from mixture_ray.ssl.shuffle import gather, shuffle, unshuffle
-from mixture_ray.ssl.splitbn import SplitBatchNorm, convert_split_bn
-from mixture_ray.ssl.train import FAIL_MARKER
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.augment import AugmentSpec, normalise, random_view, to_float
+from mixture_ray.models.encoder import ResNetEncoder
+from mixture_ray.pretrain.config import PretrainConfig
+from mixture_ray.pretrain.moco import KeyQueue, info_nce, momentum_update
+from mixture_ray.pretrain.shuffle import gather, shuffle, unshuffle
+from mixture_ray.pretrain.splitbn import SplitBatchNorm, convert_split_bn
+from mixture_ray.pretrain.train import FAIL_MARKER
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
 
 
 # ---------------------------------------------------------------- building blocks (no Ray)
@@ -132,7 +135,7 @@ def test_config_errors_name_the_key() -> None:
 @pytest.fixture(scope="module")
 def tiles(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path:
     from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tiling.pipeline import run_tiling
+    from mixture_ray.tile.stage import run as run_tiling
 
     root = tmp_path_factory.mktemp("pretrain")
     cohort = write_cohort(build_config(
@@ -155,7 +158,7 @@ def pretrain_cfg(tiles: Path, out: Path, **extra: Any) -> PretrainConfig:
 
 
 def test_pretrain_checkpoints_and_resumes_by_name(tiles: Path, tmp_path: Path) -> None:
-    from mixture_ray.ssl.run import run_pretrain
+    from mixture_ray.pretrain.stage import run as run_pretrain
 
     first = run_pretrain(pretrain_cfg(tiles, tmp_path))
     assert (first.step, first.start_step) == (4, 0)
@@ -174,7 +177,7 @@ def test_pretrain_checkpoints_and_resumes_by_name(tiles: Path, tmp_path: Path) -
 
 
 def test_killed_worker_resumes_from_last_checkpoint(tiles: Path, tmp_path: Path) -> None:
-    from mixture_ray.ssl.run import run_pretrain
+    from mixture_ray.pretrain.stage import run as run_pretrain
 
     report = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=6, fail_at_step=5, max_failures=1))
     assert (report.run_dir / FAIL_MARKER).read_text() == "5"  # the first attempt died at step 5
@@ -182,7 +185,7 @@ def test_killed_worker_resumes_from_last_checkpoint(tiles: Path, tmp_path: Path)
 
 
 def test_two_gloo_workers_train_with_ddp(tiles: Path, tmp_path: Path) -> None:
-    from mixture_ray.ssl.run import run_pretrain
+    from mixture_ray.pretrain.stage import run as run_pretrain
 
     report = run_pretrain(pretrain_cfg(tiles, tmp_path, workers=2, cpus_per_worker=0.5, max_steps=3,
                                        checkpoint_every=3))

@@ -13,13 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mixture_ray.config import IntegrateConfig, ReviewConfig, SynthConfig, TileConfig, build_config
-from mixture_ray.integrate import run_integrate
-from mixture_ray.io.committed_store import committed_files
+from mixture_ray.config import build_config
+from mixture_ray.review.config import IntegrateConfig, ReviewConfig
+from mixture_ray.review.integrate import run_integrate
 from mixture_ray.review.mapping import MappingError, load_mapping
-from mixture_ray.review.stage import run_review
-from mixture_ray.tiling.images import import_image_folder
-from mixture_ray.tiling.pipeline import run_tiling
+from mixture_ray.review.stage import run as run_review
+from mixture_ray.store.folder import committed_files
+from mixture_ray.store.schemas import TILE_ID_COLUMNS
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.images import import_image_folder
+from mixture_ray.tile.stage import run as run_tiling
 from tests.conftest import TILES_DIR, require_shared
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -55,7 +59,7 @@ def lung(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataF
     rng = np.random.default_rng(0)
     clusters = np.where(tiles.label == "LUAD", 0, 1)
     clusters[rng.random(len(tiles)) < 0.15] = 2
-    keys = tiles[["slide_id", "case_id", "x", "y", "magnification"]].copy()
+    keys = tiles[list(TILE_ID_COLUMNS)].copy()
     keys.loc[int(np.flatnonzero(clusters == 2)[0]), "slide_id"] = EVIL  # only named, never read
     write_clustering(root / "clusters" / "mag-unknown" / "k-3", keys, clusters, 3)
     return root / "clusters", root / "tiles", keys.assign(cluster=clusters, label=tiles.label)
@@ -198,8 +202,8 @@ def test_later_mappings_and_corrections_override(
 
 
 def test_oracle_mapping_from_synthetic_truth(tmp_path: Path) -> None:
-    from mixture_ray.review.oracle import ORACLE_SOURCE, tile_truth
     from mixture_ray.synth.cohort import write_cohort
+    from mixture_ray.synth.oracle import ORACLE_SOURCE, tile_truth
 
     cohort = write_cohort(
         build_config(
@@ -233,7 +237,7 @@ def test_oracle_mapping_from_synthetic_truth(tmp_path: Path) -> None:
     clusters = truth.map(codes).to_numpy().astype(np.int32)
     mixed = len(codes)
     clusters[np.random.default_rng(0).random(len(tiles)) < 0.3] = mixed  # a mixed cluster
-    keys = tiles[["slide_id", "case_id", "x", "y", "magnification"]]
+    keys = tiles[list(TILE_ID_COLUMNS)]
     write_clustering(tmp_path / "clusters" / "mag-20" / f"k-{mixed + 1}", keys, clusters, mixed + 1)
     names = [f["name"] for f in json.loads(cohort.findings.read_text())]
     report = run_review(

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from mixture_ray.cli import EXIT_BAD_INPUT, main
-from mixture_ray.config import StatsConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError, MixtureRayError
 from mixture_ray.stats.clinical import load_clinical
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.errors import ClinicalTableError, StatsInputError
 from mixture_ray.stats.features import load_frequencies
 from mixture_ray.stats.simulate import simulate_cohort

@@ -14,13 +14,15 @@ import pytest
 from PIL import Image
 
 from mixture_ray.cli import EXIT_OK, main
-from mixture_ray.config import StatsConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.errors import StageIncompleteError
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.errors import ClinicalTableError
 from mixture_ray.stats.features import load_frequencies
 from mixture_ray.stats.outputs import TABLES
 from mixture_ray.stats.simulate import simulate_cohort
-from mixture_ray.stats.stage import PLOTS, run_stats
+from mixture_ray.stats.stage import PLOTS
+from mixture_ray.stats.stage import run as run_stats
 
 EVIL_FINDING = "<script>alert(1)</script>"
 EVIL_CASE = "<img src=x onerror=alert(1)>"

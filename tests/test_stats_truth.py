@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixture_ray.config import StatsConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.stats.collinearity import select_findings
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.cox import CoxAnalysis
 from mixture_ray.stats.diagnosis import DiagnosisAnalysis, out_of_fold_class, split_cases
 from mixture_ray.stats.simulate import SimulatedCohort, simulate_cohort

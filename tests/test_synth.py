@@ -13,12 +13,12 @@ import pytest
 import tiffslide
 from scipy import ndimage
 
-from mixture_ray.config import SynthConfig
 from mixture_ray.errors import ConfigError
 from mixture_ray.synth import FINDINGS, read_mask, tile_ground_truth, write_cohort, write_svs
 from mixture_ray.synth import findings as F
 from mixture_ray.synth.aperio_writer import downsample
 from mixture_ray.synth.cohort import Cohort
+from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.records import clinical_columns
 from mixture_ray.synth.truth import tissue_fractions
 

@@ -14,14 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixture_ray.cli import EXIT_OK, EXIT_PARTIAL, main
-from mixture_ray.config import SynthConfig, TileConfig, build_config
+from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError, StageIncompleteError
-from mixture_ray.io.committed_store import COMMITTED, committed_files
 from mixture_ray.slides import open_slide
 from mixture_ray.slides.reader import resize_rgb
-from mixture_ray.tiling.coords import estimated_background
-from mixture_ray.tiling.encode import background_fraction, decode_tile, encode_tile
-from mixture_ray.tiling.pipeline import run_tiling
+from mixture_ray.store.codec import background_fraction, decode_tile, encode_tile
+from mixture_ray.store.folder import COMMITTED, committed_files
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.coords import estimated_background
+from mixture_ray.tile.stage import run as run_tiling
 from tests.conftest import CMU_SVS, TCGA_J2K_SVS, TILES_DIR, require_shared
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -16,10 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixture_ray.config import SynthConfig, TileConfig, build_config
-from mixture_ray.io.committed_store import COMMITTED, committed_files
-from mixture_ray.tiling.pipeline import run_tiling
-from mixture_ray.tiling.pixels import SlideCoordinates, TilePixelReader
+from mixture_ray.config import build_config
+from mixture_ray.store.folder import COMMITTED, committed_files
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader
+from mixture_ray.tile.stage import run as run_tiling
 from tests.conftest import REPO
 
 TILE = 64

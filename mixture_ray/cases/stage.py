@@ -17,17 +17,18 @@ from pathlib import Path
 import pandas as pd
 
 from mixture_ray.cases.baseline import baseline_tables
+from mixture_ray.cases.config import CasesConfig
 from mixture_ray.cases.frequencies import case_counts, combine, frequencies, mag_prefix
-from mixture_ray.classify.pipeline import load_predictions
-from mixture_ray.config import CasesConfig
 from mixture_ray.errors import ConfigError
-from mixture_ray.io import stage_folder
+from mixture_ray.report import Failure, Report
+from mixture_ray.store import stage_folder
+from mixture_ray.store.predictions import load_predictions
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class CasesReport:
+class CasesReport(Report):
     """The per-case tables written and cases lacking tiles at a magnification."""
 
     out_dir: Path
@@ -35,6 +36,17 @@ class CasesReport:
     frequencies: pd.DataFrame
     baseline: dict[int, pd.DataFrame]
     empty: list[str]
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """Cases and frequency columns written, and groups without a counted tile."""
+        lines = [f"cases {self.out_dir}: {len(self.frequencies)} cases x {self.frequencies.shape[1]} "
+                 f"frequency columns; baseline k {sorted(self.baseline)}"]
+        if self.empty:
+            lines.append(f"  {len(self.empty)} case/magnification groups had no counted tile: "
+                         f"{self.empty[:5]}")
+        return "\n".join(lines)
 
 
 def write_table(frame: pd.DataFrame, base: Path) -> None:
@@ -57,7 +69,7 @@ def prediction_counts(stores: tuple[Path, ...]) -> pd.DataFrame:
     return combine(tables)
 
 
-def run_cases(cfg: CasesConfig) -> CasesReport:
+def run(cfg: CasesConfig) -> CasesReport:
     """Write counts, frequencies and (optionally) baseline tables; _SUCCESS last."""
     out_dir = Path(cfg.out_dir)
     settings = {"predictions": [str(Path(p).resolve()) for p in cfg.predictions],

@@ -10,13 +10,13 @@ import pyarrow as pa
 import torch
 
 from mixture_ray.faults import crash_once
-from mixture_ray.finetune.model import FindingClassifier, load_classifier
-from mixture_ray.schemas import prediction_schema
-from mixture_ray.ssl.augment import normalise, to_float
-from mixture_ray.tiling.encode import decode_tile_rows
+from mixture_ray.models.augment import normalise, to_float
+from mixture_ray.models.classifier import FindingClassifier, load_classifier
+from mixture_ray.store.codec import decode_tile_rows
+from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS, prediction_schema
 
 #: Tile-store columns a prediction row keeps.
-KEY_COLUMNS = ("slide_id", "case_id", "x", "y", "magnification", "size_level0", "background_fraction")
+KEY_COLUMNS = PREDICTION_ID_COLUMNS
 
 
 @torch.inference_mode()

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mixture_ray.io.committed_store import committed_files
+from mixture_ray.store.folder import committed_files
+from mixture_ray.store.schemas import TILE_ID_COLUMNS
 
-KEYS = ["slide_id", "case_id", "x", "y", "magnification"]
+KEYS = list(TILE_ID_COLUMNS)
 
 
 def fixed_list_to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -29,18 +29,26 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mixture_ray.cluster.config import ClusterConfig
 from mixture_ray.cluster.data import load_embeddings
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
-from mixture_ray.config import ClusterConfig
-from mixture_ray.io.committed_store import SUCCESS, write_json_atomic
+from mixture_ray.report import Failure, Report
+from mixture_ray.store.folder import SUCCESS, write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)
-class ClusterReport:
+class ClusterReport(Report):
     """Where the clusterings went and their metrics."""
 
     out_dir: Path
     metrics: pd.DataFrame
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """One line per clustering: magnification, k, rows, inertia, silhouette, seconds."""
+        columns = ["magnification", "k", "rows", "inertia", "silhouette", "seconds"]
+        return f"clusterings written to {self.out_dir}:\n{self.metrics[columns].to_string(index=False)}"
 
 
 def mag_label(magnification: float) -> str:
@@ -109,7 +117,7 @@ def write_clustering(
     os.replace(tmp, folder)
 
 
-def run_cluster(cfg: ClusterConfig) -> ClusterReport:
+def run(cfg: ClusterConfig) -> ClusterReport:
     """Cluster every magnification of ``cfg.embeddings`` for every k in ``cfg.ks``."""
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / SUCCESS).unlink(missing_ok=True)

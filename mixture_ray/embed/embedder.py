@@ -9,15 +9,15 @@ import pyarrow as pa
 import torch
 from torch.nn import functional as F
 
-from mixture_ray.config import EmbedConfig
-from mixture_ray.embed.model import load_encoder
+from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.faults import crash_once
-from mixture_ray.schemas import embedding_schema
-from mixture_ray.ssl.augment import centre_crop, normalise, to_float
-from mixture_ray.ssl.encoder import ResNetEncoder
-from mixture_ray.tiling.encode import decode_tile_rows
+from mixture_ray.models.augment import centre_crop, normalise, to_float
+from mixture_ray.models.encoder import ResNetEncoder
+from mixture_ray.models.encoder_loader import load_encoder
+from mixture_ray.store.codec import decode_tile_rows
+from mixture_ray.store.schemas import TILE_ID_COLUMNS, embedding_schema
 
-KEY_COLUMNS = ("slide_id", "case_id", "x", "y", "magnification")
+KEY_COLUMNS = TILE_ID_COLUMNS
 
 
 def preprocess(tiles: torch.Tensor, crop_fraction: float) -> torch.Tensor:

@@ -13,9 +13,11 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
-from mixture_ray.config import EvaluateEmbeddingsConfig
+from mixture_ray.embed.config import EvaluateEmbeddingsConfig
 from mixture_ray.errors import MixtureRayError
-from mixture_ray.io.committed_store import committed_files, write_json_atomic
+from mixture_ray.report import Failure, Report
+from mixture_ray.store.folder import committed_files, write_json_atomic
+from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.findings import BACKGROUND, FINDINGS
 from mixture_ray.synth.truth import read_mask, tile_ground_truth
 
@@ -29,7 +31,7 @@ class ClusterScore:
 
 
 @dataclasses.dataclass(frozen=True)
-class EmbeddingEvaluation:
+class EmbeddingEvaluation(Report):
     """Scores of the trained extractor and the baseline on the same tiles."""
 
     trained: ClusterScore
@@ -37,6 +39,16 @@ class EmbeddingEvaluation:
     n_tiles: int
     k: int
     findings: dict[str, int]
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """NMI and ARI of both extractors and which one wins."""
+        lines = [f"{self.n_tiles} tiles, k={self.k}, findings {self.findings}"]
+        for name, s in (("trained", self.trained), ("baseline", self.baseline)):
+            lines.append(f"  {name:8s} NMI {s.nmi:.3f}  ARI {s.ari:.3f}")
+        lines.append("trained beats baseline" if self.trained_wins else "trained does NOT beat baseline")
+        return "\n".join(lines)
 
     @property
     def trained_wins(self) -> bool:
@@ -45,12 +57,13 @@ class EmbeddingEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
-        return {**dataclasses.asdict(self), "trained_wins": self.trained_wins}
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("complete", "failures")}
+        return {**data, "trained_wins": self.trained_wins}
 
 
 def read_embeddings(root: Path, column: str, magnification: float | None) -> pd.DataFrame:
     """Tile keys and one embedding column of a complete store."""
-    table = pq.read_table(committed_files(root), columns=["slide_id", "x", "y", "magnification", column])
+    table = pq.read_table(committed_files(root), columns=[*TILE_KEY, column])
     frame = table.to_pandas()
     if magnification is not None:
         frame = frame[np.isclose(frame.magnification, magnification)]
@@ -61,7 +74,7 @@ def read_embeddings(root: Path, column: str, magnification: float | None) -> pd.
 
 def tile_sizes(tiles: Path) -> pd.DataFrame:
     """Level-0 tile edge per tile key, from the tile store (metadata columns only)."""
-    columns = ["slide_id", "x", "y", "magnification", "size_level0"]
+    columns = [*TILE_KEY, "size_level0"]
     return pq.read_table(committed_files(tiles), columns=columns).to_pandas()
 
 
@@ -91,7 +104,7 @@ def evaluate_embeddings(cfg: EvaluateEmbeddingsConfig) -> EmbeddingEvaluation:
     """Cluster both stores on the tiles they share and whose truth is pure enough."""
     trained = read_embeddings(cfg.embeddings, cfg.column, cfg.magnification)
     baseline = read_embeddings(cfg.baseline, cfg.column, cfg.magnification)
-    keys = ["slide_id", "x", "y", "magnification"]
+    keys = list(TILE_KEY)
     both = trained.merge(baseline, on=keys, suffixes=("_t", "_b")).merge(tile_sizes(cfg.tiles), on=keys)
     if both.empty:
         raise MixtureRayError(f"embeddings {cfg.embeddings} and baseline {cfg.baseline}: no shared tiles")

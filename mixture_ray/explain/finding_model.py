@@ -41,8 +41,8 @@ def sample_tiles(manifest: Path, masks_dir: Path, *, code: int, mpp: float, tile
                  per_slide: int, min_fraction: float, seed: int,
                  mask_downsample: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(tiles N x tile x tile x 3 uint8, labels N) balanced between the finding and the rest."""
-    from mixture_ray.io.manifest import read_manifest
     from mixture_ray.slides import open_slide, plan_level
+    from mixture_ray.store.manifest import read_manifest
     from mixture_ray.synth import read_mask
 
     rng = np.random.default_rng(seed)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from mixture_ray.config import ExplainConfig
 from mixture_ray.explain import analyse as A
 from mixture_ray.explain import plots
+from mixture_ray.explain.config import ExplainConfig
 from mixture_ray.explain.extract import SlideGrid
 from mixture_ray.explain.fitting import load_h
 

@@ -15,12 +15,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mixture_ray.errors import ConfigError, StageIncompleteError
-from mixture_ray.io.committed_store import SUCCESS, committed_files
-from mixture_ray.tiling.encode import decode_tile, resize_square
+from mixture_ray.store.codec import decode_tile, resize_square
+from mixture_ray.store.folder import SUCCESS, committed_files
+from mixture_ray.store.schemas import TILE_ID_COLUMNS, TILE_KEY
 
-KEY = ["slide_id", "x", "y", "magnification"]
-LABEL_COLUMNS = ["slide_id", "case_id", "x", "y", "magnification", "finding"]
-TILE_COLUMNS = ["slide_id", "x", "y", "magnification", "size_level0", "encoding", "image", "split"]
+KEY = list(TILE_KEY)
+LABEL_COLUMNS = [*TILE_ID_COLUMNS, "finding"]
+TILE_COLUMNS = [*TILE_KEY, "size_level0", "encoding", "image", "split"]
 
 
 def load_labels(path: Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mixture_ray.finetune.data import decode_images
 from mixture_ray.finetune.metrics import ClassificationMetrics, classification_metrics
-from mixture_ray.finetune.model import load_classifier, predict
+from mixture_ray.models.classifier import load_classifier, predict
 
 
 def predict_tiles(classifier: Path, images: Sequence[bytes]) -> np.ndarray:

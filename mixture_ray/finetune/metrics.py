@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mixture_ray.io.committed_store import write_json_atomic
+from mixture_ray.store.folder import write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)

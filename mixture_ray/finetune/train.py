@@ -13,12 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mixture_ray.config import FinetuneConfig
+from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.finetune.metrics import classification_metrics
-from mixture_ray.finetune.model import FindingClassifier, classifier_payload, from_elex, predict
 from mixture_ray.finetune.sampler import epoch_indices
-from mixture_ray.ssl import checkpoint as ckpt
-from mixture_ray.ssl.augment import AugmentSpec, random_view, to_float
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.augment import AugmentSpec, random_view, to_float
+from mixture_ray.models.classifier import FindingClassifier, classifier_payload, from_elex, predict
+from mixture_ray.train_run import crash_once_at_step, report_to_ray_train
 
 TRAIN_FILE = "finetune.pt"
 TRAIN_FORMAT = "mixture_ray.finetune_state/1"
@@ -89,7 +90,7 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, loss_value = step + 1, float(loss.detach())
-            ckpt.crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
+            crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
             if rank == 0 and (step % cfg.log_every == 0 or step == total):
                 print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
             epoch_end = b == per_epoch - 1
@@ -111,7 +112,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 if rank == 0:
                     state = {"format": TRAIN_FORMAT, "model": net.state_dict(), "optimizer": opt.state_dict(),
                              **progress, "step": step}
-                ckpt.report_to_ray_train(metrics, state, TRAIN_FILE)
+                report_to_ray_train(metrics, state, TRAIN_FILE)
     if start >= total:  # already finished: report so the run has a result
         ray.train.report({"step": step, "epoch": cfg.epochs, "loss": loss_value, "start_step": start,
                           "world_size": world, "best_val_balanced_accuracy": progress["best_score"]})

@@ -21,18 +21,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mixture_ray.classify.pipeline import load_predictions
-from mixture_ray.config import MapsConfig
-from mixture_ray.io import stage_folder
-from mixture_ray.io.committed_store import Failure, write_json_atomic
-from mixture_ray.io.manifest import read_manifest
-from mixture_ray.maps.agreement import slide_agreement
+from mixture_ray.maps.config import MapsConfig
 from mixture_ray.maps.draw import overlay_tiles, with_legend
 from mixture_ray.maps.palette import finding_colours
+from mixture_ray.report import Failure, Report
+from mixture_ray.store import stage_folder
+from mixture_ray.store.folder import write_json_atomic
+from mixture_ray.store.manifest import read_manifest
+from mixture_ray.store.predictions import load_predictions
+from mixture_ray.synth.agreement import slide_agreement
 
 
 @dataclasses.dataclass(frozen=True)
-class MapsReport:
+class MapsReport(Report):
     """Maps drawn, per-slide agreement (empty without truth) and failures."""
 
     out_dir: Path
@@ -40,6 +41,14 @@ class MapsReport:
     agreement: pd.DataFrame
     failures: list[Failure]
     complete: bool
+
+    def summary(self) -> str:
+        """Maps drawn, agreement with the truth when known, and failures."""
+        lines = [f"maps {self.out_dir}: {len(self.maps)} slides drawn"]
+        if "accuracy" in self.agreement and len(self.agreement):
+            lines.append(f"  tile agreement with ground truth: mean {self.agreement['accuracy'].mean():.3f} "
+                         f"(per slide in {self.out_dir / 'agreement.csv'})")
+        return "\n".join(lines)
 
 
 def map_file(out_dir: Path, slide_id: str) -> Path:
@@ -84,7 +93,7 @@ def _safe_draw(cfg: MapsConfig, slide_id: str, path: str, tiles: pd.DataFrame,
         return {"slide_id": slide_id, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_maps(cfg: MapsConfig) -> MapsReport:
+def run(cfg: MapsConfig) -> MapsReport:
     """Draw every slide of the prediction store that is in the manifest (one Ray task each)."""
     import ray
 

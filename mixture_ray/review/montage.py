@@ -12,9 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from mixture_ray.tiling.encode import decode_tile
+from mixture_ray.store.codec import decode_tile
+from mixture_ray.store.schemas import TILE_KEY
 
-KEY = ["slide_id", "x", "y", "magnification"]
+KEY = list(TILE_KEY)
 
 
 def sample_per_cluster(assignments: pd.DataFrame, per_cluster: int, seed: int) -> pd.DataFrame:

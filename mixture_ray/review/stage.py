@@ -16,21 +16,31 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mixture_ray.config import ReviewConfig
-from mixture_ray.io.committed_store import committed_files
+from mixture_ray.report import Failure, Report
+from mixture_ray.review.config import ReviewConfig
 from mixture_ray.review.mapping import dump_mapping
 from mixture_ray.review.montage import fetch_images, montage_png, sample_per_cluster
-from mixture_ray.review.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
 from mixture_ray.review.page import ClusterCard, render_review_page
+from mixture_ray.store.folder import committed_files
 from mixture_ray.store.paths import recorded_path
+from mixture_ray.store.schemas import TILE_KEY
+from mixture_ray.synth.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
 
 
 @dataclasses.dataclass(frozen=True)
-class ReviewReport:
+class ReviewReport(Report):
     """Pages and oracle mappings written."""
 
     pages: list[Path]
     oracle_mappings: list[Path]
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """The pages to open and the oracle mappings written."""
+        lines = [f"review page: {page}" for page in self.pages]
+        lines += [f"oracle mapping (simulated pathologist): {m}" for m in self.oracle_mappings]
+        return "\n".join(lines)
 
 
 def clustering_folders(root: Path, ks: tuple[int, ...]) -> list[Path]:
@@ -41,7 +51,7 @@ def clustering_folders(root: Path, ks: tuple[int, ...]) -> list[Path]:
     return folders
 
 
-def run_review(cfg: ReviewConfig) -> ReviewReport:
+def run(cfg: ReviewConfig) -> ReviewReport:
     """Write montages and pages (and oracle mappings when asked) for each clustering."""
     tile_files = [str(p) for p in committed_files(cfg.tiles)]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +62,7 @@ def run_review(cfg: ReviewConfig) -> ReviewReport:
         mag = folder.parent.name.removeprefix("mag-")
         label = f"{mag}-{folder.name.replace('-', '')}"
         sample = sample_per_cluster(assignments, cfg.per_cluster, cfg.seed)
-        images = fetch_images(tile_files, sample[["slide_id", "x", "y", "magnification", "cluster"]])
+        images = fetch_images(tile_files, sample[[*TILE_KEY, "cluster"]])
         sizes = assignments["cluster"].value_counts()
         montage_dir = cfg.out_dir / "montages" / mag / folder.name.replace("-", "")
         montage_dir.mkdir(parents=True, exist_ok=True)
@@ -89,9 +99,9 @@ def write_oracle(
     """Oracle mapping of one clustering from the synthetic ground truth (a simulation)."""
     assert cfg.oracle_cohort is not None
     sizes = pq.read_table(
-        tile_files, columns=["slide_id", "x", "y", "magnification", "size_level0"]
+        tile_files, columns=[*TILE_KEY, "size_level0"]
     ).to_pandas()
-    keyed = assignments.merge(sizes, on=["slide_id", "x", "y", "magnification"], how="left")
+    keyed = assignments.merge(sizes, on=list(TILE_KEY), how="left")
     truth = tile_truth(cfg.oracle_cohort, keyed)
     path = cfg.out_dir / f"mapping-oracle-{label}.yaml"
     dump_mapping(

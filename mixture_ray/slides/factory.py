@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from mixture_ray.errors import MissingExtraError, SlideError
 from mixture_ray.slides.reader import SlideReader
 
 BACKENDS = ("openslide", "tiffslide", "cucim")
+#: A slide backend setting: one of BACKENDS, or ``auto`` (cuCIM with a GPU, else tiffslide).
+Backend = Literal["auto", "openslide", "tiffslide", "cucim"]
 
 
 def _open_openslide(path: Path, cache_bytes: int) -> SlideReader:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from mixture_ray.config import StatsConfig
 from mixture_ray.errors import ConfigError
 from mixture_ray.stats.baseline import load_baselines, run_baseline
 from mixture_ray.stats.clinical import ClinicalData, load_clinical
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.cox import CoxAnalysis
 from mixture_ray.stats.diagnosis import (
     DiagnosisAnalysis,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from mixture_ray.config import StatsConfig
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.diagnosis import DiagnosisAnalysis, ModelResult, Split, compare
 from mixture_ray.stats.errors import StatsInputError
 from mixture_ray.stats.features import load_frequencies

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mixture_ray.config import StatsConfig
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.errors import ClinicalTableError, StatsInputError, rows_text
 
 _BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}

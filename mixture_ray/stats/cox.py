@@ -19,8 +19,8 @@ from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import proportional_hazard_test
 from scipy import stats
 
-from mixture_ray.config import StatsConfig
 from mixture_ray.stats.collinearity import Selection, select_findings
+from mixture_ray.stats.config import StatsConfig
 
 _FAIL = (ConvergenceError, ValueError, ZeroDivisionError, np.linalg.LinAlgError)
 

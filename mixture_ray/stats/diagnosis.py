@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from mixture_ray.config import StatsConfig
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.delong import delong
 from mixture_ray.stats.errors import StatsInputError
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from mixture_ray.errors import StageIncompleteError
-from mixture_ray.io.committed_store import SUCCESS
 from mixture_ray.stats.errors import StatsInputError, rows_text
+from mixture_ray.store.folder import SUCCESS
 
 _MAG = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[xX]?\s*$")
 

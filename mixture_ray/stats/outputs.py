@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mixture_ray.io.committed_store import write_json_atomic
 from mixture_ray.stats.analyses import Analyses
+from mixture_ray.store.folder import write_json_atomic
 
 TABLES = ("diagnosis_auc", "delong_comparisons", "baseline_auc", "feature_importance", "km_survival",
           "logrank", "cox_univariable", "cox_multivariable", "collinearity", "ph_check", "subgroups", "cases")

@@ -9,29 +9,50 @@ from typing import Any
 
 import pandas as pd
 
-from mixture_ray.config import StatsConfig
-from mixture_ray.io.committed_store import SUCCESS, write_json_atomic
+from mixture_ray.report import Failure, Report
 from mixture_ray.stats import outputs, plots
 from mixture_ray.stats.analyses import Analyses, analyse
+from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.report import sections, texts, write_report
+from mixture_ray.store.folder import SUCCESS, write_json_atomic
 
 PLOTS = ("roc_feature_sets", "roc_integrated_vs_baseline", "km_predicted_class", "forest_cox",
          "feature_importance")
 
 
 @dataclasses.dataclass(frozen=True)
-class StatsReport:
+class StatsReport(Report):
     """What a stats run produced: headline numbers (summary.json), every table, the files written."""
 
     out_dir: Path
-    summary: dict[str, Any]
+    headline: dict[str, Any]
     tables: dict[str, pd.DataFrame]
     plots: dict[str, Path]
     report: Path
     notes: tuple[str, ...]
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """Cases, the best integrated and baseline AUCs, log-rank, notes and the report's path."""
+        h = self.headline
+        best, base = h["best_integrated"], h["best_baseline"]
+        lines = [f"stats {self.out_dir}: {h['n_cases']} cases ({h['n_events']} events), "
+                 f"{h['n_test']} in the test split",
+                 f"  best integrated: {best['feature_set']} {best['model']} AUC {best['auc']:.3f} "
+                 f"({best['ci_low']:.3f}-{best['ci_high']:.3f})"]
+        if base is not None:
+            lines.append(f"  best baseline: {base['feature_set']} {base['model']} AUC {base['auc']:.3f} "
+                         f"({base['ci_low']:.3f}-{base['ci_high']:.3f}); DeLong p "
+                         f"{h['delong_p_best_integrated_vs_best_baseline']:.3g}")
+        if h["logrank"].get("p") is not None:
+            lines.append(f"  log-rank by out-of-fold predicted class: p {h['logrank']['p']:.3g}")
+        lines += [f"  note: {note}" for note in self.notes]
+        lines.append(f"  report: {self.report}")
+        return "\n".join(lines)
 
 
-def run_stats(cfg: StatsConfig) -> StatsReport:
+def run(cfg: StatsConfig) -> StatsReport:
     """Run the stage; bad input raises a MixtureRayError subclass naming the file, rows or key."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from mixture_ray.config import SynthConfig
 from mixture_ray.errors import ConfigError
+from mixture_ray.report import Failure, Report
 from mixture_ray.synth import findings as F
 from mixture_ray.synth import layout as L
 from mixture_ray.synth.aperio_writer import write_svs
+from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.outcomes import OutcomeModel, simulate
 from mixture_ray.synth.records import (
     MANIFEST_COLUMNS,
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class Cohort:
+class Cohort(Report):
     """Paths of a written synthetic cohort."""
 
     root: Path
@@ -50,6 +51,13 @@ class Cohort:
     truth: Path
     n_cases: int
     n_slides: int
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """Cases, slides and the two tables a user opens first."""
+        return (f"synthetic cohort written to {self.root}: {self.n_cases} cases, {self.n_slides} slides\n"
+                f"  manifest: {self.manifest}\n  clinical: {self.clinical}")
 
 
 def region_size(width: int, height: int) -> float:

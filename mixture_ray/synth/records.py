@@ -11,9 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from mixture_ray.config import SynthConfig
 from mixture_ray.synth import findings as F
 from mixture_ray.synth import layout as L
+from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.outcomes import Outcome, OutcomeModel
 
 MANIFEST_COLUMNS = ["slide_id", "case_id", "path", "mpp"]

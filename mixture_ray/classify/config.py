@@ -1,0 +1,37 @@
+"""`mixture-ray classify` settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from mixture_ray.config import option, require_positive
+from mixture_ray.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+    """`mixture-ray classify`: predicted finding and class probabilities of every cohort tile.
+
+    Tile the cohort first (224 px, non-overlapping, every tile), e.g.
+    ``mixture-ray tile --tile-size 224 --max-background 0.7 --max-tiles-per-slide 0``.
+    """
+
+    tiles: Path = option("tile store of the cohort (written by `mixture-ray tile`)")
+    classifier: Path = option("fine-tuned classifier: a finetune run folder or its classifier.pt")
+    out_dir: Path = option("prediction store folder (reruns skip committed slides)")
+    magnification: float | None = option(
+        "classify tiles of this magnification; null = the magnification the classifier was trained at", None
+    )
+    max_background: float = option("tiles whose background fraction exceeds this are not classified", 0.7)
+    batch_size: int = option("tiles per batch", 64)
+    workers: int = option("classifier actors (one model each)", 1)
+    actor_cpus: float = option("CPUs each actor reserves (on GPU nodes each actor takes one GPU)", 1.0)
+    torch_threads: int = option("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
+
+    def validate(self) -> None:
+        require_positive(self, "batch_size", "workers", "actor_cpus")
+        if not 0.0 <= self.max_background <= 1.0:
+            raise ConfigError(f"max_background: must be in [0, 1] (got {self.max_background})")
+        if self.torch_threads < 0:
+            raise ConfigError(f"torch_threads: must be >= 0 (got {self.torch_threads})")

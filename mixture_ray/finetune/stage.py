@@ -1,0 +1,134 @@
+"""`mixture-ray finetune`: prepare labelled tiles, build the TorchTrainer, fit (or resume), export.
+
+Run folder ``out_dir/name``: Ray Train checkpoints, ``classifier.pt`` (best epoch by validation
+balanced accuracy, weights only), ``metrics.json`` / ``metrics_per_class.csv`` /
+``metrics_confusion.csv`` (validation, best epoch), ``history.csv`` and ``split.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from mixture_ray.errors import StageIncompleteError
+from mixture_ray.finetune import data as ftdata
+from mixture_ray.finetune.config import FinetuneConfig
+from mixture_ray.finetune.train import TRAIN_FILE, train_loop
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.classifier import CLASSIFIER_FILE
+from mixture_ray.models.encoder_loader import RANDOM
+from mixture_ray.ray_runtime import ensure_ray
+from mixture_ray.report import Failure, Report
+from mixture_ray.store.folder import write_json_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneReport(Report):
+    """Outcome of a fine-tuning run."""
+
+    run_dir: Path
+    classifier: Path
+    classes: tuple[str, ...]
+    step: int
+    start_step: int
+    best_epoch: int
+    val_balanced_accuracy: float
+    n_train: int
+    n_val: int
+    metrics: dict[str, Any]
+    complete: bool = True
+    failures: tuple[Failure, ...] = ()
+
+    def summary(self) -> str:
+        """Steps, data sizes, the best epoch and where the classifier went."""
+        return (f"finetune {self.run_dir}: step {self.step} (resumed from {self.start_step}), "
+                f"{self.n_train} train / {self.n_val} validation tiles, classes {list(self.classes)}; "
+                f"best epoch {self.best_epoch}: validation balanced accuracy "
+                f"{self.val_balanced_accuracy:.3f}\n"
+                f"  classifier: {self.classifier}\n  metrics: {self.run_dir / 'metrics.json'}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Decoded arrays of the train and validation tiles, and the case split."""
+
+    classes: tuple[str, ...]
+    split: ftdata.CaseSplit
+    arrays: dict[str, Any]
+
+
+def prepare(cfg: FinetuneConfig) -> Prepared:
+    """Labels -> joined pixels -> case split -> uint8 arrays and class indices."""
+    labels = ftdata.load_labels(cfg.labels)
+    classes = ftdata.class_order(labels, cfg.findings, cfg.labels)
+    joined = ftdata.join_tiles(labels, cfg.tiles, cfg.magnification, cfg.splits)
+    split = ftdata.split_by_case(joined, cfg.val_fraction, cfg.seed, cfg.labels)
+    arrays: dict[str, Any] = {}
+    for part, cases in (("train", split.train), ("val", split.val)):
+        rows = joined[joined["case_id"].astype(str).isin(set(cases))]
+        arrays[f"{part}_x"] = ftdata.decode_images(rows["image"].tolist(), cfg.image_size)
+        arrays[f"{part}_y"] = ftdata.encode_targets(rows["finding"], classes)
+    ftdata.check_train_classes(arrays["train_y"], classes, cfg.labels)
+    return Prepared(tuple(classes), split, arrays)
+
+
+def _resolved(cfg: FinetuneConfig) -> FinetuneConfig:
+    model = cfg.model if cfg.model == RANDOM else str(Path(cfg.model).resolve())
+    return dataclasses.replace(cfg, model=model, out_dir=cfg.out_dir.resolve())
+
+
+def run(cfg: FinetuneConfig) -> FinetuneReport:
+    """Train (or resume) the finding classifier; exports out_dir/name/classifier.pt."""
+    cfg = _resolved(cfg)
+    ensure_ray()
+    prep = prepare(cfg)
+    run_dir = cfg.out_dir / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "split.json", {"train_cases": list(prep.split.train),
+                                               "val_cases": list(prep.split.val),
+                                               "classes": list(prep.classes)})
+    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": cfg, "classes": prep.classes, "data": ray.put(prep.arrays)},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=cfg.name,
+            storage_path=str(cfg.out_dir),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        state = ckpt.load(Path(folder) / TRAIN_FILE)
+    if state["best"] is None:
+        raise StageIncompleteError(f"finetune run {run_dir}: no epoch finished, nothing to export")
+    classifier = run_dir / CLASSIFIER_FILE
+    ckpt.save({**state["best"], "magnification": cfg.magnification, "image_size": cfg.image_size,
+               "val_balanced_accuracy": state["best_score"], "labels": str(cfg.labels)}, classifier)
+    write_json_atomic(run_dir / "metrics.json", {**state["best_metrics"], "split": "validation",
+                                                 "best_epoch": state["best_epoch"]})
+    best = state["best_metrics"]
+    pd.DataFrame(best["per_class"]).to_csv(run_dir / "metrics_per_class.csv", index=False)
+    pd.DataFrame(best["confusion"], index=best["classes"], columns=best["classes"]).to_csv(
+        run_dir / "metrics_confusion.csv"
+    )
+    pd.DataFrame(state["history"]).to_csv(run_dir / "history.csv", index=False)
+    metrics = dict(result.metrics or {})
+    return FinetuneReport(
+        run_dir=run_dir, classifier=classifier, classes=prep.classes, step=int(state["step"]),
+        start_step=int(metrics.get("start_step", 0)), best_epoch=int(state["best_epoch"]),
+        val_balanced_accuracy=float(state["best_score"]), n_train=len(prep.arrays["train_y"]),
+        n_val=len(prep.arrays["val_y"]), metrics=metrics,
+    )

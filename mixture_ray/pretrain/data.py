@@ -1,0 +1,29 @@
+"""Decoded tiles for MoCo pretraining (store.tiles reads them)."""
+
+from __future__ import annotations
+
+import ray
+
+from mixture_ray.errors import ConfigError
+from mixture_ray.pretrain.config import PretrainConfig
+from mixture_ray.store.folder import committed_files
+from mixture_ray.store.tiles import decode_images, tile_rows
+
+
+def tile_dataset(cfg: PretrainConfig) -> ray.data.Dataset:
+    """Decoded tiles for training; materialised in the object store when ``cache_tiles``."""
+    files = committed_files(cfg.tiles)
+    if not files:
+        raise ConfigError(f"tiles: {cfg.tiles} holds no tiles")
+    ds = tile_rows(files, ["image"], cfg.magnification)
+    ds = ds.map_batches(decode_images, batch_format="numpy", batch_size=256)
+    if cfg.cache_tiles:
+        ds = ds.materialize()
+    n = ds.count()
+    if n < cfg.batch_size * cfg.workers:
+        where = f" at magnification {cfg.magnification}" if cfg.magnification is not None else ""
+        raise ConfigError(
+            f"tiles: {cfg.tiles} has {n} tiles with pixels{where}, fewer than one step needs "
+            f"(batch_size {cfg.batch_size} x workers {cfg.workers})"
+        )
+    return ds

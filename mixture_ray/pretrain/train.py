@@ -1,0 +1,106 @@
+"""The per-worker MoCo loop run by Ray Train: resume, augment, step, log, checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.augment import AugmentSpec, random_view, to_float
+from mixture_ray.pretrain.config import PretrainConfig
+from mixture_ray.pretrain.moco import MoCo
+from mixture_ray.train_run import crash_once_at_step, report_to_ray_train
+
+FAIL_MARKER = ".fail_injected"
+
+
+def build_moco(cfg: PretrainConfig, world: int) -> MoCo:
+    """The MoCo model for ``world`` workers (split BN only when training alone)."""
+    return MoCo(
+        arch=cfg.arch, dim=cfg.dim, mlp=cfg.mlp, queue_size=cfg.queue_size, momentum=cfg.momentum,
+        temperature=cfg.temperature, split_bn=cfg.split_bn if world == 1 else 1, seed=cfg.seed,
+    )
+
+
+def train_state(model: MoCo, opt: torch.optim.Optimizer, step: int, cfg: PretrainConfig) -> dict[str, Any]:
+    """Everything needed to resume, as tensors and primitives."""
+    return {
+        "format": ckpt.TRAIN_FORMAT, "step": step, "spec": model.encoder().spec(),
+        "query": model.encoder().state_dict(), "key": model.key.state_dict(),
+        "queue": model.queue.state_dict(), "optimizer": opt.state_dict(),
+        "magnification": cfg.magnification, "crop_fraction": cfg.crop_fraction,
+    }
+
+
+def restore(model: MoCo, opt: torch.optim.Optimizer) -> int:
+    """Load the latest Ray Train checkpoint (resume or retry); returns its step (0 if none)."""
+    found = ray.train.get_checkpoint()
+    if found is None:
+        return 0
+    with found.as_directory() as folder:
+        state = ckpt.load(Path(folder) / ckpt.TRAIN_FILE)
+    model.encoder().load_state_dict(state["query"])
+    model.key.load_state_dict(state["key"])
+    model.queue.load_state_dict(state["queue"])
+    opt.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker entry point; ``config["cfg"]`` is the PretrainConfig."""
+    cfg: PretrainConfig = config["cfg"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    cuda = device.type == "cuda"
+    if not cuda:
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    model = build_moco(cfg, world).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.encoder().parameters(), lr=cfg.lr)
+    start = step = restore(model, opt)
+    if world > 1:
+        model.query = torch.nn.parallel.DistributedDataParallel(
+            model.query, device_ids=[device.index] if cuda else None
+        )
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
+    spec = AugmentSpec(cfg.crop_fraction, cfg.rotation, cfg.color_jitter)
+    shard = ray.train.get_dataset_shard("train")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    tick, seen, loss_value = time.perf_counter(), 0, float("nan")
+    while step < cfg.max_steps:
+        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True, device="cpu"):
+            tiles = batch["image"].to(device, non_blocking=True)  # uint8 to the device, then float
+            images = to_float(tiles)
+            if cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss = model(random_view(images, spec, gen), random_view(images, spec, gen), gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step, seen, loss_value = step + 1, seen + tiles.shape[0], float(loss.detach())
+            crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
+            rate = seen / max(time.perf_counter() - tick, 1e-9)
+            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.max_steps):
+                print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "
+                      f"{rate:.1f} samples/s/worker", flush=True)
+            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                metrics = {"step": step, "loss": loss_value, "start_step": start,
+                           "samples_per_s_per_worker": rate, "world_size": world}
+                state = train_state(model, opt, step, cfg) if rank == 0 else None
+                report_to_ray_train(metrics, state, ckpt.TRAIN_FILE)
+            if step >= cfg.max_steps:
+                break
+        if seen == 0:
+            raise RuntimeError("the dataset shard yielded no full batch; lower batch_size")
+    if start >= cfg.max_steps:  # already finished: report so the run has a result
+        ray.train.report({"step": step, "loss": loss_value, "start_step": start,
+                          "samples_per_s_per_worker": 0.0, "world_size": world})

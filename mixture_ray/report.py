@@ -1,0 +1,37 @@
+"""The one face of every stage's outcome: ``complete``, ``failures`` and ``summary()``.
+
+Every stage's ``run(cfg)`` returns a dataclass that derives from :class:`Report`; the CLI prints
+``report.summary()`` and exits 0 when the report is complete, 3 when some items failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """One item (slide, image, case) that failed, with a message a person can act on."""
+
+    item_id: str
+    source: str
+    error: str
+
+
+class Report:
+    """Base of every stage report; subclasses are dataclasses with these two fields."""
+
+    complete: bool
+    failures: Sequence[Failure]
+
+    def summary(self) -> str:
+        """What the run produced, in a few plain lines for a person."""
+        raise NotImplementedError
+
+    def failure_lines(self, limit: int = 20) -> list[str]:
+        """``item: reason`` for the first ``limit`` failures."""
+        lines = [f"  {f.item_id}: {f.error}" for f in list(self.failures)[:limit]]
+        if len(self.failures) > limit:
+            lines.append(f"  ... and {len(self.failures) - limit} more (see failures.parquet)")
+        return lines

@@ -1,0 +1,70 @@
+"""The list of stages: CLI verb -> config class and ``run`` function, imported lazily.
+
+The CLI (:mod:`mixture_ray.cli`), ``python -m mixture_ray`` and multi-stage pipeline jobs
+(:mod:`mixture_ray.pipeline.job`) are generated from this one list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from mixture_ray.report import Report
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """One verb: where its config class and its ``run(cfg) -> Report`` live, and what it does."""
+
+    name: str
+    config_ref: str
+    run_ref: str
+    help: str
+
+    def config(self) -> type:
+        """The stage's frozen config dataclass (imports its module)."""
+        cls: type = _resolve(self.config_ref)
+        return cls
+
+    def runner(self) -> Callable[[Any], Report]:
+        """The stage's ``run`` function (imports its module, and with it the stage's dependencies)."""
+        run: Callable[[Any], Report] = _resolve(self.run_ref)
+        return run
+
+
+def _resolve(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _spec(name: str, package: str, config: str, help: str, run: str = "stage:run") -> StageSpec:
+    return StageSpec(name, f"mixture_ray.{package}.config:{config}", f"mixture_ray.{package}.{run}", help)
+
+
+STAGES: tuple[StageSpec, ...] = (
+    _spec("synth", "synth", "SynthConfig", "write a synthetic cohort with planted findings",
+          "cohort:write_cohort"),
+    _spec("tile", "tile", "TileConfig", "tile slides (or import an image folder) into a Parquet tile store"),
+    _spec("pretrain", "pretrain", "PretrainConfig", "MoCo v2 pretraining of a ResNet extractor (Ray Train)"),
+    _spec("embed", "embed", "EmbedConfig", "embed tiles with a ResNet checkpoint (Ray Data actors)"),
+    _spec("evaluate-embeddings", "embed", "EvaluateEmbeddingsConfig",
+          "k-means NMI/ARI of embeddings vs synthetic truth", "evaluate:evaluate_embeddings"),
+    _spec("cluster", "cluster", "ClusterConfig", "k-means of the embeddings for a list of k"),
+    _spec("review", "review", "ReviewConfig", "montages and a review page per magnification and k"),
+    _spec("integrate", "review", "IntegrateConfig", "mapping file(s) -> labelled tile set",
+          "integrate:run_integrate"),
+    _spec("finetune", "finetune", "FinetuneConfig",
+          "fine-tune finding classifiers on labelled tiles (Ray Train)"),
+    _spec("classify", "classify", "ClassifyConfig", "predicted finding of every cohort tile (Ray Data)"),
+    _spec("maps", "maps", "MapsConfig", "finding map per slide (Ray task per slide) + truth agreement"),
+    _spec("cases", "cases", "CasesConfig", "per-case finding frequencies (+ non-integrated baseline)"),
+    _spec("stats", "stats", "StatsConfig", "diagnosis and survival statistics from case frequencies"),
+    _spec("explain", "explain", "ExplainConfig",
+          "explain fit|apply|analyse: NMF classes of CNN activations on slides"),
+    _spec("demo", "pipeline", "DemoConfig", "run the pipeline on small synthetic cohorts (local Ray)",
+          "demo:run_demo"),
+)
+
+BY_NAME: dict[str, StageSpec] = {spec.name: spec for spec in STAGES}

@@ -1,0 +1,210 @@
+"""A stage output folder that commits items (slides, images) in chunks and never lies.
+
+Layout::
+
+    out_dir/
+      settings.json            settings the data were made with (a rerun must match)
+      chunk-<id>/*.parquet     data of committed items
+      chunk-<id>/_COMMITTED.json   written last: items and row counts of the chunk
+      failures.parquet         items that failed in the latest run, with the reason
+      _SUCCESS                 written only when every requested item is committed
+      _INCOMPLETE.json         written instead when some failed
+
+A chunk folder without ``_COMMITTED.json`` (a killed run) is never read and is removed by
+the next run; temporary folders start with ``.tmp-``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mixture_ray.errors import ConfigError, StageIncompleteError
+from mixture_ray.report import Failure
+from mixture_ray.store.schemas import FAILURE_SCHEMA
+
+COMMITTED = "_COMMITTED.json"
+SUCCESS = "_SUCCESS"
+INCOMPLETE = "_INCOMPLETE.json"
+SETTINGS = "settings.json"
+FAILURES = "failures.parquet"
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary name, fsync, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitResult:
+    """What one chunk commit kept and what it rejected."""
+
+    rows: dict[str, int]
+    failures: list[Failure]
+
+
+class CommittedStore:
+    """Chunked, resumable output of one stage keyed by an item column."""
+
+    def __init__(self, root: Path, *, stage: str, item_column: str) -> None:
+        self.root = Path(root)
+        self.stage = stage
+        self.item_column = item_column
+
+    # ------------------------------------------------------------------ run lifecycle
+    def prepare(self, settings: Mapping[str, Any]) -> None:
+        """Create the folder, check settings match earlier runs, drop uncommitted leftovers."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        settings_path = self.root / SETTINGS
+        wanted = json.loads(json.dumps(dict(settings), default=str))
+        if settings_path.exists():
+            previous = json.loads(settings_path.read_text())
+            changed = sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+            if changed and self.committed_items():
+                detail = "; ".join(f"{k}: {previous.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
+                raise ConfigError(
+                    f"{self.root} holds {self.stage} output made with other settings ({detail}); "
+                    "use a new output folder or the same settings"
+                )
+        write_json_atomic(settings_path, wanted)
+        for child in self.root.iterdir():
+            stale_tmp = child.name.startswith(".tmp-")
+            uncommitted = child.name.startswith("chunk-") and not (child / COMMITTED).exists()
+            if child.is_dir() and (stale_tmp or uncommitted):
+                shutil.rmtree(child)
+        for marker in (SUCCESS, INCOMPLETE):
+            (self.root / marker).unlink(missing_ok=True)
+
+    def new_tmp_dir(self) -> Path:
+        """A fresh temporary folder inside the store for one chunk's writes."""
+        return self.root / f".tmp-{uuid.uuid4().hex}"
+
+    def commit(self, tmp: Path, expected: Mapping[str, str]) -> CommitResult:
+        """Commit a chunk written to ``tmp``; items with error rows are removed and reported.
+
+        ``expected`` maps each item id of the chunk to its source; an item with no rows at
+        all is reported as failed with ``no rows`` so nothing disappears silently.
+        """
+        files = sorted(tmp.glob("*.parquet")) if tmp.exists() else []
+        rows: Counter[str] = Counter()
+        errors: dict[str, tuple[int, str]] = {}
+        for file in files:
+            table = pq.read_table(file, columns=[self.item_column, "error"])
+            for item, error in zip(
+                table[self.item_column].to_pylist(), table["error"].to_pylist(), strict=True
+            ):
+                if error is None:
+                    rows[item] += 1
+                else:
+                    count, first = errors.get(item, (0, error))
+                    errors[item] = (count + 1, first)
+        failures = []
+        for item, (count, first) in errors.items():
+            total = count + rows.pop(item, 0)
+            more = f" ({count} of {total} rows failed)" if total > 1 else ""
+            failures.append(Failure(item, expected.get(item, ""), first + more))
+        for item, source in expected.items():
+            if item not in rows and item not in errors:
+                failures.append(Failure(item, source, f"no {self.stage} rows were produced"))
+        if errors:
+            self._drop_items(files, set(errors))
+        if not rows:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return CommitResult({}, failures)
+        chunk = self.root / f"chunk-{uuid.uuid4().hex}"
+        os.replace(tmp, chunk)
+        kept = sorted(p.name for p in chunk.glob("*.parquet"))
+        write_json_atomic(chunk / COMMITTED, {"items": dict(rows), "files": kept})
+        return CommitResult(dict(rows), failures)
+
+    def _drop_items(self, files: Iterable[Path], items: set[str]) -> None:
+        values = pa.array(sorted(items), pa.string())
+        for file in files:
+            table = pq.read_table(file)
+            mask = pc.invert(pc.is_in(table[self.item_column], value_set=values))
+            kept = table.filter(mask)
+            if kept.num_rows == table.num_rows:
+                continue
+            if kept.num_rows == 0:
+                file.unlink()
+            else:
+                tmp = file.with_name(f".{file.name}.tmp")
+                pq.write_table(kept, tmp)
+                os.replace(tmp, file)
+
+    def finish(self, *, requested: Iterable[str], failures: list[Failure], extra: Mapping[str, Any]) -> bool:
+        """Write the failures table and _SUCCESS or _INCOMPLETE.json; True when complete."""
+        table = pa.table(
+            {
+                "stage": [self.stage] * len(failures),
+                "item_id": [f.item_id for f in failures],
+                "source": [f.source for f in failures],
+                "error": [f.error for f in failures],
+            },
+            schema=FAILURE_SCHEMA,
+        )
+        tmp = self.root / f".{FAILURES}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.root / FAILURES)
+        committed = self.committed_items()
+        missing = sorted(set(requested) - set(committed))
+        summary = {
+            "stage": self.stage,
+            "items_committed": len(committed),
+            "rows": sum(committed.values()),
+            "items_failed": len(missing),
+            **extra,
+        }
+        if missing:
+            write_json_atomic(self.root / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
+            return False
+        write_json_atomic(self.root / SUCCESS, summary)
+        return True
+
+    # ------------------------------------------------------------------ reading
+    def committed_items(self) -> dict[str, int]:
+        """Item id -> committed row count, over every committed chunk."""
+        items: dict[str, int] = {}
+        for marker in sorted(self.root.glob(f"chunk-*/{COMMITTED}")):
+            items.update(json.loads(marker.read_text())["items"])
+        return items
+
+    def data_files(self) -> list[Path]:
+        """Parquet files of committed chunks only."""
+        files: list[Path] = []
+        for marker in sorted(self.root.glob(f"chunk-*/{COMMITTED}")):
+            names = json.loads(marker.read_text())["files"]
+            files.extend(marker.parent / name for name in names)
+        return files
+
+
+def committed_files(root: Path, *, require_complete: bool = True) -> list[Path]:
+    """Data files of a stage folder; refuses a partial stage unless ``require_complete=False``."""
+    root = Path(root)
+    if require_complete and not (root / SUCCESS).exists():
+        why = (
+            "it finished with failures (see failures.parquet)"
+            if (root / INCOMPLETE).exists()
+            else ("it has no _SUCCESS marker (not run, still running, or interrupted)")
+        )
+        raise StageIncompleteError(
+            f"{root}: output is not complete: {why}; rerun the stage or allow partial input"
+        )
+    store = CommittedStore(root, stage="", item_column="")
+    return store.data_files()

@@ -1,0 +1,69 @@
+"""`mixture-ray tile` settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from mixture_ray.config import option, require_positive
+from mixture_ray.errors import ConfigError
+from mixture_ray.slides.factory import Backend
+
+TileEncoding = Literal["jpeg", "png", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TileConfig:
+    """`mixture-ray tile`: cut slides (or an ImageFolder tree) into a Parquet tile store."""
+
+    out_dir: Path = option("tile store folder (created; reruns skip slides already committed)")
+    manifest: Path | None = option(
+        "CSV/Parquet manifest (slide_id, case_id, path[, mpp]) or a folder of slides", None
+    )
+    from_images: Path | None = option("ImageFolder tree to import instead of slides", None)
+    magnifications: tuple[float, ...] = option(
+        "objective magnifications to tile at; mpp = 10 / magnification", [2.5, 5.0, 20.0]
+    )
+    tile_size: int = option("tile edge in pixels at the target magnification", 280)
+    stride: int = option("step between tiles in pixels at the target magnification; 0 = tile_size", 0)
+    background_threshold: int = option("a pixel is background when all of R, G, B exceed this", 220)
+    max_background: float = option("drop tiles whose background fraction exceeds this", 0.9)
+    max_tiles_per_slide: int = option(
+        "keep at most this many tiles per slide and magnification, drawn with the seed; 0 = all", 300
+    )
+    encoding: TileEncoding = option("tile pixels stored as jpeg, png, or none (coordinates only)", "jpeg")
+    jpeg_quality: int = option("JPEG quality when encoding=jpeg", 90)
+    backend: Backend = option("slide reader: auto, openslide, tiffslide, cucim", "auto")
+    workers: int = option("pixel-reading actors (one slide handle cache each)", 2)
+    actor_cpus: float = option("logical CPUs each pixel actor reserves in Ray's scheduler", 1.0)
+    batch_size: int = option("tiles per Ray Data batch in the pixel stage", 32)
+    tile_cache_mb: int = option("decoded native-tile cache per open slide and level, in MiB", 64)
+    slides_per_commit: int = option("slides written and committed together (resume granularity)", 16)
+    seed: int = option("random seed for tile sampling", 0)
+
+    def validate(self) -> None:
+        if (self.manifest is None) == (self.from_images is None):
+            raise ConfigError("manifest / from_images: give exactly one of them")
+        if not self.magnifications:
+            raise ConfigError("magnifications: give at least one magnification")
+        for mag in self.magnifications:
+            if not 0 < mag <= 100:
+                raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")
+        require_positive(self, "tile_size", "workers", "batch_size", "slides_per_commit")
+        require_positive(self, "actor_cpus", "tile_cache_mb")
+        if self.stride < 0:
+            raise ConfigError(f"stride: must be >= 0 (got {self.stride})")
+        if not 0 <= self.background_threshold <= 255:
+            raise ConfigError(f"background_threshold: must be in 0..255 (got {self.background_threshold})")
+        if not 0.0 <= self.max_background <= 1.0:
+            raise ConfigError(f"max_background: must be in [0, 1] (got {self.max_background})")
+        if self.max_tiles_per_slide < 0:
+            raise ConfigError(f"max_tiles_per_slide: must be >= 0 (got {self.max_tiles_per_slide})")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"jpeg_quality: must be in 1..100 (got {self.jpeg_quality})")
+
+    @property
+    def step(self) -> int:
+        """Stride in target pixels (tile_size when stride is 0)."""
+        return self.stride or self.tile_size

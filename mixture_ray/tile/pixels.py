@@ -1,0 +1,146 @@
+"""Ray Data stages that turn metadata rows into tile pixels.
+
+``SlideCoordinates`` expands manifest rows into tile coordinates (or one failure row per
+slide); ``TilePixelReader`` is the actor that reads, filters and encodes pixels, keeping a
+few slides open so each slide is opened once per worker.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from mixture_ray.errors import MixtureRayError
+from mixture_ray.faults import crash_once
+from mixture_ray.slides.factory import open_slide
+from mixture_ray.slides.reader import SlideReader, resize_rgb
+from mixture_ray.store.codec import background_fraction, encode_tile
+from mixture_ray.store.schemas import TILE_SCHEMA
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.coords import failure_row, slide_coordinates
+
+
+def describe(exc: BaseException) -> str:
+    """One-line error text for a failures table."""
+    if isinstance(exc, MixtureRayError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SlideCoordinates:
+    """``map_batches`` callable: manifest rows -> tile metadata rows (batch_size=1 slide)."""
+
+    def __init__(self, cfg: TileConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        crash_once("tile.coordinates")
+        tables = []
+        for row in batch.to_pylist():
+            slide_id, case_id, path = row["slide_id"], row["case_id"], row["path"]
+            mpp = row.get("mpp")
+            try:
+                reader = open_slide(Path(path), self.cfg.backend)
+                try:
+                    tables.append(
+                        slide_coordinates(
+                            reader,
+                            slide_id=slide_id,
+                            case_id=case_id,
+                            manifest_mpp=mpp if mpp is not None and mpp == mpp else None,
+                            cfg=self.cfg,
+                        )
+                    )
+                finally:
+                    reader.close()
+            except Exception as exc:
+                tables.append(
+                    failure_row(slide_id=slide_id, case_id=case_id, source=path, error=describe(exc))
+                )
+        return pa.concat_tables(tables)
+
+
+class TilePixelReader:
+    """Actor: read each tile's pixels, apply the exact background rule, encode."""
+
+    def __init__(self, cfg: TileConfig, max_open_slides: int = 4) -> None:
+        self.cfg = cfg
+        self.max_open = max_open_slides
+        self._open: OrderedDict[str, SlideReader] = OrderedDict()
+
+    def _reader(self, path: str) -> SlideReader:
+        reader = self._open.get(path)
+        if reader is None:
+            reader = open_slide(Path(path), self.cfg.backend, tile_cache_bytes=self.cfg.tile_cache_mb << 20)
+            self._open[path] = reader
+            if len(self._open) > self.max_open:
+                self._open.popitem(last=False)[1].close()
+        else:
+            self._open.move_to_end(path)
+        return reader
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        crash_once("tile.pixels")
+        cfg = self.cfg
+        rows = batch.to_pylist()
+        keep: list[int] = []
+        images: list[bytes | None] = []
+        fractions: list[float] = []
+        errors: list[str | None] = []
+        for i, row in enumerate(rows):
+            if row["error"] is not None:
+                keep.append(i)
+                images.append(None)
+                fractions.append(float("nan"))
+                errors.append(row["error"])
+                continue
+            try:
+                reader = self._reader(row["source"])
+                side = row["read_size"]
+                pixels = reader.read_region((row["x"], row["y"]), row["level"], (side, side))
+                pixels = resize_rgb(pixels, (cfg.tile_size, cfg.tile_size))
+                fraction = background_fraction(pixels, cfg.background_threshold)
+                if fraction > cfg.max_background:
+                    continue
+                image = encode_tile(pixels, cfg.encoding, cfg.jpeg_quality)
+                error = None
+            except Exception as exc:
+                image, fraction, error = (
+                    None,
+                    float("nan"),
+                    f"tile at ({row['x']}, {row['y']}): {describe(exc)}",
+                )
+            keep.append(i)
+            images.append(image)
+            fractions.append(fraction)
+            errors.append(error)
+        kept = batch.take(pa.array(keep, pa.int64()))
+        n = len(keep)
+        return pa.table(
+            {
+                "slide_id": kept["slide_id"],
+                "case_id": kept["case_id"],
+                "magnification": kept["magnification"],
+                "mpp": kept["mpp"],
+                "level": kept["level"],
+                "x": kept["x"],
+                "y": kept["y"],
+                "tile_size": kept["tile_size"],
+                "size_level0": kept["size_level0"],
+                "background_fraction": pa.array(np.asarray(fractions, np.float32)),
+                "encoding": pa.array([cfg.encoding] * n, pa.string()),
+                "image": pa.array(images, pa.binary()),
+                "label": pa.nulls(n, pa.string()),
+                "split": pa.nulls(n, pa.string()),
+                "source": kept["source"],
+                "error": pa.array(errors, pa.string()),
+            },
+            schema=TILE_SCHEMA,
+        )
+
+    def __del__(self) -> None:
+        for reader in self._open.values():
+            reader.close()
