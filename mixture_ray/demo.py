@@ -327,7 +327,8 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
         "model": str(cfg.out_dir / "pretrain" / f"elex_{label}"), "torch_threads": cfg.workers}))
     run_cases(build_config(CasesConfig, {
         "predictions": [root / "predictions"], "out_dir": root / "cases", "embeddings": [root / "embeddings"],
-        "clusters": cfg.out_dir / "clusters", "baseline_ks": list(DEMO_KS)}))
+        "clusters": cfg.out_dir / "clusters", "baseline_ks": list(DEMO_KS),
+        "exclude": []}))  # one magnification (20x): nothing of 5x to drop
     stats = run_stats(build_config(StatsConfig, {
         "frequencies": root / "cases", "baseline_dir": root / "cases" / "baseline",
         "baseline_ks": list(DEMO_KS), "clinical": cohort / "clinical.csv", "out_dir": root / "stats",

@@ -25,7 +25,7 @@ def test_yaml_then_overrides_later_wins(tmp_path: Path) -> None:
     assert cfg.tile_size == 64
     assert cfg.step == 32
     assert cfg.magnifications == (5.0, 20.0)
-    assert cfg.out_dir == Path("out")
+    assert cfg.out_dir == Path("out").absolute()  # config paths are made absolute (store.paths)
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

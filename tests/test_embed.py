@@ -149,12 +149,15 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
         ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), folder / CLASSIFIER_FILE)
 
     monkeypatch.setattr(demo, "finetune_stage", random_classifier)
-    monkeypatch.setattr(demo, "explain_stage", lambda cfg, start: skipped.append("explain"))
+    monkeypatch.setattr(demo, "explain_stage", lambda cfg, start, headline: skipped.append("explain"))
     cfg = build_config(DemoConfig, {"out_dir": tmp_path, "n_cases": 2, "slide_px": 1024, "tile_size": 32,
                                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 40, "workers": 1,
                                     "analysis_cases": 24, "analysis_slide_px": 512})
     assert demo.run_demo(cfg) == 0
     assert skipped == ["finetune", "explain"]
+    headline = json.loads((tmp_path / "summary.json").read_text())
+    assert headline["review_page"].endswith(".html") and Path(headline["stats_report"]).exists()
+    assert 0.0 <= headline["map_agreement"] <= 1.0 and headline["test_cases"] > 0
     analysis = tmp_path / "analysis"
     for stage in ("predictions", "maps", "cases", "stats"):
         assert (analysis / stage / "_SUCCESS").exists(), stage
