@@ -26,6 +26,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup browser lint
 	$(BIN)/pytest -q

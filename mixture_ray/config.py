@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from mixture_ray.errors import ConfigError
-from mixture_ray.store.paths import absolute_path
+from mixture_ray.paths import absolute_path
 
 C = TypeVar("C")
 

@@ -214,7 +214,7 @@ def test_cases_counts_frequencies_and_nearest_centroid_baseline(
     assert written.case_id.tolist() == sorted(per_case.index)
     # The baseline assigns the clustered tiles themselves: it must reproduce k-means' own labels.
     for k in (2, 3):
-        folder = clustered["clusters"] / "mag-20" / f"k-{k}"
+        folder = clustered["clusters"] / "mag-20x" / f"k-{k}"
         assignments = pq.read_table(folder / "assignments.parquet").to_pandas()
         expected = pd.crosstab(assignments.case_id, assignments.cluster)
         expected = expected.div(expected.sum(axis=1), axis=0)

@@ -85,7 +85,7 @@ def test_clusters_per_magnification_recover_planted_groups(tmp_path: Path) -> No
         (20.0, 3),
         (20.0, 5),
     ]
-    folder = tmp_path / "clu" / "mag-20" / "k-3"
+    folder = tmp_path / "clu" / "mag-20x" / "k-3"
     assignments = pq.read_table(folder / "assignments.parquet").to_pandas()
     truth = frame[frame.magnification == 20.0]
     merged = assignments.merge(truth, on=list(TILE_KEY))
@@ -110,7 +110,7 @@ def test_per_case_clustering_gives_unique_ids_across_cases(tmp_path: Path) -> No
         },
     )
     run_cluster(cfg)
-    table = pq.read_table(tmp_path / "clu" / "mag-5" / "per-case-k-2" / "assignments.parquet").to_pandas()
+    table = pq.read_table(tmp_path / "clu" / "mag-5x" / "per-case-k-2" / "assignments.parquet").to_pandas()
     per_case = table.groupby("case_id").cluster.unique()
     ids = [set(v) for v in per_case]
     assert all(len(s) == 2 for s in ids)

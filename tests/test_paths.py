@@ -17,13 +17,13 @@ import pytest
 import yaml
 
 from mixture_ray.config import build_config, load_config
+from mixture_ray.paths import absolute_path, recorded_path, resolve_recorded
 from mixture_ray.review.config import IntegrateConfig
 from mixture_ray.review.integrate import run_integrate
 from mixture_ray.review.mapping import dump_mapping, load_mapping
 from mixture_ray.store import stage_folder
 from mixture_ray.store.folder import SETTINGS, SUCCESS, CommittedStore
 from mixture_ray.store.manifest import read_manifest
-from mixture_ray.store.paths import absolute_path, recorded_path, resolve_recorded
 from mixture_ray.tile.config import TileConfig
 
 
@@ -71,12 +71,12 @@ def test_config_paths_are_absolute_at_build(tmp_path: Path) -> None:
 def test_mapping_written_relative_read_from_elsewhere(tmp_path: Path) -> None:
     """The README demo's failure: a relative clustering path resolved a second time."""
     with working_dir(tmp_path / "project"):
-        write_clustering(Path("demo_out/clusters/mag-20/k-3"))
+        write_clustering(Path("demo_out/clusters/mag-20x/k-3"))
         Path("demo_out/review").mkdir()
-        dump_mapping(Path("demo_out/review/mapping.yaml"), clustering="demo_out/clusters/mag-20/k-3",
+        dump_mapping(Path("demo_out/review/mapping.yaml"), clustering="demo_out/clusters/mag-20x/k-3",
                      magnification=20.0, k=3, clusters={0: "a", 1: "b", 2: "exclude"}, source="test")
         recorded = yaml.safe_load(Path("demo_out/review/mapping.yaml").read_text())["clustering"]
-        assert recorded == str(tmp_path / "project" / "demo_out" / "clusters" / "mag-20" / "k-3")
+        assert recorded == str(tmp_path / "project" / "demo_out" / "clusters" / "mag-20x" / "k-3")
         # integrate from the same working directory with relative paths (what the demo does)
         report = run_integrate(build_config(IntegrateConfig, {
             "mappings": ["demo_out/review/mapping.yaml"], "out_dir": "demo_out/labels",
@@ -84,7 +84,7 @@ def test_mapping_written_relative_read_from_elsewhere(tmp_path: Path) -> None:
         assert report.counts == {"a": 2, "b": 2}
     with working_dir(tmp_path / "other"):
         mapping = load_mapping(Path("../project/demo_out/review/mapping.yaml"), ["a", "b"])
-        assert mapping.clustering == tmp_path / "project" / "demo_out" / "clusters" / "mag-20" / "k-3"
+        assert mapping.clustering == tmp_path / "project" / "demo_out" / "clusters" / "mag-20x" / "k-3"
         success = json.loads((tmp_path / "project" / "demo_out" / "labels" / SUCCESS).read_text())
         assert success["mappings"] == [str(tmp_path / "project" / "demo_out" / "review" / "mapping.yaml")]
 

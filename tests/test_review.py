@@ -238,7 +238,7 @@ def test_oracle_mapping_from_synthetic_truth(tmp_path: Path) -> None:
     mixed = len(codes)
     clusters[np.random.default_rng(0).random(len(tiles)) < 0.3] = mixed  # a mixed cluster
     keys = tiles[list(TILE_ID_COLUMNS)]
-    write_clustering(tmp_path / "clusters" / "mag-20" / f"k-{mixed + 1}", keys, clusters, mixed + 1)
+    write_clustering(tmp_path / "clusters" / "mag-20x" / f"k-{mixed + 1}", keys, clusters, mixed + 1)
     names = [f["name"] for f in json.loads(cohort.findings.read_text())]
     report = run_review(
         build_config(

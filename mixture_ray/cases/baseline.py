@@ -13,20 +13,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mixture_ray.cases.frequencies import case_counts, combine, frequencies, mag_prefix
-from mixture_ray.cluster.assign import nearest_centroid
-from mixture_ray.cluster.data import load_embeddings
-from mixture_ray.cluster.stage import mag_label
+from mixture_ray.cases.frequencies import case_counts, combine, frequencies
 from mixture_ray.errors import ConfigError
+from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
+from mixture_ray.store.embeddings import load_embeddings
+from mixture_ray.store.schemas import magnification_label
 
 
 def load_centroids(clusters: Path, magnification: float, k: int) -> tuple[np.ndarray, dict[str, object]]:
     """Centroids and scaler of one saved clustering; a clear error naming what exists otherwise."""
-    folder = Path(clusters) / f"mag-{mag_label(magnification)}" / f"k-{k}"
+    folder = clustering_folder(clusters, magnification, k)
     if not (folder / "centroids.npy").exists():
         found = sorted(p.name for p in folder.parent.glob("k-*")) if folder.parent.exists() else []
         raise ConfigError(
-            f"clusters: {folder} has no centroids (found {found or 'none'} at {mag_prefix(magnification)}); "
+            f"clusters: {folder} has no centroids (found {found or 'none'} at "
+            f"{magnification_label(magnification)}); "
             f"run `mixture-ray cluster --ks ...` with k={k} first"
         )
     return np.load(folder / "centroids.npy"), json.loads((folder / "scaler.json").read_text())
@@ -69,6 +70,6 @@ def baseline_tables(embeddings: Sequence[Path], clusters: Path, ks: Sequence[int
             centroids, scaler = load_centroids(clusters, mag, k)
             labels = pd.Series(assign(x, centroids, scaler)).map(lambda c: f"c{c}")
             names = [f"c{c}" for c in range(len(centroids))]
-            tables.append(case_counts(keys, labels, names, mag_prefix(mag)))
+            tables.append(case_counts(keys, labels, names, magnification_label(mag)))
         out[k], _ = frequencies(combine(tables))
     return out

@@ -14,11 +14,6 @@ import pandas as pd
 from mixture_ray.errors import ConfigError
 
 
-def mag_prefix(magnification: float) -> str:
-    """Column prefix of a magnification: ``20x``, ``2.5x``."""
-    return f"{magnification:g}x"
-
-
 def case_counts(rows: pd.DataFrame, label: pd.Series, columns: Sequence[str], prefix: str) -> pd.DataFrame:
     """Wide counts (case_id index) of ``label`` values per case; every column present, zero-filled."""
     table = pd.crosstab(rows["case_id"].astype(str), label.astype(str))

@@ -18,11 +18,12 @@ import pandas as pd
 
 from mixture_ray.cases.baseline import baseline_tables
 from mixture_ray.cases.config import CasesConfig
-from mixture_ray.cases.frequencies import case_counts, combine, frequencies, mag_prefix
+from mixture_ray.cases.frequencies import case_counts, combine, frequencies
 from mixture_ray.errors import ConfigError
 from mixture_ray.report import Failure, Report
 from mixture_ray.store import stage_folder
 from mixture_ray.store.predictions import load_predictions
+from mixture_ray.store.schemas import magnification_label
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def prediction_counts(stores: tuple[Path, ...]) -> pd.DataFrame:
             raise ConfigError(f"predictions: {store} has no magnification; classify with --magnification")
         rows = predictions.rows
         tables.append(case_counts(rows, rows["finding"], predictions.classes,
-                                  mag_prefix(predictions.magnification)))
+                                  magnification_label(predictions.magnification)))
     return combine(tables)
 
 

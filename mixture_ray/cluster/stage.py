@@ -30,9 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixture_ray.cluster.config import ClusterConfig
-from mixture_ray.cluster.data import load_embeddings
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
 from mixture_ray.report import Failure, Report
+from mixture_ray.store.clusterings import clustering_folder
+from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, write_json_atomic
 
 
@@ -49,11 +50,6 @@ class ClusterReport(Report):
         """One line per clustering: magnification, k, rows, inertia, silhouette, seconds."""
         columns = ["magnification", "k", "rows", "inertia", "silhouette", "seconds"]
         return f"clusterings written to {self.out_dir}:\n{self.metrics[columns].to_string(index=False)}"
-
-
-def mag_label(magnification: float) -> str:
-    """Folder-safe magnification label (``20``, ``2.5``, ``unknown``)."""
-    return "unknown" if np.isnan(magnification) else f"{magnification:g}"
 
 
 def standardize(x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -150,7 +146,7 @@ def run(cfg: ClusterConfig) -> ClusterReport:
             }
             prefix = "per-case-k" if cfg.per_case else "k"
             write_clustering(
-                cfg.out_dir / f"mag-{mag_label(magnification)}" / f"{prefix}-{k}",
+                clustering_folder(cfg.out_dir, magnification, k, prefix),
                 keys,
                 fit,
                 scaler,

@@ -20,6 +20,7 @@ from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import IntegrateConfig, ReviewConfig
 from mixture_ray.stats.config import StatsConfig
 from mixture_ray.store.folder import write_json_atomic
+from mixture_ray.store.schemas import magnification_label
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
 
@@ -161,7 +162,7 @@ def ssl_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
         {
             "tiles": tiles_dir,
             "out_dir": cfg.out_dir / "pretrain",
-            "name": f"elex_{mag:g}x",
+            "name": f"elex_{magnification_label(mag)}",
             "magnification": mag,
             "seed": cfg.seed,
             "cpus_per_worker": float(cfg.workers),
@@ -274,8 +275,8 @@ def finetune_stage(cfg: DemoConfig, start: float) -> None:
             "labels": cfg.out_dir / "labels",
             "tiles": cfg.out_dir / "tiles",
             "out_dir": cfg.out_dir / "finetune",
-            "name": f"classifier_{mag:g}x",
-            "model": str(cfg.out_dir / "pretrain" / f"elex_{mag:g}x"),
+            "name": f"classifier_{magnification_label(mag)}",
+            "model": str(cfg.out_dir / "pretrain" / f"elex_{magnification_label(mag)}"),
             "magnification": mag,
             "image_size": min(cfg.tile_size, 64),
             "epochs": 2,
@@ -303,7 +304,7 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
     from mixture_ray.tile.stage import run as run_tiling
 
     root, mag = cfg.out_dir / "analysis", max(cfg.magnifications)
-    cohort, label = root / "cohort", f"{mag:g}x"
+    cohort, label = root / "cohort", magnification_label(mag)
     if not (cohort / "manifest.csv").exists():
         size = cfg.analysis_slide_px
         write_cohort(build_config(SynthConfig, {"out_dir": cohort, "n_cases": cfg.analysis_cases,

@@ -2,7 +2,7 @@
 
 ```yaml
 source: pathologist            # or "oracle (simulated pathologist)"
-clustering: /data/run/clusters/mag-20/k-30   # relative: to this file's folder
+clustering: /data/run/clusters/mag-20x/k-30   # relative: to this file's folder
 magnification: 20
 k: 30
 clusters:
@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from mixture_ray.errors import MixtureRayError
-from mixture_ray.store.paths import absolute_path, recorded_path, resolve_recorded
+from mixture_ray.paths import absolute_path, recorded_path, resolve_recorded
+from mixture_ray.store.schemas import EXCLUDE, OTHER
 
-OTHER, EXCLUDE = "other", "exclude"
 SPECIAL = (OTHER, EXCLUDE)
 
 

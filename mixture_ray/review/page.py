@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 
 from mixture_ray.review.mapping import EXCLUDE, OTHER
+from mixture_ray.store.schemas import magnification_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +86,7 @@ def render_review_page(
     k: int,
 ) -> str:
     """The whole HTML page as a string."""
-    mag = "unknown magnification" if magnification is None else f"{magnification:g}x"
+    mag = magnification_label(magnification)
     options = _options(findings)
     blocks = []
     for card in cards:
@@ -105,7 +106,7 @@ def render_review_page(
         "magnification": magnification,
         "k": k,
         "clusters": len(cards),
-        "filename": f"mapping-{'unknown' if magnification is None else f'{magnification:g}x'}-k{k}.yaml",
+        "filename": f"mapping-{magnification_label(magnification)}-k{k}.yaml",
     }
     meta_json = json.dumps(meta).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     title = f"Cluster review: {html.escape(mag)}, k = {k}"

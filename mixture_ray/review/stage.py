@@ -16,13 +16,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from mixture_ray.paths import recorded_path
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import ReviewConfig
 from mixture_ray.review.mapping import dump_mapping
 from mixture_ray.review.montage import fetch_images, montage_png, sample_per_cluster
 from mixture_ray.review.page import ClusterCard, render_review_page
 from mixture_ray.store.folder import committed_files
-from mixture_ray.store.paths import recorded_path
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mixture_ray.stats.features import mag_label
+from mixture_ray.store.schemas import magnification_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,16 +64,16 @@ def select_findings(
             drop(
                 chosen[0],
                 "reference",
-                f"reference category of {mag_label(mag)} (reference_findings); "
-                f"frequencies of {mag_label(mag)} sum to 1",
+                f"reference category of {magnification_label(mag)} (reference_findings); "
+                f"frequencies of {magnification_label(mag)} sum to 1",
             )
         else:
             top = max(members, key=lambda c: frame[c].mean())
             drop(
                 top,
                 "reference",
-                f"reference category of {mag_label(mag)}: its most common finding "
-                f"(mean {frame[top].mean():.3f}); frequencies of {mag_label(mag)} sum to 1",
+                f"reference category of {magnification_label(mag)}: its most common finding "
+                f"(mean {frame[top].mean():.3f}); frequencies of {magnification_label(mag)} sum to 1",
             )
     while len(kept) > 1:
         corr = frame[kept].corr().abs().to_numpy()

@@ -13,6 +13,7 @@ import pandas as pd
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.stats.errors import StatsInputError, rows_text
 from mixture_ray.store.folder import SUCCESS
+from mixture_ray.store.schemas import magnification_label
 
 _MAG = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[xX]?\s*$")
 
@@ -23,11 +24,6 @@ def parse_magnification(token: str) -> float:
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{token!r} is not a magnification like '20x' or '2.5x'")
     return float(match.group(1))
-
-
-def mag_label(mag: float) -> str:
-    """20.0 -> ``"20x"``, 2.5 -> ``"2.5x"`` (the column prefix the cases stage writes)."""
-    return f"{mag:g}x"
 
 
 def parse_feature_set(text: str) -> tuple[float, ...]:
@@ -151,7 +147,7 @@ def row_sum_note(table: FrequencyTable, tolerance: float = 1e-3) -> str | None:
         sums = table.frame[table.columns_for([mag])].sum(axis=1)
         n = int((np.abs(sums - 1.0) > tolerance).sum())
         if n:
-            off.append(f"{n} case(s) at {mag_label(mag)}")
+            off.append(f"{n} case(s) at {magnification_label(mag)}")
     if not off:
         return None
     return f"{table.path}: rows do not sum to 1 within a magnification for {', '.join(off)}"
@@ -165,13 +161,13 @@ def select_feature_sets(table: FrequencyTable, sets: Sequence[str]) -> tuple[dic
     present = table.magnifications
     for text in sets:
         mags = parse_feature_set(text)
-        absent = [mag_label(m) for m in mags if m not in present]
+        absent = [magnification_label(m) for m in mags if m not in present]
         if absent:
             notes.append(f"feature set {text!r} skipped: {', '.join(absent)} not in {table.path}")
         else:
             chosen[text.strip()] = table.columns_for(mags)
     if not chosen:
-        have = ", ".join(mag_label(m) for m in present)
+        have = ", ".join(magnification_label(m) for m in present)
         raise StatsInputError(
             f"none of the feature sets {list(sets)} can be built from {table.path}, "
             f"which has magnifications {have}; set feature_sets to sets of these"

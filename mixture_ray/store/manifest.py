@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mixture_ray.errors import ManifestError
-from mixture_ray.store.paths import absolute_path
+from mixture_ray.paths import absolute_path
 
 SLIDE_SUFFIXES = frozenset(
     {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide"}

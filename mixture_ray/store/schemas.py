@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pyarrow as pa
 
@@ -12,6 +13,25 @@ TILE_KEY: tuple[str, ...] = ("slide_id", "x", "y", "magnification")
 TILE_ID_COLUMNS: tuple[str, ...] = ("slide_id", "case_id", "x", "y", "magnification")
 #: Columns a prediction row carries besides the prediction itself.
 PREDICTION_ID_COLUMNS: tuple[str, ...] = (*TILE_ID_COLUMNS, "size_level0", "background_fraction")
+
+#: Words of a mapping file besides the finding names: ``other`` is kept as a class of its own,
+#: ``exclude`` drops the tiles of a mixed cluster.
+OTHER, EXCLUDE = "other", "exclude"
+
+
+def magnification_label(magnification: float | None) -> str:
+    """The one label of a magnification, in folder names, columns and pages.
+
+    Args:
+        magnification: objective magnification; None or NaN when unknown (imported images).
+
+    Returns:
+        ``"20x"`` for 20.0, ``"2.5x"`` for 2.5, ``"unknown"`` when not known.
+    """
+    if magnification is None or math.isnan(magnification):
+        return "unknown"
+    return f"{magnification:g}x"
+
 
 #: One row per slide in a manifest; ``path`` is resolved against the manifest's folder.
 MANIFEST_SCHEMA = pa.schema(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mixture_ray.review.mapping import EXCLUDE
+from mixture_ray.store.schemas import EXCLUDE
 from mixture_ray.synth.truth import read_mask, tile_ground_truth
 
 ORACLE_SOURCE = "oracle (simulated pathologist from synthetic ground truth)"

@@ -1,8 +1,17 @@
-"""Nearest-centroid assignment of new rows to a saved clustering."""
+"""A saved clustering (`mixture-ray cluster` output): its folder names and nearest-centroid assignment."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from mixture_ray.store.schemas import magnification_label
+
+
+def clustering_folder(root: Path, magnification: float, k: int, prefix: str = "k") -> Path:
+    """``root/mag-<label>/<prefix>-<k>``: where one clustering of the cluster stage lives."""
+    return Path(root) / f"mag-{magnification_label(magnification)}" / f"{prefix}-{k}"
 
 
 def nearest_centroid(
