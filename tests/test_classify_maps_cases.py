@@ -168,7 +168,7 @@ def test_maps_record_a_slide_missing_from_the_manifest(
                  "--out-dir", str(tmp_path / "maps"), "--thumbnail-px", "128"])
     assert code == EXIT_PARTIAL
     record = json.loads((tmp_path / "maps" / INCOMPLETE).read_text())
-    assert record["failed"] == [dropped]
+    assert record["failed_items"] == [dropped]
     failures = pq.read_table(tmp_path / "maps" / "failures.parquet").to_pandas()
     assert "not in the manifest" in failures.error.iloc[0]
 

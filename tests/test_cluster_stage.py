@@ -14,7 +14,7 @@ from mixture_ray.cluster.config import ClusterConfig
 from mixture_ray.cluster.stage import run as run_cluster
 from mixture_ray.config import build_config
 from mixture_ray.errors import StageIncompleteError
-from mixture_ray.store.folder import CommittedStore
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.schemas import TILE_KEY, embedding_schema
 
 
@@ -53,7 +53,7 @@ def fake_embedding_store(root: Path, *, complete: bool = True) -> pd.DataFrame:
         },
         schema=schema,
     )
-    store = CommittedStore(root, stage="embed", item_column="slide_id")
+    store = StageFolder(root, stage="embed", item_column="slide_id")
     store.prepare({})
     tmp = store.new_tmp_dir()
     tmp.mkdir()

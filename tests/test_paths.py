@@ -21,8 +21,7 @@ from mixture_ray.paths import absolute_path, recorded_path, resolve_recorded
 from mixture_ray.review.config import IntegrateConfig
 from mixture_ray.review.integrate import run_integrate
 from mixture_ray.review.mapping import dump_mapping, load_mapping
-from mixture_ray.store import stage_folder
-from mixture_ray.store.folder import SETTINGS, SUCCESS, CommittedStore
+from mixture_ray.store.folder import SETTINGS, SUCCESS, StageFolder
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.tile.config import TileConfig
 
@@ -120,10 +119,10 @@ def test_settings_and_success_record_absolute_paths(tmp_path: Path) -> None:
     naming the same folders relatively is the same settings, not a mismatch."""
     with working_dir(tmp_path / "a"):
         cfg = build_config(IntegrateConfig, {"mappings": ["m.yaml"], "out_dir": "labels", "findings": ["x"]})
-        store = CommittedStore(cfg.out_dir, stage="test", item_column="slide_id")
+        store = StageFolder(cfg.out_dir, stage="test", item_column="slide_id")
         store.prepare({"mappings": cfg.mappings})
         assert store.finish(requested=[], failures=[], extra={"out_dir": cfg.out_dir})
-        stage_folder.prepare(Path("folder"), {"mappings": cfg.mappings}, stage="test")
+        StageFolder(Path("folder"), stage="test", item_column=None).prepare({"mappings": cfg.mappings})
     settings = json.loads((tmp_path / "a" / "labels" / SETTINGS).read_text())
     assert settings["mappings"] == [str(tmp_path / "a" / "m.yaml")]
     assert json.loads((tmp_path / "a" / "labels" / SUCCESS).read_text())["out_dir"] == str(
@@ -131,9 +130,10 @@ def test_settings_and_success_record_absolute_paths(tmp_path: Path) -> None:
     with working_dir(tmp_path / "a" / "sub"):
         again = build_config(IntegrateConfig, {"mappings": ["../m.yaml"], "out_dir": "../labels",
                                                "findings": ["x"]})
-        CommittedStore(again.out_dir, stage="test", item_column="slide_id").prepare(
+        StageFolder(again.out_dir, stage="test", item_column="slide_id").prepare(
             {"mappings": again.mappings})  # would raise ConfigError on a mismatch
-        stage_folder.prepare(absolute_path("../folder"), {"mappings": again.mappings}, stage="test")
+        StageFolder(absolute_path("../folder"), stage="test", item_column=None).prepare(
+            {"mappings": again.mappings})
     assert np.array_equal(
         json.loads((tmp_path / "a" / "folder" / SETTINGS).read_text())["mappings"], settings["mappings"])
 

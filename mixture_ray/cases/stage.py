@@ -21,7 +21,7 @@ from mixture_ray.cases.config import CasesConfig
 from mixture_ray.cases.frequencies import case_counts, combine, frequencies
 from mixture_ray.errors import ConfigError
 from mixture_ray.report import Failure, Report
-from mixture_ray.store import stage_folder
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.store.schemas import magnification_label
 
@@ -75,7 +75,8 @@ def run(cfg: CasesConfig) -> CasesReport:
     out_dir = Path(cfg.out_dir)
     settings = {"predictions": [str(Path(p).resolve()) for p in cfg.predictions],
                 "exclude": list(cfg.exclude), "baseline_ks": list(cfg.baseline_ks)}
-    stage_folder.prepare(out_dir, settings, stage="cases")
+    folder = StageFolder(out_dir, stage="cases", item_column=None)
+    folder.prepare(settings)
     counts = prediction_counts(cfg.predictions)
     unknown = [e for e in cfg.exclude if e not in counts.columns]
     if unknown:
@@ -91,7 +92,7 @@ def run(cfg: CasesConfig) -> CasesReport:
         baseline = baseline_tables(cfg.embeddings, cfg.clusters, cfg.baseline_ks)
         for k, table in baseline.items():
             write_table(table, out_dir / "baseline" / f"k{k}")
-    stage_folder.finish(out_dir, stage="cases", requested=list(counts.index.astype(str)), failures=[],
-                        extra={"cases": len(counts), "columns": list(freq.columns), "empty_groups": empty,
+    folder.finish(requested=list(counts.index.astype(str)), failures=[],
+                  extra={"cases": len(counts), "columns": list(freq.columns), "empty_groups": empty,
                                "excluded": list(cfg.exclude), "baseline_ks": sorted(baseline)})
     return CasesReport(out_dir, counts, freq, baseline, empty)

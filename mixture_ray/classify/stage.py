@@ -23,7 +23,7 @@ from mixture_ray.errors import ConfigError
 from mixture_ray.models.classifier import CLASSIFIER_FILE, load_classifier
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.folder import CommittedStore
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.tile_chunks import check_actor_cpus, keep_slides, run_tile_chunks
 from mixture_ray.store.tiles import tile_rows
 
@@ -94,7 +94,7 @@ def run(cfg: ClassifyConfig) -> ClassifyReport:
     magnification = cfg.magnification if cfg.magnification is not None else payload.get("magnification")
     settings = {"classifier": str(file), "classes": list(net.classes), "magnification": magnification,
                 "max_background": cfg.max_background, "tiles": str(Path(cfg.tiles).resolve())}
-    store = CommittedStore(cfg.out_dir, stage="classify", item_column="slide_id")
+    store = StageFolder(cfg.out_dir, stage="classify", item_column="slide_id")
     store.prepare(settings)
     ensure_ray()
     check_actor_cpus(cfg.workers, cfg.actor_cpus)

@@ -21,7 +21,7 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.encoder_loader import RANDOM
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.folder import CommittedStore
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.tile_chunks import check_actor_cpus, keep_slides, run_tile_chunks
 from mixture_ray.store.tiles import tile_rows
 
@@ -72,7 +72,7 @@ def _settings(cfg: EmbedConfig) -> dict[str, object]:
 
 def run(cfg: EmbedConfig) -> EmbedReport:
     """Embed every tile of ``cfg.tiles`` not yet committed in ``cfg.out_dir``."""
-    store = CommittedStore(cfg.out_dir, stage="embed", item_column="slide_id")
+    store = StageFolder(cfg.out_dir, stage="embed", item_column="slide_id")
     store.prepare(_settings(cfg))
     ensure_ray()
     check_actor_cpus(cfg.workers, cfg.actor_cpus)

@@ -15,8 +15,7 @@ import torch
 from mixture_ray.explain.config import ExplainConfig
 from mixture_ray.explain.extract import extract_slide, grid_settings, load_grid
 from mixture_ray.report import Failure, Report
-from mixture_ray.store import stage_folder as store
-from mixture_ray.store.folder import SUCCESS, write_json_atomic
+from mixture_ray.store.folder import SUCCESS, StageFolder, require_complete, write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +43,8 @@ def build_grids(cfg: ExplainConfig) -> tuple[list[str], list[Failure]]:
     assert cfg.manifest is not None
     frame = read_manifest(Path(cfg.manifest))
     root = Path(cfg.out_dir) / "grids"
-    store.prepare(root, grid_settings(cfg), stage="explain-grids")
+    folder = StageFolder(root, stage="explain-grids", item_column=None)
+    folder.prepare(grid_settings(cfg))
     ensure_ray()
     gpus = 1 if cfg.device != "cpu" and torch.cuda.is_available() else 0
     task = ray.remote(extract_slide).options(num_cpus=cfg.task_cpus, num_gpus=gpus)
@@ -54,7 +54,7 @@ def build_grids(cfg: ExplainConfig) -> tuple[list[str], list[Failure]]:
     failures = [Failure(str(r["slide_id"]), str(r["path"]), e)
                 for r, e in zip(rows, errors, strict=True) if e is not None]
     ids = [str(r["slide_id"]) for r in rows]
-    store.finish(root, stage="explain-grids", requested=ids, failures=failures, extra={})
+    folder.finish(requested=ids, failures=failures, extra={})
     return [i for i in ids if (root / i / SUCCESS).exists()], failures
 
 
@@ -72,14 +72,15 @@ def run_fit(cfg: ExplainConfig) -> ExplainReport:
     grids = [load_grid(Path(cfg.out_dir) / "grids" / i) for i in ids]
     vectors = sample_vectors(grids, cfg.sample_vectors, cfg.seed)
     out = Path(cfg.out_dir) / "nmf"
-    store.prepare(out, {**grid_settings(cfg), "n_classes": cfg.n_classes, "slides": ids,
-                        "sample_vectors": cfg.sample_vectors, "seed": cfg.seed}, stage="explain-fit")
+    folder = StageFolder(out, stage="explain-fit", item_column=None)
+    folder.prepare({**grid_settings(cfg), "n_classes": cfg.n_classes, "slides": ids,
+                    "sample_vectors": cfg.sample_vectors, "seed": cfg.seed})
     rows = fit_nmf(vectors, cfg.n_classes, max_iter=cfg.max_iter, tol=cfg.tol, seed=cfg.seed,
                    device=cfg.device, out=out)
     lines = tuple(f"  K={row['k']}: {row['n_vectors']} vectors x {row['channels']} channels, "
                   f"relative error {row['relative_err']:.4f}, {row['n_iter']} iterations, "
                   f"{row['seconds']:.1f}s" for row in rows)
-    ok = store.finish(out, stage="explain-fit", requested=ids, failures=failures,
+    ok = folder.finish(requested=ids, failures=failures,
                       extra={"fits": rows, "grid_settings": grid_settings(cfg)})
     return ExplainReport("fit", out, lines, failures, ok)
 
@@ -95,7 +96,7 @@ def raise_all_failed(failures: list[Failure]) -> None:
 def nmf_dir(cfg: ExplainConfig) -> Path:
     """The fitted NMF folder (nmf_dir or out_dir/nmf), required complete."""
     path = Path(cfg.nmf_dir) if cfg.nmf_dir is not None else Path(cfg.out_dir) / "nmf"
-    store.require_complete(path, "explain fit")
+    require_complete(path, "explain fit")
     fitted = json.loads((path / "settings.json").read_text())
     mine = json.loads(json.dumps(grid_settings(cfg), default=str))
     changed = sorted(k for k in mine if fitted.get(k) != mine[k])
@@ -115,7 +116,8 @@ def run_apply(cfg: ExplainConfig) -> ExplainReport:
     fitted = nmf_dir(cfg)
     ids, failures = build_grids(cfg)
     out = Path(cfg.out_dir) / "apply"
-    store.prepare(out, {"nmf_dir": fitted, "n_classes": cfg.n_classes}, stage="explain-apply")
+    folder = StageFolder(out, stage="explain-apply", item_column=None)
+    folder.prepare({"nmf_dir": fitted, "n_classes": cfg.n_classes})
     device = resolve_device(cfg.device)
     hs = {k: load_h(fitted, k, device) for k in cfg.n_classes}
     lines = []
@@ -125,7 +127,7 @@ def run_apply(cfg: ExplainConfig) -> ExplainReport:
             apply_slide(grid, h, out / slide_id)
         lines.append(f"  {slide_id}: {grid.count.shape[0]}x{grid.count.shape[1]} cells, "
                      f"{len(grid.tiles)} tiles -> {out / slide_id}")
-    ok = store.finish(out, stage="explain-apply", requested=[*ids, *(f.item_id for f in failures)],
+    ok = folder.finish(requested=[*ids, *(f.item_id for f in failures)],
                       failures=failures, extra={"slides": ids, "nmf_dir": str(fitted)})
     return ExplainReport("apply", out, tuple(lines), failures, ok)
 
@@ -135,14 +137,14 @@ def run_analyse(cfg: ExplainConfig) -> ExplainReport:
     from mixture_ray.explain.report import analyse_k
 
     root = Path(cfg.out_dir)
-    store.require_complete(root / "apply", "explain apply")
+    require_complete(root / "apply", "explain apply")
     applied = json.loads((root / "apply" / SUCCESS).read_text())
     fitted = Path(applied["nmf_dir"])
     out = root / "analysis"
-    store.prepare(out, {"n_classes": cfg.n_classes, "masks_dir": cfg.masks_dir,
-                        "weight_threshold": cfg.weight_threshold,
-                        "cam_threshold": cfg.cam_threshold, "seed": cfg.seed},
-                  stage="explain-analyse")
+    folder = StageFolder(out, stage="explain-analyse", item_column=None)
+    folder.prepare({"n_classes": cfg.n_classes, "masks_dir": cfg.masks_dir,
+                    "weight_threshold": cfg.weight_threshold,
+                    "cam_threshold": cfg.cam_threshold, "seed": cfg.seed})
     grids = [load_grid(root / "grids" / s) for s in applied["slides"]]
     results: dict[str, Any] = {}
     lines = []
@@ -151,7 +153,7 @@ def run_analyse(cfg: ExplainConfig) -> ExplainReport:
         results[f"k{k}"] = analyse_k(cfg, k, grids, root / "apply", fitted, out / f"k{k}")
         lines.append(f"  K={k}: {_headline(results[f'k{k}'])} ({time.perf_counter() - start:.1f}s)")
     write_json_atomic(out / "summary.json", results)
-    store.finish(out, stage="explain-analyse", requested=[], failures=[], extra={})
+    folder.finish(requested=[], failures=[], extra={})
     return ExplainReport("analyse", out, tuple(lines), [], True)
 
 

@@ -25,8 +25,7 @@ from mixture_ray.maps.config import MapsConfig
 from mixture_ray.maps.draw import overlay_tiles, with_legend
 from mixture_ray.maps.palette import finding_colours
 from mixture_ray.report import Failure, Report
-from mixture_ray.store import stage_folder
-from mixture_ray.store.folder import write_json_atomic
+from mixture_ray.store.folder import StageFolder, write_json_atomic
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.synth.agreement import slide_agreement
@@ -102,7 +101,8 @@ def run(cfg: MapsConfig) -> MapsReport:
     predictions = load_predictions(cfg.predictions)
     paths = {str(r.slide_id): str(r.path) for r in read_manifest(cfg.manifest).itertuples()}
     out_dir = Path(cfg.out_dir)
-    stage_folder.prepare(out_dir, _settings(cfg, predictions.classes), stage="maps")
+    folder = StageFolder(out_dir, stage="maps", item_column=None)
+    folder.prepare(_settings(cfg, predictions.classes))
     classes = list(predictions.classes)
     write_json_atomic(out_dir / "legend.json",
                       [{"finding": c, "rgb": list(rgb)} for c, rgb in finding_colours(classes).items()])
@@ -118,8 +118,8 @@ def run(cfg: MapsConfig) -> MapsReport:
                  for r in results if "error" in r]
     agreement = pd.DataFrame(rows, columns=_columns(cfg))
     agreement.to_csv(out_dir / "agreement.csv", index=False)
-    complete = stage_folder.finish(out_dir, stage="maps", requested=sorted(by_slide), failures=failures,
-                            extra={"slides_drawn": len(rows), "mean_accuracy": _mean(agreement)})
+    complete = folder.finish(requested=sorted(by_slide), failures=failures,
+                             extra={"slides_drawn": len(rows), "mean_accuracy": _mean(agreement)})
     return MapsReport(out_dir, [Path(r["map"]) for r in rows], agreement, failures, complete)
 
 

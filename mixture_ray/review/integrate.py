@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import IntegrateConfig
 from mixture_ray.review.mapping import EXCLUDE, SPECIAL, Mapping, MappingError, load_mapping
-from mixture_ray.store.folder import SUCCESS, write_json_atomic
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, TILE_KEY
 
 KEY = list(TILE_KEY)
@@ -105,14 +105,12 @@ def run_integrate(cfg: IntegrateConfig) -> IntegrateReport:
     out = tiles[[*TILE_ID_COLUMNS, "finding", "source"]].reset_index(
         drop=True
     )
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / SUCCESS).unlink(missing_ok=True)
+    folder = StageFolder(cfg.out_dir, stage="integrate", item_column=None)
+    folder.start()
     tmp = cfg.out_dir / ".labels.parquet.tmp"
     pq.write_table(pa.Table.from_pandas(out, preserve_index=False), tmp)
     os.replace(tmp, cfg.out_dir / "labels.parquet")
     counts = {str(k): int(v) for k, v in out["finding"].value_counts().items()}
-    write_json_atomic(
-        cfg.out_dir / SUCCESS,
-        {"tiles": len(out), "counts": counts, "mappings": [str(m.path) for m in mappings]},
-    )
+    folder.finish(requested=[], failures=[],
+                  extra={"tiles": len(out), "counts": counts, "mappings": [str(m.path) for m in mappings]})
     return IntegrateReport(cfg.out_dir / "labels.parquet", counts)

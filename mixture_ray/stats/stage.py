@@ -14,7 +14,7 @@ from mixture_ray.stats import outputs, plots
 from mixture_ray.stats.analyses import Analyses, analyse
 from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.report import sections, texts, write_report
-from mixture_ray.store.folder import SUCCESS, write_json_atomic
+from mixture_ray.store.folder import StageFolder, write_json_atomic
 
 PLOTS = ("roc_feature_sets", "roc_integrated_vs_baseline", "km_predicted_class", "forest_cox",
          "feature_importance")
@@ -55,8 +55,8 @@ class StatsReport(Report):
 def run(cfg: StatsConfig) -> StatsReport:
     """Run the stage; bad input raises a MixtureRayError subclass naming the file, rows or key."""
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SUCCESS).unlink(missing_ok=True)
+    folder = StageFolder(out, stage="stats", item_column=None)
+    folder.start()
     result = analyse(cfg)
     tables = outputs.build_tables(result)
     figures = draw(result, tables["feature_importance"], out)
@@ -67,7 +67,7 @@ def run(cfg: StatsConfig) -> StatsReport:
     report = write_report(out / "report.html", title="mixture-ray cohort statistics", inputs=inputs,
                           notes=result.notes, sections=sections(tables, figures, texts(result)))
     write_json_atomic(out / "summary.json", summary)
-    write_json_atomic(out / SUCCESS, {"stage": "stats", "n_cases": len(result.cases)})
+    folder.finish(requested=[], failures=[], extra={"n_cases": len(result.cases)})
     return StatsReport(out, summary, tables, figures, report, tuple(result.notes))
 
 

@@ -1,17 +1,18 @@
-"""A stage output folder that commits items (slides, images) in chunks and never lies.
+"""One stage output folder that never lies: the contract every stage writes through.
 
 Layout::
 
     out_dir/
       settings.json            settings the data were made with (a rerun must match)
-      chunk-<id>/*.parquet     data of committed items
+      chunk-<id>/*.parquet     data of committed items (stages that commit items in chunks)
       chunk-<id>/_COMMITTED.json   written last: items and row counts of the chunk
       failures.parquet         items that failed in the latest run, with the reason
-      _SUCCESS                 written only when every requested item is committed
+      _SUCCESS                 written only when every requested item is done
       _INCOMPLETE.json         written instead when some failed
 
 A chunk folder without ``_COMMITTED.json`` (a killed run) is never read and is removed by
-the next run; temporary folders start with ``.tmp-``.
+the next run; temporary folders start with ``.tmp-``. Stages whose items are files of their own
+(maps, explain grids) use the same class without chunks (``item_column=None``).
 """
 
 from __future__ import annotations
@@ -59,35 +60,57 @@ class CommitResult:
     failures: list[Failure]
 
 
-class CommittedStore:
-    """Chunked, resumable output of one stage keyed by an item column."""
+class StageFolder:
+    """The output folder of one stage: settings check, chunk commits, failures, completion marker.
 
-    def __init__(self, root: Path, *, stage: str, item_column: str) -> None:
+    Args:
+        root: the folder (created by :meth:`prepare`).
+        stage: the stage's name, recorded in the failures table and the markers.
+        item_column: the column that names an item in committed chunks (``slide_id``); None for
+            a stage that writes its items as files of its own and commits no chunks.
+
+    Example:
+        >>> folder = StageFolder(Path("tiles"), stage="tile", item_column="slide_id")
+        >>> folder.prepare({"tile_size": 224})
+        >>> folder.finish(requested=["s1"], failures=[], extra={})
+    """
+
+    def __init__(self, root: Path, *, stage: str, item_column: str | None = "slide_id") -> None:
         self.root = Path(root)
         self.stage = stage
         self.item_column = item_column
 
     # ------------------------------------------------------------------ run lifecycle
     def prepare(self, settings: Mapping[str, Any]) -> None:
-        """Create the folder, check settings match earlier runs, drop uncommitted leftovers."""
+        """Create the folder, check settings match earlier output, drop uncommitted leftovers.
+
+        A folder with committed chunks (or, without chunks, any earlier settings) made with
+        other settings is refused, naming each changed key.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         settings_path = self.root / SETTINGS
         wanted = json.loads(json.dumps(dict(settings), default=str))
         if settings_path.exists():
             previous = json.loads(settings_path.read_text())
             changed = sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
-            if changed and self.committed_items():
+            holds_output = self.item_column is None or bool(self.committed_items())
+            if changed and holds_output:
                 detail = "; ".join(f"{k}: {previous.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
                 raise ConfigError(
                     f"{self.root} holds {self.stage} output made with other settings ({detail}); "
                     "use a new output folder or the same settings"
                 )
         write_json_atomic(settings_path, wanted)
+        self.start()
         for child in self.root.iterdir():
             stale_tmp = child.name.startswith(".tmp-")
             uncommitted = child.name.startswith("chunk-") and not (child / COMMITTED).exists()
             if child.is_dir() and (stale_tmp or uncommitted):
                 shutil.rmtree(child)
+
+    def start(self) -> None:
+        """Clear the completion markers: from now on the folder reads as not complete."""
+        self.root.mkdir(parents=True, exist_ok=True)
         for marker in (SUCCESS, INCOMPLETE):
             (self.root / marker).unlink(missing_ok=True)
 
@@ -98,9 +121,13 @@ class CommittedStore:
     def commit(self, tmp: Path, expected: Mapping[str, str]) -> CommitResult:
         """Commit a chunk written to ``tmp``; items with error rows are removed and reported.
 
+        Only for a folder with an ``item_column``.
+
         ``expected`` maps each item id of the chunk to its source; an item with no rows at
         all is reported as failed with ``no rows`` so nothing disappears silently.
         """
+        if self.item_column is None:
+            raise TypeError(f"{self.stage}: this stage folder commits no chunks (item_column=None)")
         files = sorted(tmp.glob("*.parquet")) if tmp.exists() else []
         rows: Counter[str] = Counter()
         errors: dict[str, tuple[int, str]] = {}
@@ -134,6 +161,7 @@ class CommittedStore:
         return CommitResult(dict(rows), failures)
 
     def _drop_items(self, files: Iterable[Path], items: set[str]) -> None:
+        assert self.item_column is not None
         values = pa.array(sorted(items), pa.string())
         for file in files:
             table = pq.read_table(file)
@@ -149,7 +177,17 @@ class CommittedStore:
                 os.replace(tmp, file)
 
     def finish(self, *, requested: Iterable[str], failures: list[Failure], extra: Mapping[str, Any]) -> bool:
-        """Write the failures table and _SUCCESS or _INCOMPLETE.json; True when complete."""
+        """Write the failures table, then _SUCCESS (every requested item done) or _INCOMPLETE.json.
+
+        Args:
+            requested: the items this run was asked for.
+            failures: the items that failed, with their reasons.
+            extra: more fields for the marker (counts, settings a reader needs).
+
+        Returns:
+            True when complete. With chunks, an item is done when committed; without, when it
+            is not among the failures.
+        """
         table = pa.table(
             {
                 "stage": [self.stage] * len(failures),
@@ -162,15 +200,16 @@ class CommittedStore:
         tmp = self.root / f".{FAILURES}.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, self.root / FAILURES)
-        committed = self.committed_items()
-        missing = sorted(set(requested) - set(committed))
-        summary = {
-            "stage": self.stage,
-            "items_committed": len(committed),
-            "rows": sum(committed.values()),
-            "items_failed": len(missing),
-            **extra,
-        }
+        requested = list(requested)
+        if self.item_column is None:
+            missing = sorted({f.item_id for f in failures})
+            summary: dict[str, Any] = {"stage": self.stage, "items": len(requested)}
+        else:
+            committed = self.committed_items()
+            missing = sorted(set(requested) - set(committed))
+            summary = {"stage": self.stage, "items_committed": len(committed),
+                       "rows": sum(committed.values())}
+        summary = {**summary, "items_failed": len(missing), **extra}
         if missing:
             write_json_atomic(self.root / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
             return False
@@ -206,5 +245,10 @@ def committed_files(root: Path, *, require_complete: bool = True) -> list[Path]:
         raise StageIncompleteError(
             f"{root}: output is not complete: {why}; rerun the stage or allow partial input"
         )
-    store = CommittedStore(root, stage="", item_column="")
-    return store.data_files()
+    return StageFolder(root, stage="").data_files()
+
+
+def require_complete(root: Path, what: str) -> None:
+    """Raise StageIncompleteError unless ``root`` carries _SUCCESS; ``what`` names the stage."""
+    if not (Path(root) / SUCCESS).exists():
+        raise StageIncompleteError(f"{root}: {what} is not complete (no _SUCCESS); run it first")

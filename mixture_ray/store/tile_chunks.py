@@ -1,6 +1,6 @@
 """Run a per-tile Ray Data stage chunk by chunk over a tile store, committing each chunk.
 
-Each committed tile chunk becomes one output chunk (a :class:`CommittedStore` commit) holding
+Each committed tile chunk becomes one output chunk (a :class:`StageFolder` commit) holding
 the chunk's slides, so a rerun skips slides already done and an interrupted run never looks
 complete. Stages that map tiles to rows (embedding, classification) share this loop.
 """
@@ -19,7 +19,7 @@ import ray
 
 from mixture_ray.errors import ConfigError
 from mixture_ray.report import Failure
-from mixture_ray.store.folder import CommittedStore, committed_files
+from mixture_ray.store.folder import StageFolder, committed_files
 
 #: Builds the lazy dataset of one tile chunk: (its Parquet files, only these slides or None = all).
 BuildDataset = Callable[[list[Path], list[str] | None], ray.data.Dataset]
@@ -71,7 +71,7 @@ def check_actor_cpus(workers: int, actor_cpus: float) -> None:
 
 
 def run_tile_chunks(
-    store: CommittedStore, tiles: Path, magnification: float | None, build: BuildDataset,
+    store: StageFolder, tiles: Path, magnification: float | None, build: BuildDataset,
     *, max_background: float | None = None,
 ) -> ChunkRun:
     """Write and commit ``build(files, slides)`` for every tile chunk with slides not yet in ``store``.

@@ -17,7 +17,7 @@ from mixture_ray.errors import ManifestError
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure
 from mixture_ray.store.codec import background_fraction, encode_tile
-from mixture_ray.store.folder import CommittedStore
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.schemas import TILE_SCHEMA
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.report import TilingReport
@@ -111,7 +111,7 @@ def import_image_folder(cfg: TileConfig) -> TilingReport:
     """Import ``cfg.from_images`` into the tile store ``cfg.out_dir`` (resumable)."""
     assert cfg.from_images is not None
     records = list_image_folder(cfg.from_images)
-    store = CommittedStore(cfg.out_dir, stage="tile", item_column="slide_id")
+    store = StageFolder(cfg.out_dir, stage="tile", item_column="slide_id")
     store.prepare({"from_images": str(cfg.from_images), **{k: getattr(cfg, k) for k in DATA_SETTINGS}})
     done = store.committed_items()
     todo = [r for r in records if r["slide_id"] not in done]

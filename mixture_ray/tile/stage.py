@@ -15,7 +15,7 @@ import ray
 
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure
-from mixture_ray.store.folder import CommittedStore
+from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader
@@ -83,7 +83,7 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     """Tile every slide of ``cfg.manifest`` not yet committed in ``cfg.out_dir``."""
     assert cfg.manifest is not None
     manifest = read_manifest(cfg.manifest)
-    store = CommittedStore(cfg.out_dir, stage="tile", item_column="slide_id")
+    store = StageFolder(cfg.out_dir, stage="tile", item_column="slide_id")
     store.prepare({k: getattr(cfg, k) for k in DATA_SETTINGS})
     done = store.committed_items()
     todo = manifest[~manifest["slide_id"].isin(list(done))]
