@@ -46,7 +46,7 @@ def make_tiles(work: Path, side: int, tile: int, max_tiles: int, n_cases: int) -
     out = work / "tiles"
     report = run_tiling(build_config(
         TileConfig, {"manifest": str(cohort.manifest), "out_dir": str(out), "tile_size": tile,
-                     "magnifications": [20.0], "max_tiles_per_slide": max_tiles, "workers": 2}))
+                     "magnifications": [20.0], "max_tiles_per_slide": max_tiles, "pool.workers": 2}))
     assert report.complete, report.failures
     return out
 
@@ -55,7 +55,7 @@ def time_pipeline(tiles: Path, out: Path, batch: int, threads: int) -> tuple[flo
     from mixture_ray.embed.stage import run as run_embedding
 
     cfg = build_config(EmbedConfig, {"tiles": str(tiles), "out_dir": str(out), "model": "random",
-                                     "batch_size": batch, "workers": 1, "torch_threads": threads})
+                                     "pool.batch_size": batch, "pool.workers": 1, "torch_threads": threads})
     start = time.perf_counter()
     report = run_embedding(cfg)
     elapsed = time.perf_counter() - start
@@ -90,8 +90,8 @@ def time_pretrain(tiles: Path, out: Path, steps: int, batch: int, threads: int) 
 
     cfg = build_config(PretrainConfig, {
         "tiles": str(tiles), "out_dir": str(out), "name": "bench", "batch_size": batch,
-        "max_steps": steps, "checkpoint_every": steps, "log_every": max(1, steps // 2),
-        "queue_size": 4096, "cpus_per_worker": float(threads)})
+        "max_steps": steps, "train.checkpoint_every": steps, "train.log_every": max(1, steps // 2),
+        "queue_size": 4096, "train.cpus_per_worker": float(threads)})
     report = run_pretrain(cfg)
     return {"samples_per_s_per_worker": report.samples_per_s_per_worker, "steps": steps,
             "batch_size": batch, "workers": 1, "loss": report.loss}

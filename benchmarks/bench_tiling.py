@@ -63,7 +63,7 @@ def tile_config(manifest: Path, out: Path, workers: int) -> TileConfig:
             "out_dir": str(out),
             "magnifications": [20.0],
             "max_tiles_per_slide": 0,
-            "workers": workers,
+            "pool.workers": workers,
             "slides_per_commit": 64,
         },
     )

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from mixture_ray.config import config_fields, load_config
+from mixture_ray.config import load_config, option_keys
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.stages import BY_NAME, STAGES, StageSpec
 
@@ -39,7 +39,7 @@ def _add_stage_options(parser: argparse.ArgumentParser, config: type) -> None:
         metavar="KEY=VALUE",
         help="override one config key (repeatable); values are YAML, e.g. magnifications=[5,20]",
     )
-    for key, (_, field) in config_fields(config).items():
+    for key, (_, field) in option_keys(config).items():
         default = field.default if field.default is not dataclasses.MISSING else None
         if field.default_factory is not dataclasses.MISSING:
             default = list(field.default_factory())
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = BY_NAME[args.stage]
     config = spec.config()
     overrides = list(args.set)
-    for key in config_fields(config):
+    for key in option_keys(config):
         value = getattr(args, f"opt_{key}")
         if value is not None:
             overrides.append(f"{key}={value}")

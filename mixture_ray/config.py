@@ -40,10 +40,48 @@ def option(text: str, default: Any = dataclasses.MISSING, *, path_unless: tuple[
 
 
 def require_positive(cfg: object, *names: str) -> None:
+    """Raise ConfigError naming the first of ``names`` whose value on ``cfg`` is not > 0."""
     for name in names:
         value = getattr(cfg, name)
         if value <= 0:
             raise ConfigError(f"{name}: must be > 0 (got {value!r})")
+
+
+# ---------------------------------------------------------------- shared groups
+
+
+@dataclasses.dataclass(frozen=True)
+class RayTrainRun:
+    """Ray Train run settings shared by pretrain and finetune (``train.<key>``)."""
+
+    workers: int = option("Ray Train workers (>1: DDP across workers)", 1)
+    cpus_per_worker: float = option("CPUs each training worker reserves", 1.0)
+    use_gpu: bool | None = option("train on GPUs; null = when the cluster has them", None)
+    checkpoint_every: int = option("report a checkpoint every this many steps (and at the end)", 100)
+    keep_checkpoints: int = option("checkpoints kept in the run folder", 2)
+    max_failures: int = option("worker failures retried from the last checkpoint (-1 = always)", 1)
+    log_every: int = option("print loss and throughput every this many steps", 20)
+    fail_at_step: int = option("testing only: the first attempt kills its worker at this step", 0)
+
+    def validate(self) -> None:
+        """Positive counts; max_failures >= -1."""
+        require_positive(self, "workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints")
+        require_positive(self, "log_every")
+        if self.max_failures < -1 or self.fail_at_step < 0:
+            raise ConfigError("max_failures: must be >= -1; fail_at_step: must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorPool:
+    """Ray Data actor-pool settings shared by tile, embed and classify (``pool.<key>``)."""
+
+    workers: int = option("actors (each keeps its model or its open slides)", 1)
+    actor_cpus: float = option("CPUs each actor reserves in Ray's scheduler", 1.0)
+    batch_size: int = option("tiles per batch handed to an actor", 64)
+
+    def validate(self) -> None:
+        """Positive sizes."""
+        require_positive(self, "workers", "actor_cpus", "batch_size")
 
 
 # ---------------------------------------------------------------- loading and coercion
@@ -53,6 +91,27 @@ def config_fields(cls: type) -> dict[str, tuple[Any, dataclasses.Field[Any]]]:
     """Field name -> (resolved type, field) for a config dataclass."""
     hints = typing.get_type_hints(cls)
     return {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
+
+
+def option_keys(cls: type) -> dict[str, tuple[Any, dataclasses.Field[Any]]]:
+    """Every settable key of a config: its fields, with a group's keys as ``group.key``.
+
+    Args:
+        cls: the config dataclass.
+
+    Returns:
+        Key -> (type, field); a group's own default is the stage's default group.
+    """
+    keys: dict[str, tuple[Any, dataclasses.Field[Any]]] = {}
+    for name, (hint, field) in config_fields(cls).items():
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            base: Any = field.default
+            for sub, (sub_hint, sub_field) in config_fields(hint).items():
+                copy = dataclasses.field(default=getattr(base, sub), metadata=sub_field.metadata)
+                keys[f"{name}.{sub}"] = (sub_hint, copy)
+        else:
+            keys[name] = (hint, field)
+    return keys
 
 
 def _is_textual(hint: Any) -> bool:
@@ -85,7 +144,20 @@ def load_config(
     path: Path | str | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
 ) -> C:
-    """Build a validated ``cls`` from a YAML file plus overrides (later wins)."""
+    """Build a validated config from a YAML file plus ``key=value`` overrides (later wins).
+
+    Args:
+        cls: the stage's config dataclass (``TileConfig``, ...).
+        path: a YAML file of keys, or None.
+        overrides: ``["tile_size=224", "pool.workers=2"]`` (values read as YAML) or a mapping;
+            a dotted key sets one key of a shared group (``train.workers``, ``pool.batch_size``).
+
+    Returns:
+        The validated, frozen config; every path in it is absolute.
+
+    Example:
+        >>> load_config(TileConfig, "tile.yaml", ["pool.workers=4"])
+    """
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -101,8 +173,35 @@ def load_config(
     return build_config(cls, values)
 
 
+def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.workers": 2}`` -> ``{"train": {"workers": 2}}``, merged with a ``train`` mapping."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        group, dot, sub = str(key).partition(".")
+        if not dot:
+            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+                out[key] = {**value, **out[key]}
+            else:
+                out[key] = value
+            continue
+        current = out.setdefault(group, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"{key}: {group} is not a group of keys")
+        current[sub] = value
+    return out
+
+
 def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
-    """Coerce ``values`` to ``cls`` field types, reject unknown keys, then validate."""
+    """Coerce ``values`` to ``cls`` field types, reject unknown keys, then validate.
+
+    Args:
+        cls: the config dataclass.
+        values: key -> value; a group is a mapping or dotted keys (``train.workers``).
+
+    Returns:
+        The validated, frozen config with absolute paths.
+    """
+    values = _nest(values)
     fields = config_fields(cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -111,7 +210,9 @@ def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
         )
     kwargs: dict[str, Any] = {}
     for name, (hint, field) in fields.items():
-        if name in values:
+        if name in values and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            kwargs[name] = _group(name, hint, field, values[name])
+        elif name in values:
             kwargs[name] = coerce(name, hint, values[name])
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{name}: required key is missing ({field.metadata.get('help', '')})")
@@ -120,6 +221,19 @@ def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
     if callable(validate):
         validate()
     return cfg
+
+
+def _group(name: str, hint: type, field: dataclasses.Field[Any], value: Any) -> Any:
+    """A shared group: the given keys over the stage's default group (not the group's defaults)."""
+    if isinstance(value, hint):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of {', '.join(config_fields(hint))}, got {value!r}")
+    base: Any = field.default if isinstance(field.default, hint) else hint()
+    try:
+        return build_config(hint, {**dataclasses.asdict(base), **value})
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 def _with_absolute_paths(cfg: C) -> C:

@@ -45,6 +45,11 @@ def route_ray_logs(log_file: Path | None, *, verbose: bool = False) -> None:
         _apply_routing()
 
 
+def ray_logs_verbose() -> bool:
+    """Whether Ray's own console output is kept (``--verbose``), for stages run one after another."""
+    return not _ROUTING.quiet
+
+
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Initialise Ray once; a local session gets no dashboard and auth disabled.
 

@@ -63,6 +63,8 @@ STAGES: tuple[StageSpec, ...] = (
     _spec("stats", "stats", "StatsConfig", "diagnosis and survival statistics from case frequencies"),
     _spec("explain", "explain", "ExplainConfig",
           "explain fit|apply|analyse: NMF classes of CNN activations on slides"),
+    _spec("pipeline", "pipeline", "PipelineConfig",
+          "run several stages in order from one YAML file (all configs checked first)", "job:run"),
     _spec("demo", "pipeline", "DemoConfig", "run the pipeline on small synthetic cohorts (local Ray)",
           "demo:run_demo"),
 )

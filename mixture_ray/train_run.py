@@ -1,13 +1,60 @@
-"""Ray Train helpers shared by pretrain and finetune: report with a checkpoint, a fault hook."""
+"""Ray Train helpers shared by pretrain and finetune: the trainer, report with a checkpoint, a fault hook."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mixture_ray.config import RayTrainRun
 from mixture_ray.models.checkpoint import save
+
+if TYPE_CHECKING:
+    from ray.train.torch import TorchTrainer
+
+
+def torch_trainer(
+    loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+    run: RayTrainRun,
+    *,
+    storage: Path,
+    name: str,
+    datasets: dict[str, Any] | None = None,
+) -> TorchTrainer:
+    """A TorchTrainer from the shared run settings; checkpoints live in ``storage/name``.
+
+    Args:
+        loop: the per-worker training function.
+        loop_config: what each worker receives (a config and small objects; large data goes
+            through ``datasets`` or the object store).
+        run: workers, CPUs and GPU per worker, checkpoint and failure settings.
+        storage: Ray Train storage folder (absolute).
+        name: the run name; rerunning with the same name resumes from its last checkpoint.
+        datasets: Ray Data datasets sharded across the workers.
+
+    Returns:
+        The trainer, ready to ``fit()``. ``use_gpu: null`` asks for GPUs when the cluster has them.
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = run.use_gpu if run.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=run.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": run.cpus_per_worker}),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            checkpoint_config=CheckpointConfig(num_to_keep=run.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=run.max_failures),
+        ),
+        datasets=datasets,
+    )
 
 
 def report_to_ray_train(metrics: dict[str, Any], state: Mapping[str, Any] | None, filename: str) -> None:

@@ -67,14 +67,14 @@ def cohort_and_tiles(out: Path, *, n_cases: int, slide_px: int, tile: int, seed:
     report = run_tiling(build_config(TileConfig, {
         "manifest": root / "manifest.csv", "out_dir": out / "tiles", "tile_size": tile,
         "magnifications": [MAG], "max_tiles_per_slide": max_tiles, "max_background": 0.7,
-        "workers": 1, "seed": seed}))
+        "pool.workers": 1, "seed": seed}))
     assert report.complete, report.failures
     return root
 
 
 def embed(tiles: Path, out: Path, model: str) -> Path:
     report = run_embedding(build_config(EmbedConfig, {"tiles": tiles, "out_dir": out, "model": model,
-                                                      "torch_threads": 2, "batch_size": 128}))
+                                                      "torch_threads": 2, "pool.batch_size": 128}))
     assert report.complete, report.failures
     return out
 
@@ -88,7 +88,8 @@ def train_classifier(out: Path, args: argparse.Namespace, t0: float) -> tuple[Pa
     run = run_pretrain(build_config(PretrainConfig, {
         "tiles": train / "tiles", "out_dir": train / "pretrain", "name": "elex_20x", "magnification": MAG,
         "batch_size": 32, "max_steps": args.pretrain_steps, "queue_size": 1024, "crop_fraction": 0.5,
-        "checkpoint_every": 100, "log_every": 50, "split_bn": 4, "cpus_per_worker": 2.0}))
+        "train.checkpoint_every": 100, "train.log_every": 50, "split_bn": 4,
+        "train.cpus_per_worker": 2.0}))
     log(t0, f"pretrain: step {run.step}, loss {run.loss:.3f}")
     embeddings = embed(train / "tiles", train / "embeddings", str(run.run_dir))
     clusters = train / "clusters"
@@ -106,7 +107,8 @@ def train_classifier(out: Path, args: argparse.Namespace, t0: float) -> tuple[Pa
     ft = run_finetune(build_config(FinetuneConfig, {
         "labels": train / "labels", "tiles": train / "tiles", "out_dir": train / "finetune",
         "name": "classifier_20x", "model": str(run.run_dir), "magnification": MAG,
-        "image_size": args.image_size, "epochs": args.epochs, "batch_size": 32, "cpus_per_worker": 2.0}))
+        "image_size": args.image_size, "epochs": args.epochs, "batch_size": 32,
+        "train.cpus_per_worker": 2.0}))
     log(t0, f"finetune: validation balanced accuracy {ft.val_balanced_accuracy:.3f} ({list(ft.classes)})")
     return run.run_dir, clusters, ft.classifier
 
@@ -120,7 +122,7 @@ def analyse(out: Path, elex: Path, clusters: Path, classifier: Path, args: argpa
     log(t0, "analysis cohort tiled (every tissue tile)")
     cls = run_classify(build_config(ClassifyConfig, {"tiles": cohort_dir / "tiles", "classifier": classifier,
                                                      "out_dir": cohort_dir / "predictions",
-                                                     "batch_size": 128, "torch_threads": 2}))
+                                                     "pool.batch_size": 128, "torch_threads": 2}))
     assert cls.complete, cls.failures
     log(t0, f"classify: {cls.tiles_classified} tiles")
     maps = run_maps(build_config(MapsConfig, {"predictions": cohort_dir / "predictions",

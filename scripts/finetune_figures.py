@@ -76,7 +76,7 @@ def _cohort_tiles(out: Path, n_cases: int, slide_px: int, tile: int, mag: float,
                 "magnifications": [mag],
                 "max_tiles_per_slide": 200,
                 "max_background": 0.7,
-                "workers": 2,
+                "pool.workers": 2,
                 "seed": seed,
             },
         )
@@ -145,9 +145,9 @@ def synthetic(out: Path, epochs: int, n_cases: int) -> dict[str, Any]:
                 "image_size": tile,
                 "epochs": epochs,
                 "batch_size": 32,
-                "checkpoint_every": 200,
-                "cpus_per_worker": 2.0,
-                "log_every": 50,
+                "train.checkpoint_every": 200,
+                "train.cpus_per_worker": 2.0,
+                "train.log_every": 50,
             },
         )
     )
@@ -266,9 +266,9 @@ def tcga(out: Path, epochs: int) -> dict[str, Any]:
                 "image_size": 128,
                 "epochs": epochs,
                 "batch_size": 16,
-                "cpus_per_worker": 2.0,
+                "train.cpus_per_worker": 2.0,
                 "findings": ["LUAD", "LUSC"],
-                "log_every": 10,
+                "train.log_every": 10,
             },
         )
     )

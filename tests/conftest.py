@@ -1,4 +1,4 @@
-"""Shared fixtures: real data folder, a Ray session per module."""
+"""Shared fixtures: the real data folder, one Ray session for the run, the gpu marker hook."""
 
 from __future__ import annotations
 
@@ -25,37 +25,52 @@ def require_shared(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    """One local Ray session for a test module (start/stop costs seconds)."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` skip, with the reason, where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch sees none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def _fault_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="session")
+def ray_session(_fault_folder: Path) -> Iterator[None]:
+    """One local Ray session for the whole test run (each start costs seconds).
+
+    Its workers see the fault-injection folder (``fault_dir``); with no token in it, nothing fails.
+    """
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A Ray session whose workers see the fault-injection folder."""
-    import ray
-
-    folder = tmp_path_factory.mktemp("faults")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if ray.is_initialized():
+    if ray.is_initialized():  # started by a stage called outside this fixture: restart with faults
         ray.shutdown()
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         logging_level=logging.WARNING,
-        runtime_env={"env_vars": {ENV: str(folder)}},
+        runtime_env={"env_vars": {ENV: str(_fault_folder)}},
     )
+    import ray.data
+
     ray.data.DataContext.get_current().enable_progress_bars = False
-    yield folder
+    yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fault_dir(ray_session: None, _fault_folder: Path) -> Iterator[Path]:
+    """The fault-injection folder the shared Ray session's workers see, emptied for each module."""
+    for token in _fault_folder.iterdir():
+        token.unlink()
+    yield _fault_folder
+    for token in _fault_folder.iterdir():
+        token.unlink()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import ActorPool, option
 from mixture_ray.errors import ConfigError
 
 
@@ -24,13 +24,11 @@ class ClassifyConfig:
         "classify tiles of this magnification; null = the magnification the classifier was trained at", None
     )
     max_background: float = option("tiles whose background fraction exceeds this are not classified", 0.7)
-    batch_size: int = option("tiles per batch", 64)
-    workers: int = option("classifier actors (one model each)", 1)
-    actor_cpus: float = option("CPUs each actor reserves (on GPU nodes each actor takes one GPU)", 1.0)
+    pool: ActorPool = option("model actors (one model each): pool.workers, pool.batch_size, ...",
+                             ActorPool())
     torch_threads: int = option("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
 
     def validate(self) -> None:
-        require_positive(self, "batch_size", "workers", "actor_cpus")
         if not 0.0 <= self.max_background <= 1.0:
             raise ConfigError(f"max_background: must be in [0, 1] (got {self.max_background})")
         if self.torch_threads < 0:

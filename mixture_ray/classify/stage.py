@@ -67,12 +67,12 @@ def build_dataset(
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     return ds.map_batches(
         TileClassifier,
-        fn_constructor_kwargs={"classifier": classifier, "actor_cpus": cfg.actor_cpus,
+        fn_constructor_kwargs={"classifier": classifier, "actor_cpus": cfg.pool.actor_cpus,
                                "torch_threads": cfg.torch_threads},
-        batch_size=cfg.batch_size,
+        batch_size=cfg.pool.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=cfg.workers),
-        num_cpus=cfg.actor_cpus,
+        compute=ray.data.ActorPoolStrategy(size=cfg.pool.workers),
+        num_cpus=cfg.pool.actor_cpus,
         num_gpus=gpus,
     )
 
@@ -97,7 +97,7 @@ def run(cfg: ClassifyConfig) -> ClassifyReport:
     store = StageFolder(cfg.out_dir, stage="classify", item_column="slide_id")
     store.prepare(settings)
     ensure_ray()
-    check_actor_cpus(cfg.workers, cfg.actor_cpus)
+    check_actor_cpus(cfg.pool.workers, cfg.pool.actor_cpus)
     build = functools.partial(build_dataset, cfg=cfg, classifier=file, magnification=magnification)
     run = run_tile_chunks(store, cfg.tiles, magnification, build, max_background=cfg.max_background)
     complete = store.finish(

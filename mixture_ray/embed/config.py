@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import ActorPool, option, require_positive
 from mixture_ray.errors import ConfigError
 
 EmbeddingColumn = Literal["features", "head"]
@@ -28,14 +28,13 @@ class EmbedConfig:
     mlp: bool = option("MLP head when model=random", True)
     magnification: float | None = option("embed tiles of this magnification only; null = all", None)
     crop_fraction: float = option("centre crop edge / tile edge before the network", 1.0)
-    batch_size: int = option("tiles per batch", 64)
-    workers: int = option("embedding actors (one model each)", 1)
-    actor_cpus: float = option("CPUs each actor reserves (on GPU nodes each actor takes one GPU)", 1.0)
+    pool: ActorPool = option("model actors (one model each): pool.workers, pool.batch_size, ...",
+                             ActorPool())
     torch_threads: int = option("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
     seed: int = option("seed of the random initialisation when model=random", 0)
 
     def validate(self) -> None:
-        require_positive(self, "dim", "batch_size", "workers", "actor_cpus")
+        require_positive(self, "dim")
         if not 0.0 < self.crop_fraction <= 1.0:
             raise ConfigError(f"crop_fraction: must be in (0, 1] (got {self.crop_fraction})")
         if self.torch_threads < 0:

@@ -50,7 +50,7 @@ class TileEmbedder:
         self.cuda = torch.cuda.is_available()
         self.device = torch.device("cuda" if self.cuda else "cpu")
         if not self.cuda:
-            torch.set_num_threads(cfg.torch_threads or max(1, int(cfg.actor_cpus)))
+            torch.set_num_threads(cfg.torch_threads or max(1, int(cfg.pool.actor_cpus)))
         self.encoder = load_encoder(cfg.model, arch=cfg.arch, dim=cfg.dim, mlp=cfg.mlp, seed=cfg.seed)
         self.encoder = self.encoder.to(self.device)
         if self.cuda:

@@ -55,10 +55,10 @@ def build_dataset(files: list[Path], slides: list[str] | None, *, cfg: EmbedConf
     return ds.map_batches(
         TileEmbedder,
         fn_constructor_kwargs={"cfg": cfg},
-        batch_size=cfg.batch_size,
+        batch_size=cfg.pool.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=cfg.workers),
-        num_cpus=cfg.actor_cpus,
+        compute=ray.data.ActorPoolStrategy(size=cfg.pool.workers),
+        num_cpus=cfg.pool.actor_cpus,
         num_gpus=gpus,
     )
 
@@ -75,7 +75,7 @@ def run(cfg: EmbedConfig) -> EmbedReport:
     store = StageFolder(cfg.out_dir, stage="embed", item_column="slide_id")
     store.prepare(_settings(cfg))
     ensure_ray()
-    check_actor_cpus(cfg.workers, cfg.actor_cpus)
+    check_actor_cpus(cfg.pool.workers, cfg.pool.actor_cpus)
     run = run_tile_chunks(store, cfg.tiles, cfg.magnification,
                           functools.partial(build_dataset, cfg=cfg))
     failures, requested = run.failures, run.requested

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
 
 
@@ -40,19 +40,12 @@ class FinetuneConfig:
     balanced: bool = option("class-balanced sampling (each class equally likely per draw)", True)
     flips: bool = option("random horizontal/vertical flips", True)
     rotation: float = option("random rotation within +/- this many degrees; 0 = off", 0.0)
-    checkpoint_every: int = option("report a checkpoint every this many steps (and at each epoch end)", 100)
-    keep_checkpoints: int = option("checkpoints kept in the run folder", 2)
-    workers: int = option("Ray Train workers (>1: DDP)", 1)
-    cpus_per_worker: float = option("CPUs each training worker reserves", 1.0)
-    use_gpu: bool | None = option("train on GPUs; null = when the cluster has them", None)
-    max_failures: int = option("worker failures retried from the last checkpoint", 1)
-    log_every: int = option("print loss every this many steps", 20)
-    fail_at_step: int = option("testing only: the first attempt kills its worker at this step", 0)
+    train: RayTrainRun = option("Ray Train run settings: train.workers, train.checkpoint_every, ...",
+                                RayTrainRun())
     seed: int = option("random seed (split, weights, sampling, augmentation)", 0)
 
     def validate(self) -> None:
-        require_positive(self, "epochs", "batch_size", "lr", "checkpoint_every", "keep_checkpoints")
-        require_positive(self, "workers", "cpus_per_worker", "log_every")
+        require_positive(self, "epochs", "batch_size", "lr")
         if not self.model:
             raise ConfigError("model: give an ElEx checkpoint path or 'random'")
         if not 0.0 < self.val_fraction < 1.0:
@@ -63,5 +56,3 @@ class FinetuneConfig:
             raise ConfigError(f"rotation: must be in [0, 180] (got {self.rotation})")
         if len(set(self.findings)) != len(self.findings):
             raise ConfigError(f"findings: names repeat ({list(self.findings)})")
-        if self.max_failures < -1 or self.fail_at_step < 0:
-            raise ConfigError("max_failures: must be >= -1; fail_at_step: must be >= 0")

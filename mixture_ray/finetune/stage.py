@@ -13,8 +13,6 @@ from typing import Any
 
 import pandas as pd
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.finetune import data as ftdata
@@ -26,6 +24,7 @@ from mixture_ray.models.encoder_loader import RANDOM
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import write_json_atomic
+from mixture_ray.train_run import torch_trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,20 +92,8 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
     write_json_atomic(run_dir / "split.json", {"train_cases": list(prep.split.train),
                                                "val_cases": list(prep.split.val),
                                                "classes": list(prep.classes)})
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg, "classes": prep.classes, "data": ray.put(prep.arrays)},
-        scaling_config=ScalingConfig(
-            num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
-        ),
-        run_config=RunConfig(
-            name=cfg.name,
-            storage_path=str(cfg.out_dir),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-            failure_config=FailureConfig(max_failures=cfg.max_failures),
-        ),
-    )
+    trainer = torch_trainer(train_loop, {"cfg": cfg, "classes": prep.classes, "data": ray.put(prep.arrays)},
+                            cfg.train, storage=cfg.out_dir, name=cfg.name)
     result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")

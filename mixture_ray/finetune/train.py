@@ -61,7 +61,7 @@ def train_loop(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     if device.type != "cuda":
-        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+        torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     net = from_elex(cfg.model, config["classes"], arch=cfg.arch, seed=cfg.seed).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = restore(net, opt)
@@ -90,8 +90,8 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, loss_value = step + 1, float(loss.detach())
-            crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
-            if rank == 0 and (step % cfg.log_every == 0 or step == total):
+            crash_once_at_step(cfg.out_dir / cfg.name, cfg.train.fail_at_step, step, FAIL_MARKER)
+            if rank == 0 and (step % cfg.train.log_every == 0 or step == total):
                 print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
             epoch_end = b == per_epoch - 1
             metrics: dict[str, Any] = {"step": step, "epoch": epoch + 1, "loss": loss_value,
@@ -106,7 +106,7 @@ def train_loop(config: dict[str, Any]) -> None:
                                     best_score=score, best_epoch=epoch + 1, best_metrics=val)
                 metrics["val_balanced_accuracy"] = score
                 model.train()
-            if step % cfg.checkpoint_every == 0 or epoch_end:
+            if step % cfg.train.checkpoint_every == 0 or epoch_end:
                 metrics["best_val_balanced_accuracy"] = progress["best_score"]
                 state = None
                 if rank == 0:

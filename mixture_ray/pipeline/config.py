@@ -1,4 +1,4 @@
-"""`mixture-ray demo` settings."""
+"""`mixture-ray demo` and `mixture-ray pipeline` settings."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from mixture_ray.config import option, require_positive
+from mixture_ray.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,3 +29,26 @@ class DemoConfig:
     def validate(self) -> None:
         require_positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
         require_positive(self, "analysis_cases", "analysis_slide_px")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """`mixture-ray pipeline`: run several stages in order from one YAML file (a cluster job).
+
+    The file holds ``stages:``, a list of ``{stage: <verb>, config: {key: value, ...},
+    config_file: <file.yaml>}`` entries (``config`` and ``config_file`` are both optional; inline keys
+    win). Every stage's config is checked before the first stage runs.
+    """
+
+    file: Path = option("pipeline YAML file: `stages:` list of {stage, config, config_file}")
+    from_stage: int = option("start at this stage number (1 = the first); earlier stages are only checked", 1)
+
+    def validate(self) -> None:
+        from mixture_ray.pipeline.job import load_pipeline
+
+        if self.from_stage < 1:
+            raise ConfigError(f"from_stage: must be >= 1 (got {self.from_stage})")
+        steps = load_pipeline(self.file)
+        if self.from_stage > len(steps):
+            raise ConfigError(f"from_stage: {self.from_stage} is past the last stage of {self.file} "
+                              f"({len(steps)} stages)")

@@ -62,7 +62,7 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
             "magnifications": list(cfg.magnifications),
             "max_tiles_per_slide": cfg.max_tiles_per_slide,
             "slides_per_commit": DEMO_SLIDES_PER_COMMIT,
-            "workers": cfg.workers,
+            "pool.workers": cfg.workers,
             "seed": cfg.seed,
         },
     )
@@ -143,9 +143,9 @@ PRETRAIN = {
     "max_steps": 120,
     "queue_size": 1024,
     "crop_fraction": 0.5,
-    "checkpoint_every": 120,
-    "keep_checkpoints": 1,
-    "log_every": 20,
+    "train.checkpoint_every": 120,
+    "train.keep_checkpoints": 1,
+    "train.log_every": 20,
     "split_bn": 4,
 }
 
@@ -165,7 +165,7 @@ def ssl_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
             "name": f"elex_{magnification_label(mag)}",
             "magnification": mag,
             "seed": cfg.seed,
-            "cpus_per_worker": float(cfg.workers),
+            "train.cpus_per_worker": float(cfg.workers),
             **PRETRAIN,
         },
     )
@@ -280,9 +280,9 @@ def finetune_stage(cfg: DemoConfig, start: float) -> None:
             "magnification": mag,
             "image_size": min(cfg.tile_size, 64),
             "epochs": 2,
-            "keep_checkpoints": 1,
+            "train.keep_checkpoints": 1,
             "batch_size": 32,
-            "cpus_per_worker": float(cfg.workers),
+            "train.cpus_per_worker": float(cfg.workers),
             "seed": cfg.seed,
         },
     )
@@ -312,7 +312,7 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
     tiles = run_tiling(build_config(TileConfig, {
         "manifest": cohort / "manifest.csv", "out_dir": root / "tiles", "tile_size": cfg.tile_size,
         "magnifications": [mag], "max_tiles_per_slide": 0, "max_background": 0.7,
-        "workers": cfg.workers, "seed": cfg.seed, "slides_per_commit": DEMO_SLIDES_PER_COMMIT}))
+        "pool.workers": cfg.workers, "seed": cfg.seed, "slides_per_commit": DEMO_SLIDES_PER_COMMIT}))
     if not tiles.complete:
         raise StageIncompleteError(f"analysis tiling left {len(tiles.failures)} slides failed")
     classified = run_classify(build_config(ClassifyConfig, {

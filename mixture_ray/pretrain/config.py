@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
 
 
@@ -26,25 +26,17 @@ class PretrainConfig:
     lr: float = option("Adam learning rate", 1e-4)
     batch_size: int = option("tiles per worker per step", 64)
     max_steps: int = option("total optimiser steps of the run (a resumed run continues to this)", 1000)
-    checkpoint_every: int = option("report a checkpoint every this many steps (and at the end)", 100)
-    keep_checkpoints: int = option("checkpoints kept in the run folder", 2)
     crop_fraction: float = option("centre crop edge / tile edge after rotation (224/280 = 0.8)", 0.8)
     rotation: float = option("random rotation within +/- this many degrees", 20.0)
     color_jitter: float = option("colour jitter strength (brightness/contrast/saturation); 0 = off", 0.0)
     split_bn: int = option("split batch norm groups emulating shuffle-BN with one worker", 8)
-    workers: int = option("Ray Train workers (>1: DDP with cross-worker key shuffle)", 1)
-    cpus_per_worker: float = option("CPUs each training worker reserves", 1.0)
-    use_gpu: bool | None = option("train on GPUs; null = when the cluster has them", None)
     cache_tiles: bool = option("decode tiles once and keep them in Ray's object store", True)
-    max_failures: int = option("worker failures retried from the last checkpoint", 1)
-    log_every: int = option("print loss and throughput every this many steps", 20)
-    fail_at_step: int = option("testing only: the first attempt kills its worker at this step", 0)
+    train: RayTrainRun = option("Ray Train run settings: train.workers, train.checkpoint_every, ...",
+                                RayTrainRun())
     seed: int = option("random seed (weights, queue, augmentation)", 0)
 
     def validate(self) -> None:
         require_positive(self, "dim", "queue_size", "temperature", "lr", "batch_size", "max_steps")
-        require_positive(self, "checkpoint_every", "keep_checkpoints", "workers", "cpus_per_worker")
-        require_positive(self, "log_every")
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise ConfigError(f"arch: {self.arch!r} is not one of resnet18, resnet34, resnet50")
         if not 0.0 <= self.momentum < 1.0:
@@ -53,9 +45,7 @@ class PretrainConfig:
             raise ConfigError(f"crop_fraction: must be in (0, 1] (got {self.crop_fraction})")
         if not 0.0 <= self.rotation <= 180.0 or self.color_jitter < 0:
             raise ConfigError("rotation: must be in [0, 180]; color_jitter: must be >= 0")
-        if self.split_bn < 1 or (self.workers == 1 and self.batch_size % self.split_bn):
+        if self.split_bn < 1 or (self.train.workers == 1 and self.batch_size % self.split_bn):
             raise ConfigError(
                 f"split_bn: must be >= 1 and divide batch_size (got {self.split_bn}, {self.batch_size})"
             )
-        if self.max_failures < -1 or self.fail_at_step < 0:
-            raise ConfigError("max_failures: must be >= -1; fail_at_step: must be >= 0")

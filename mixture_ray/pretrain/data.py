@@ -20,10 +20,10 @@ def tile_dataset(cfg: PretrainConfig) -> ray.data.Dataset:
     if cfg.cache_tiles:
         ds = ds.materialize()
     n = ds.count()
-    if n < cfg.batch_size * cfg.workers:
+    if n < cfg.batch_size * cfg.train.workers:
         where = f" at magnification {cfg.magnification}" if cfg.magnification is not None else ""
         raise ConfigError(
             f"tiles: {cfg.tiles} has {n} tiles with pixels{where}, fewer than one step needs "
-            f"(batch_size {cfg.batch_size} x workers {cfg.workers})"
+            f"(batch_size {cfg.batch_size} x workers {cfg.train.workers})"
         )
     return ds

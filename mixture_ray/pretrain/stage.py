@@ -6,10 +6,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
-
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.pretrain.config import PretrainConfig
@@ -17,6 +13,7 @@ from mixture_ray.pretrain.data import tile_dataset
 from mixture_ray.pretrain.train import train_loop
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
+from mixture_ray.train_run import torch_trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,22 +53,9 @@ def run(cfg: PretrainConfig) -> PretrainReport:
     """Train (or resume) MoCo on ``cfg.tiles``; the encoder lands in out_dir/name/elex.pt."""
     ensure_ray()
     dataset = tile_dataset(cfg)
-    use_gpu = cfg.use_gpu if cfg.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    run_dir = (cfg.out_dir / cfg.name).resolve()
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg},
-        scaling_config=ScalingConfig(
-            num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
-        ),
-        run_config=RunConfig(
-            name=cfg.name,
-            storage_path=str(cfg.out_dir.resolve()),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-            failure_config=FailureConfig(max_failures=cfg.max_failures),
-        ),
-        datasets={"train": dataset},
-    )
+    run_dir = cfg.out_dir / cfg.name
+    trainer = torch_trainer(train_loop, {"cfg": cfg}, cfg.train, storage=cfg.out_dir, name=cfg.name,
+                            datasets={"train": dataset})
     result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"pretrain run {run_dir} produced no checkpoint")

@@ -60,7 +60,7 @@ def train_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     cuda = device.type == "cuda"
     if not cuda:
-        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+        torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     model = build_moco(cfg, world).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -87,12 +87,12 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, seen, loss_value = step + 1, seen + tiles.shape[0], float(loss.detach())
-            crash_once_at_step(cfg.out_dir / cfg.name, cfg.fail_at_step, step, FAIL_MARKER)
+            crash_once_at_step(cfg.out_dir / cfg.name, cfg.train.fail_at_step, step, FAIL_MARKER)
             rate = seen / max(time.perf_counter() - tick, 1e-9)
-            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.max_steps):
+            if rank == 0 and (step % cfg.train.log_every == 0 or step == cfg.max_steps):
                 print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "
                       f"{rate:.1f} samples/s/worker", flush=True)
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.max_steps:
                 metrics = {"step": step, "loss": loss_value, "start_step": start,
                            "samples_per_s_per_worker": rate, "world_size": world}
                 state = train_state(model, opt, step, cfg) if rank == 0 else None

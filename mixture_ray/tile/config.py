@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import ActorPool, option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.slides.factory import Backend
 
@@ -35,9 +35,8 @@ class TileConfig:
     encoding: TileEncoding = option("tile pixels stored as jpeg, png, or none (coordinates only)", "jpeg")
     jpeg_quality: int = option("JPEG quality when encoding=jpeg", 90)
     backend: Backend = option("slide reader: auto, openslide, tiffslide, cucim", "auto")
-    workers: int = option("pixel-reading actors (one slide handle cache each)", 2)
-    actor_cpus: float = option("logical CPUs each pixel actor reserves in Ray's scheduler", 1.0)
-    batch_size: int = option("tiles per Ray Data batch in the pixel stage", 32)
+    pool: ActorPool = option("pixel-reading actors (each keeps its slides open): pool.workers, ...",
+                             ActorPool(workers=2, batch_size=32))
     tile_cache_mb: int = option("decoded native-tile cache per open slide and level, in MiB", 64)
     slides_per_commit: int = option("slides written and committed together (resume granularity)", 16)
     seed: int = option("random seed for tile sampling", 0)
@@ -50,8 +49,8 @@ class TileConfig:
         for mag in self.magnifications:
             if not 0 < mag <= 100:
                 raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")
-        require_positive(self, "tile_size", "workers", "batch_size", "slides_per_commit")
-        require_positive(self, "actor_cpus", "tile_cache_mb")
+        require_positive(self, "tile_size", "slides_per_commit")
+        require_positive(self, "tile_cache_mb")
         if self.stride < 0:
             raise ConfigError(f"stride: must be >= 0 (got {self.stride})")
         if not 0 <= self.background_threshold <= 255:

@@ -123,7 +123,8 @@ def import_image_folder(cfg: TileConfig) -> TilingReport:
         (
             ray.data.from_items(chunk)
             .map_batches(
-                functools.partial(import_batch, cfg=cfg), batch_size=cfg.batch_size, batch_format="pyarrow"
+                functools.partial(import_batch, cfg=cfg), batch_size=cfg.pool.batch_size,
+                batch_format="pyarrow",
             )
             .write_parquet(str(tmp))
         )

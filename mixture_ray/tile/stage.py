@@ -42,15 +42,15 @@ def build_chunk_dataset(records: list[dict[str, Any]], cfg: TileConfig) -> ray.d
     return (
         ray.data.from_items(records)
         .map_batches(SlideCoordinates(cfg).__call__, batch_size=1, batch_format="pyarrow")
-        .repartition(target_num_rows_per_block=cfg.batch_size * 4)
+        .repartition(target_num_rows_per_block=cfg.pool.batch_size * 4)
         .map_batches(
             TilePixelReader,
             fn_constructor_kwargs={"cfg": cfg},
-            batch_size=cfg.batch_size,
+            batch_size=cfg.pool.batch_size,
             batch_format="pyarrow",
             # The pool starts at one actor and grows: the coordinate tasks need a CPU slot first.
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.workers),
-            num_cpus=cfg.actor_cpus,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.pool.workers),
+            num_cpus=cfg.pool.actor_cpus,
         )
     )
 

@@ -1,0 +1,365 @@
+"""Fine-tuning: metrics vs scikit-learn, case split, sampler, bad input, Ray Train runs, LUAD/LUSC chain."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from mixture_ray.cli import EXIT_BAD_INPUT, main
+from mixture_ray.config import build_config
+from mixture_ray.errors import ConfigError, StageIncompleteError
+from mixture_ray.finetune import data as ftdata
+from mixture_ray.finetune.config import FinetuneConfig
+from mixture_ray.finetune.metrics import classification_metrics
+from mixture_ray.finetune.sampler import epoch_indices
+from mixture_ray.finetune.train import FAIL_MARKER
+from mixture_ray.models.classifier import CLASSIFIER_FORMAT, load_classifier, predict
+from mixture_ray.store.folder import SUCCESS, committed_files, write_json_atomic
+from mixture_ray.store.schemas import TILE_ID_COLUMNS
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
+from tests.conftest import TILES_DIR, require_shared
+
+
+# ---------------------------------------------------------------- pure functions
+def test_metrics_match_sklearn_and_hand_counts() -> None:
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, 300)
+    y_pred = np.minimum(np.where(rng.random(300) < 0.6, y_true, rng.integers(0, 3, 300)), 2)  # never d
+    m = classification_metrics(y_true, y_pred, ["a", "b", "c", "d"])
+    cm = confusion_matrix(y_true, y_pred, labels=[0, 1, 2, 3])
+    assert np.array_equal(m.confusion, cm)
+    precision, recall, _, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=[0, 1, 2, 3], zero_division=np.nan
+    )
+    table = m.per_class
+    np.testing.assert_allclose(table.precision, precision, equal_nan=True)
+    np.testing.assert_allclose(table.recall_tpr, recall)
+    assert table.support.tolist() == support.tolist()
+    assert np.isnan(table.precision.iloc[3])  # nothing predicted as d: precision undefined, not 0
+    for k in range(4):  # one-vs-rest specificity and NPV by hand
+        tp, fn, fp = cm[k, k], cm[k].sum() - cm[k, k], cm[:, k].sum() - cm[k, k]
+        tn = cm.sum() - tp - fn - fp
+        assert table.specificity_tnr.iloc[k] == pytest.approx(tn / (tn + fp))
+        assert table.npv.iloc[k] == pytest.approx(tn / (tn + fn))
+    assert m.balanced_accuracy == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert m.accuracy == pytest.approx(float((y_true == y_pred).mean()))
+    # a class absent from the truth is left out of balanced accuracy, as in scikit-learn
+    t2, p2 = np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1])
+    assert classification_metrics(t2, p2, ["a", "b", "c"]).balanced_accuracy == pytest.approx(
+        balanced_accuracy_score(t2, p2)
+    )
+    dumped = json.loads(json.dumps(m.to_dict()))
+    assert dumped["per_class"][3]["precision"] is None and dumped["confusion"] == cm.tolist()
+
+
+def test_metrics_write_files(tmp_path: Path) -> None:
+    m = classification_metrics([0, 1, 1], [0, 1, 0], ["x", "y"])
+    m.write(tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["balanced_accuracy"] == pytest.approx(0.75)
+    assert pd.read_csv(tmp_path / "metrics_per_class.csv")["class"].tolist() == ["x", "y"]
+    assert pd.read_csv(tmp_path / "metrics_confusion.csv", index_col=0).to_numpy().tolist() == [
+        [1, 0],
+        [1, 1],
+    ]
+
+
+def _labels(n_cases: int, per_case: int, rare_case: int | None = None) -> pd.DataFrame:
+    rows = []
+    for c in range(n_cases):
+        for i in range(per_case):
+            finding = "rare" if c == rare_case and i == 0 else ("a" if i % 2 else "b")
+            rows.append(
+                {
+                    "slide_id": f"s{c}",
+                    "case_id": f"c{c}",
+                    "x": i,
+                    "y": 0,
+                    "magnification": 20.0,
+                    "finding": finding,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_split_by_case_is_disjoint_seeded_and_keeps_every_finding_in_train() -> None:
+    labels = _labels(10, 6, rare_case=3)
+    split = ftdata.split_by_case(labels, 0.3, seed=1, source=Path("L"))
+    assert not set(split.train) & set(split.val) and len(split.val) == 3
+    assert set(split.train) | set(split.val) == set(labels.case_id)
+    assert "c3" in split.train  # the only case with 'rare' cannot be held out
+    assert ftdata.split_by_case(labels, 0.3, seed=1, source=Path("L")) == split
+    assert ftdata.split_by_case(labels, 0.3, seed=2, source=Path("L")) != split
+    with pytest.raises(ConfigError, match="needs >= 2"):
+        ftdata.split_by_case(_labels(1, 4), 0.3, seed=0, source=Path("L"))
+
+
+def test_balanced_sampler_evens_out_classes() -> None:
+    targets = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    idx = epoch_indices(targets, 4, balanced=True, seed=0, epoch=0)
+    share = np.bincount(targets[idx], minlength=4) / len(idx)
+    np.testing.assert_allclose(share[:3], 1 / 3, atol=0.04)
+    assert share[3] == 0
+    assert np.array_equal(idx, epoch_indices(targets, 4, balanced=True, seed=0, epoch=0))
+    assert not np.array_equal(idx, epoch_indices(targets, 4, balanced=True, seed=0, epoch=1))
+    plain = epoch_indices(targets, 4, balanced=False, seed=0, epoch=0)
+    assert sorted(plain.tolist()) == list(range(1000))
+
+
+def test_config_errors_name_the_key() -> None:
+    base = {"labels": "l", "tiles": "t", "out_dir": "o", "model": "random"}
+    with pytest.raises(ConfigError, match="val_fraction"):
+        build_config(FinetuneConfig, {**base, "val_fraction": 1.0})
+    with pytest.raises(ConfigError, match="findings"):
+        build_config(FinetuneConfig, {**base, "findings": ["a", "a"]})
+
+
+# ---------------------------------------------------------------- a small labelled synthetic tile set
+def write_labels(folder: Path, frame: pd.DataFrame, *, success: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = frame.assign(source="test")[[*TILE_ID_COLUMNS, "finding", "source"]]
+    pq.write_table(pa.Table.from_pandas(out, preserve_index=False), folder / "labels.parquet")
+    if success:
+        write_json_atomic(folder / SUCCESS, {"tiles": len(out)})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, Path]:
+    """3 one-slide synthetic cases tiled at 20x (32 px) with ground-truth tile labels."""
+    from mixture_ray.synth.cohort import write_cohort
+    from mixture_ray.synth.oracle import tile_truth
+    from mixture_ray.tile.stage import run as run_tiling
+
+    root = tmp_path_factory.mktemp("finetune")
+    cohort = write_cohort(
+        build_config(
+            SynthConfig,
+            {
+                "out_dir": root / "cohort",
+                "n_cases": 3,
+                "max_slides_per_case": 1,
+                "width": 1024,
+                "height": 1024,
+                "seed": 5,
+            },
+        )
+    )
+    assert run_tiling(
+        build_config(
+            TileConfig,
+            {
+                "manifest": cohort.manifest,
+                "out_dir": root / "tiles",
+                "tile_size": 32,
+                "magnifications": [20.0],
+                "max_tiles_per_slide": 64,
+                "pool.workers": 1,
+            },
+        )
+    ).complete
+    tiles = pq.read_table(committed_files(root / "tiles")).to_pandas()
+    frame = tiles[list(TILE_ID_COLUMNS)].assign(
+        magnification=tiles.magnification.astype(float), finding=tile_truth(cohort.root, tiles).to_numpy()
+    )
+    return write_labels(root / "labels", frame), root / "tiles"
+
+
+def ft_cfg(labels: Path, tiles: Path, out: Path, **extra: Any) -> FinetuneConfig:
+    values = {
+        "labels": labels,
+        "tiles": tiles,
+        "out_dir": out,
+        "model": "random",
+        "name": "run",
+        "epochs": 1,
+        "batch_size": 16,
+        "val_fraction": 0.34,
+        "train.checkpoint_every": 3,
+        "train.log_every": 5,
+    }
+    values.update(extra)
+    return build_config(FinetuneConfig, values)
+
+
+def test_bad_labels_give_errors_naming_file_and_key(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    from mixture_ray.finetune.stage import prepare
+
+    labels, tiles = labelled
+    frame = pq.read_table(labels / "labels.parquet").to_pandas()
+    partial = write_labels(tmp_path / "partial", frame, success=False)
+    with pytest.raises(StageIncompleteError, match=re.escape(str(partial)) + ".*_SUCCESS"):
+        prepare(ft_cfg(partial, tiles, tmp_path))
+    empty = write_labels(tmp_path / "empty", frame.iloc[:0])
+    with pytest.raises(ConfigError, match=re.escape(f"{empty / 'labels.parquet'}: holds no labelled tiles")):
+        prepare(ft_cfg(empty, tiles, tmp_path))
+    with pytest.raises(ConfigError, match=r"finding\(s\) \['unicorn'\] have no tiles in the training cases"):
+        prepare(ft_cfg(labels, tiles, tmp_path, findings=[*sorted(frame.finding.unique()), "unicorn"]))
+    with pytest.raises(ConfigError, match=r"labels .*: finding\(s\) .* are not in findings \['fat'\]"):
+        prepare(ft_cfg(labels, tiles, tmp_path, findings=["fat"]))
+    stray = write_labels(tmp_path / "stray", pd.concat([frame, frame.iloc[:1].assign(x=-7)]))
+    with pytest.raises(ConfigError, match=r"1 labelled tile.*x=-7"):
+        prepare(ft_cfg(stray, tiles, tmp_path))
+    code = main(
+        [
+            "finetune",
+            "--labels",
+            str(partial),
+            "--tiles",
+            str(tiles),
+            "--out-dir",
+            str(tmp_path),
+            "--model",
+            "random",
+        ]
+    )
+    assert code == EXIT_BAD_INPUT
+
+
+def test_finetune_exports_best_checkpoint_metrics_and_resumes(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from mixture_ray.finetune.stage import run as run_finetune
+
+    labels, tiles = labelled
+    first = run_finetune(ft_cfg(labels, tiles, tmp_path))
+    assert first.start_step == 0 and first.step > 0 and first.best_epoch == 1
+    split = json.loads((first.run_dir / "split.json").read_text())
+    assert not set(split["train_cases"]) & set(split["val_cases"])
+    raw = torch.load(first.classifier, map_location="cpu", weights_only=True)  # weights only
+    assert raw["format"] == CLASSIFIER_FORMAT and raw["classes"] == list(first.classes)
+    net, payload = load_classifier(first.run_dir)
+    assert payload["val_balanced_accuracy"] == pytest.approx(first.val_balanced_accuracy)
+    pred = predict(net, np.zeros((3, 32, 32, 3), np.uint8))
+    assert pred.shape == (3,) and pred.max() < len(first.classes)
+    metrics = json.loads((first.run_dir / "metrics.json").read_text())
+    assert metrics["classes"] == list(first.classes) and metrics["best_epoch"] == 1
+    assert {"precision", "recall_tpr", "specificity_tnr", "npv"} <= set(metrics["per_class"][0])
+    assert sum(map(sum, metrics["confusion"])) == first.n_val
+    assert (first.run_dir / "metrics_per_class.csv").exists() and (first.run_dir / "history.csv").exists()
+    fresh = load_classifier(first.classifier)[0]
+    assert all(
+        torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values(), strict=True)
+    )
+    again = run_finetune(ft_cfg(labels, tiles, tmp_path, epochs=2))
+    assert again.start_step == first.step and again.step == 2 * first.step
+    history = pd.read_csv(again.run_dir / "history.csv")
+    assert history.epoch.tolist() == [1, 2]
+    assert again.val_balanced_accuracy == pytest.approx(history.val_balanced_accuracy.max())
+
+
+def test_killed_worker_resumes_from_last_checkpoint(labelled: tuple[Path, Path], tmp_path: Path) -> None:
+    from mixture_ray.finetune.stage import run as run_finetune
+
+    labels, tiles = labelled
+    report = run_finetune(
+        ft_cfg(
+            labels,
+            tiles,
+            tmp_path,
+            epochs=2,
+            balanced=False,
+            **{"train.checkpoint_every": 2, "train.fail_at_step": 3},
+            rotation=20.0,
+        )
+    )
+    assert (report.run_dir / FAIL_MARKER).read_text() == "3"  # the first attempt died at step 3
+    assert report.start_step == 2 and report.step > 3  # the retry resumed at checkpoint 2
+
+
+# ---------------------------------------------------------------- LUAD/LUSC: the chain end to end
+def test_tcga_chain_import_embed_cluster_integrate_finetune(ray_session: None, tmp_path: Path) -> None:
+    """Imported tiles -> random-encoder embeddings -> k-means -> mapping from folder labels
+    (a SIMULATION of the pathologist) -> integrate -> finetune on `train` -> score `test`."""
+    import yaml
+
+    from mixture_ray.cluster.config import ClusterConfig
+    from mixture_ray.cluster.stage import run as run_cluster
+    from mixture_ray.embed.config import EmbedConfig
+    from mixture_ray.embed.stage import run as run_embedding
+    from mixture_ray.finetune.evaluate import predict_tiles, score
+    from mixture_ray.finetune.stage import run as run_finetune
+    from mixture_ray.review.config import IntegrateConfig
+    from mixture_ray.review.integrate import run_integrate
+    from mixture_ray.tile.images import import_image_folder
+
+    source = require_shared(TILES_DIR / "tcga_luad_lusc")
+    assert import_image_folder(
+        build_config(TileConfig, {"from_images": source, "out_dir": tmp_path / "tiles"})
+    ).complete
+    assert run_embedding(
+        build_config(
+            EmbedConfig,
+            {"tiles": tmp_path / "tiles", "out_dir": tmp_path / "emb", "model": "random",
+             "pool.batch_size": 32},
+        )
+    ).complete
+    run_cluster(
+        build_config(
+            ClusterConfig,
+            {
+                "embeddings": tmp_path / "emb",
+                "out_dir": tmp_path / "clu",
+                "ks": [6],
+                "engine": "sklearn",
+                "silhouette_sample": 0,
+            },
+        )
+    )
+    folder = next((tmp_path / "clu").rglob("k-6"))
+    assign = pq.read_table(folder / "assignments.parquet").to_pandas()
+    tiles = pq.read_table(committed_files(tmp_path / "tiles")).to_pandas()
+    joined = assign.merge(tiles[["slide_id", "label", "split"]], on="slide_id")
+    train = joined[joined.split == "train"]
+    clusters = {
+        int(c): str(train[train.cluster == c].label.mode().iloc[0])
+        if (train.cluster == c).any()
+        else "exclude"
+        for c in sorted(joined.cluster.unique())
+    }
+    (tmp_path / "map.yaml").write_text(
+        yaml.safe_dump({"clustering": str(folder), "k": 6, "clusters": clusters})
+    )
+    integ = run_integrate(
+        build_config(
+            IntegrateConfig,
+            {
+                "mappings": [tmp_path / "map.yaml"],
+                "out_dir": tmp_path / "labels",
+                "findings": ["LUAD", "LUSC"],
+            },
+        )
+    )
+    report = run_finetune(
+        build_config(
+            FinetuneConfig,
+            {
+                "labels": tmp_path / "labels",
+                "tiles": tmp_path / "tiles",
+                "out_dir": tmp_path / "ft",
+                "model": "random",
+                "splits": ["train"],
+                "image_size": 32,
+                "epochs": 1,
+                "batch_size": 16,
+                "findings": ["LUAD", "LUSC"],
+            },
+        )
+    )
+    labelled = pq.read_table(integ.path).to_pandas()
+    assert report.n_train + report.n_val == int(labelled.slide_id.str.startswith("train/").sum())  # no test
+    test = tiles[tiles.split == "test"]
+    predicted = predict_tiles(report.classifier, test.image.tolist())
+    metrics = score(test.label, predicted, report.classes)
+    assert set(predicted) <= {"LUAD", "LUSC"} and len(predicted) == 60
+    assert 0.0 <= metrics.balanced_accuracy <= 1.0 and metrics.confusion.sum() == 60

@@ -1,0 +1,196 @@
+"""MoCo building blocks, and pretraining on Ray Train: resume, a killed worker, 2 gloo workers."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn import functional as F
+
+from mixture_ray.config import build_config
+from mixture_ray.errors import ConfigError
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.augment import AugmentSpec, normalise, random_view, to_float
+from mixture_ray.models.encoder import ResNetEncoder
+from mixture_ray.pretrain.config import PretrainConfig
+from mixture_ray.pretrain.moco import KeyQueue, info_nce, momentum_update
+from mixture_ray.pretrain.shuffle import gather, shuffle, unshuffle
+from mixture_ray.pretrain.splitbn import SplitBatchNorm, convert_split_bn
+from mixture_ray.pretrain.train import FAIL_MARKER
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
+
+
+# ---------------------------------------------------------------- building blocks (no Ray)
+def test_split_batch_norm_normalises_each_group_and_saves_as_plain_bn() -> None:
+    torch.manual_seed(0)
+    bn = SplitBatchNorm(3, num_splits=2).train()
+    x = torch.randn(8, 3, 4, 4)
+    x[1::2] += 5.0  # groups are interleaved: rows 0,2,4,6 and 1,3,5,7
+    out = bn(x)
+    for group in (out[0::2], out[1::2]):
+        assert group.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    whole = nn.BatchNorm2d(3).train()(x)
+    assert not torch.allclose(out, whole, atol=1e-3)  # a plain BN sees one batch
+    plain = nn.BatchNorm2d(3)
+    plain.load_state_dict(bn.state_dict())
+    assert plain.running_mean is not None and bn.running_mean is not None
+    assert torch.allclose(plain.running_mean, bn.running_mean)
+    net = convert_split_bn(ResNetEncoder("resnet18", 16, mlp=False), 4)
+    assert sum(isinstance(m, SplitBatchNorm) for m in net.modules()) == 20
+    ResNetEncoder("resnet18", 16, mlp=False).load_state_dict(net.state_dict())  # same keys
+
+
+def test_queue_momentum_and_loss() -> None:
+    queue = KeyQueue(dim=4, size=5)
+    keys = F.normalize(torch.randn(3, 4), dim=1)
+    queue.push(keys)
+    queue.push(keys * 2)
+    assert int(queue.ptr) == 1  # 6 pushed into 5 slots wraps to 1
+    assert torch.allclose(queue.queue[0], keys[2] * 2) and torch.allclose(queue.queue[3], keys[0] * 2)
+    q, k = nn.Linear(2, 2), nn.Linear(2, 2)
+    before = k.weight.detach().clone()
+    momentum_update(k, q, 0.99)
+    assert torch.allclose(k.weight, 0.99 * before + 0.01 * q.weight)
+    qv = F.normalize(torch.randn(4, 8), dim=1)
+    neg = F.normalize(torch.randn(16, 8), dim=1)
+    easy = info_nce(qv, qv, neg, 0.1)
+    hard = info_nce(qv, -qv, neg, 0.1)
+    assert easy < 0.5 < hard
+    logits = torch.cat([(qv * qv).sum(1, keepdim=True), qv @ neg.t()], 1) / 0.1
+    assert torch.isclose(easy, F.cross_entropy(logits, torch.zeros(4, dtype=torch.long)))
+
+
+def test_augment_geometry() -> None:
+    tiles = torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8)
+    images = to_float(tiles)
+    gen = torch.Generator().manual_seed(0)
+    view = random_view(images, AugmentSpec(crop_fraction=0.8), gen)
+    assert view.shape == (4, 3, 32, 32)
+    identity = random_view(images, AugmentSpec(crop_fraction=1.0, rotation=0.0, flips=False), gen)
+    assert torch.allclose(identity, normalise(images), atol=1e-4)
+    again = random_view(images, AugmentSpec(), torch.Generator().manual_seed(0))
+    assert torch.allclose(again, view)  # seeded
+    base = normalise(images)
+    options = [base, base.flip(-1), base.flip(-2), base.flip(-1).flip(-2)]
+    seen = set()
+    for _ in range(12):  # each sample is one of the four flip combinations; all of them occur
+        flipped = random_view(images, AugmentSpec(1.0, 0.0), gen)
+        for i in range(4):
+            match = [j for j, o in enumerate(options) if torch.allclose(flipped[i], o[i], atol=1e-4)]
+            assert len(match) == 1
+            seen.add(match[0])
+    assert seen == {0, 1, 2, 3}
+
+
+def test_single_worker_shuffle_round_trip() -> None:
+    x = torch.arange(12.0).view(6, 2)
+    shuffled, undo = shuffle(x, torch.Generator().manual_seed(1))
+    assert not torch.equal(shuffled, x)
+    assert torch.equal(unshuffle(shuffled, undo), x)
+
+
+def _ddp_shuffle_worker(rank: int, port: int, results: Any) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    x = torch.arange(8.0).view(4, 2) + 100 * rank
+    shuffled, undo = shuffle(x, torch.Generator().manual_seed(rank))
+    back = unshuffle(shuffled * 1.0, undo)
+    queue = KeyQueue(dim=2, size=16, gen=torch.Generator().manual_seed(0))
+    queue.push(gather(x))
+    results[rank] = (x, shuffled, back, queue.queue.clone())
+    dist.destroy_process_group()
+
+
+def test_cross_worker_shuffle_with_two_gloo_processes() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_ddp_shuffle_worker, args=(port, results), nprocs=2, join=True)
+    (x0, s0, b0, q0), (x1, s1, b1, q1) = results[0], results[1]
+    assert torch.equal(b0, x0) and torch.equal(b1, x1)  # unshuffle restores each worker's keys
+    together = torch.cat([s0, s1])
+    assert sorted(together[:, 0].tolist()) == sorted(torch.cat([x0, x1])[:, 0].tolist())
+    assert not torch.equal(s0, x0) or not torch.equal(s1, x1)
+    assert torch.equal(q0, q1)  # the queue gets the gathered keys of both workers
+    assert torch.equal(q0[:8], torch.cat([x0, x1]))
+
+
+def test_config_errors_name_the_key() -> None:
+    base = {"tiles": "t", "out_dir": "o"}
+    with pytest.raises(ConfigError, match="split_bn"):
+        build_config(PretrainConfig, {**base, "batch_size": 10, "split_bn": 4})
+    with pytest.raises(ConfigError, match="arch"):
+        build_config(PretrainConfig, {**base, "arch": "vgg16"})
+
+
+# ---------------------------------------------------------------- Ray Train runs
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path:
+    from mixture_ray.synth.cohort import write_cohort
+    from mixture_ray.tile.stage import run as run_tiling
+
+    root = tmp_path_factory.mktemp("pretrain")
+    cohort = write_cohort(build_config(
+        SynthConfig, {"out_dir": root / "cohort", "n_cases": 2, "min_slides_per_case": 1,
+                      "max_slides_per_case": 1, "width": 1024, "height": 1024, "seed": 3}))
+    out = root / "tiles"
+    report = run_tiling(build_config(
+        TileConfig, {"manifest": cohort.manifest, "out_dir": out, "tile_size": 32,
+                     "magnifications": [20.0], "max_tiles_per_slide": 48, "pool.workers": 1}))
+    assert report.complete
+    return out
+
+
+def pretrain_cfg(tiles: Path, out: Path, **extra: Any) -> PretrainConfig:
+    values = {"tiles": tiles, "out_dir": out, "name": "run", "batch_size": 8, "queue_size": 32,
+              "split_bn": 2, "max_steps": 4, "train.checkpoint_every": 2, "train.log_every": 2,
+              "train.cpus_per_worker": 1.0}
+    values.update(extra)
+    return build_config(PretrainConfig, values)
+
+
+def test_pretrain_checkpoints_and_resumes_by_name(tiles: Path, tmp_path: Path) -> None:
+    from mixture_ray.pretrain.stage import run as run_pretrain
+
+    first = run_pretrain(pretrain_cfg(tiles, tmp_path))
+    assert (first.step, first.start_step) == (4, 0)
+    exported = ckpt.load(first.encoder)  # weights_only=True
+    assert exported["format"] == ckpt.ENCODER_FORMAT and exported["step"] == 4
+    encoder = ResNetEncoder("resnet18", 128, mlp=True)
+    encoder.load_state_dict(exported["state_dict"])
+    fresh = ResNetEncoder("resnet18", 128, mlp=True)
+    assert any(not torch.equal(a, b) for a, b in
+               zip(encoder.state_dict().values(), fresh.state_dict().values(), strict=True))
+    assert len([p for p in first.run_dir.glob("checkpoint_*") if p.is_dir()]) == 2  # keep_checkpoints
+    again = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=6))
+    assert (again.step, again.start_step) == (6, 4)
+    state = ckpt.load(ckpt.find_checkpoint(again.run_dir / "elex.pt"))
+    assert state["step"] == 6
+
+
+def test_killed_worker_resumes_from_last_checkpoint(tiles: Path, tmp_path: Path) -> None:
+    from mixture_ray.pretrain.stage import run as run_pretrain
+
+    report = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=6,
+                                       **{"train.fail_at_step": 5, "train.max_failures": 1}))
+    assert (report.run_dir / FAIL_MARKER).read_text() == "5"  # the first attempt died at step 5
+    assert report.step == 6 and report.start_step == 4  # the retry resumed at checkpoint 4
+
+
+def test_two_gloo_workers_train_with_ddp(tiles: Path, tmp_path: Path) -> None:
+    from mixture_ray.pretrain.stage import run as run_pretrain
+
+    report = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=3, **{
+        "train.workers": 2, "train.cpus_per_worker": 0.5, "train.checkpoint_every": 3}))
+    assert report.step == 3 and report.metrics["world_size"] == 2
+    assert report.samples_per_s_per_worker > 0
+    state = ckpt.load(next(report.run_dir.glob(f"checkpoint_*/{ckpt.TRAIN_FILE}")))
+    assert int(state["queue"]["ptr"]) == (3 * 2 * 8) % 32  # queue took the keys of both workers
