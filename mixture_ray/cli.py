@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixture_ray.config import load_config, option_keys
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.stages import BY_NAME, STAGES, StageSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 

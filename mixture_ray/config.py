@@ -61,14 +61,13 @@ class RayTrainRun:
     keep_checkpoints: int = option("checkpoints kept in the run folder", 2)
     max_failures: int = option("worker failures retried from the last checkpoint (-1 = always)", 1)
     log_every: int = option("print loss and throughput every this many steps", 20)
-    fail_at_step: int = option("testing only: the first attempt kills its worker at this step", 0)
 
     def validate(self) -> None:
         """Positive counts; max_failures >= -1."""
         require_positive(self, "workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints")
         require_positive(self, "log_every")
-        if self.max_failures < -1 or self.fail_at_step < 0:
-            raise ConfigError("max_failures: must be >= -1; fail_at_step: must be >= 0")
+        if self.max_failures < -1:
+            raise ConfigError(f"max_failures: must be >= -1 (got {self.max_failures})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +119,11 @@ def _is_textual(hint: Any) -> bool:
 
 
 def parse_overrides(pairs: Iterable[str], cls: type | None = None) -> dict[str, Any]:
-    """Parse ``key=value`` strings. Path and string keys of ``cls`` are taken literally;
-    other values are read as YAML scalars or lists (``magnifications=[5, 20]``)."""
+    """Parse ``key=value`` strings into a key -> value mapping.
+
+    Path and string keys of ``cls`` are taken literally; other values are read as YAML scalars or
+    lists (``magnifications=[5, 20]``).
+    """
     hints = typing.get_type_hints(cls) if cls is not None else {}
     out: dict[str, Any] = {}
     for pair in pairs:

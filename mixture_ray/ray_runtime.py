@@ -77,6 +77,16 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     _apply_routing()
 
 
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the running Ray cluster (``ray.cluster_resources()``, typed).
+
+    Returns:
+        Resource name (``CPU``, ``GPU``, ...) -> amount.
+    """
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]  # unannotated in ray
+    return resources
+
+
 class _RoutedFile(logging.FileHandler):
     """The log file that Ray's records are routed to (told apart from Ray's own handlers)."""
 

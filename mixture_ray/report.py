@@ -7,7 +7,10 @@ Every stage's ``run(cfg)`` returns a dataclass that derives from :class:`Report`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+
+# Run time: the report dataclasses derive from Report, so typing.get_type_hints on them resolves
+# Report's own annotations in this module.
+from collections.abc import Sequence  # noqa: TC003
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mixture_ray.report import Report
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mixture_ray.report import Report
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixture_ray.config import RayTrainRun
 from mixture_ray.models.checkpoint import save
 
+#: Seconds an injected crash (``faults.crash_once``) of a training worker waits, so that the
+#: controller takes the checkpoint reported just before, as it would before a real crash.
+CRASH_GRACE_S = 2.0
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from ray.train.torch import TorchTrainer
+
+    from mixture_ray.config import RayTrainRun
 
 
 def torch_trainer(
@@ -37,11 +42,12 @@ def torch_trainer(
     Returns:
         The trainer, ready to ``fit()``. ``use_gpu: null`` asks for GPUs when the cluster has them.
     """
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    use_gpu = run.use_gpu if run.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    from mixture_ray.ray_runtime import cluster_resources
+
+    use_gpu = run.use_gpu if run.use_gpu is not None else cluster_resources().get("GPU", 0) > 0
     return TorchTrainer(
         loop,
         train_loop_config=loop_config,
@@ -70,14 +76,3 @@ def report_to_ray_train(metrics: dict[str, Any], state: Mapping[str, Any] | None
         save(state, Path(folder) / filename)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
-
-def crash_once_at_step(run_dir: Path, fail_at_step: int, step: int, marker: str = ".fail_injected") -> None:
-    """Testing hook: kill this worker process once per run folder when ``step == fail_at_step``."""
-    import time
-
-    flag = run_dir / marker
-    if fail_at_step and step == fail_at_step and not flag.exists():
-        flag.parent.mkdir(parents=True, exist_ok=True)
-        flag.write_text(str(step))
-        time.sleep(2.0)  # let the controller register the last reported checkpoint first
-        os._exit(1)

@@ -18,9 +18,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
@@ -43,6 +42,9 @@ from mixture_ray.synth.oracle import ORACLE_SOURCE, finding_names, tile_truth
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.images import import_image_folder
 from mixture_ray.tile.stage import run as run_tiling
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 TCGA = (REPO / ".." / "shared" / "data" / "tiles" / "tcga_luad_lusc").resolve()

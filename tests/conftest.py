@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data folder, one Ray session for the run, the gpu marker hook."""
+"""Shared fixtures: the real data folder, a Ray session per module, faults, the gpu marker hook."""
 
 from __future__ import annotations
 
@@ -42,11 +42,13 @@ def _fault_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("faults")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session(_fault_folder: Path) -> Iterator[None]:
-    """One local Ray session for the whole test run (each start costs seconds).
+    """A local Ray session per test module, its workers seeing the fault-injection folder.
 
-    Its workers see the fault-injection folder (``fault_dir``); with no token in it, nothing fails.
+    One session for the whole run was tried: a Ray Data actor pool of a later module then stayed
+    pending forever after earlier modules' pipelines, so each module starts (about 3 s) and stops
+    its own. With no token in the fault folder, nothing fails.
     """
     import ray
 

@@ -7,8 +7,8 @@ Cohort tiles (their embeddings) are assigned to the saved centroids of ``mixture
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from mixture_ray.errors import ConfigError
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.schemas import magnification_label
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def load_centroids(clusters: Path, magnification: float, k: int) -> tuple[np.ndarray, dict[str, object]]:
@@ -55,7 +58,7 @@ def clustered_feature(clusters: Path) -> str:
 
 
 def baseline_tables(embeddings: Sequence[Path], clusters: Path, ks: Sequence[int]) -> dict[int, pd.DataFrame]:
-    """k -> per-case cluster frequencies (magnifications side by side)."""
+    """Per-case cluster frequencies for each k (magnifications side by side)."""
     feature = clustered_feature(clusters)
     per_mag = {}
     for store in embeddings:

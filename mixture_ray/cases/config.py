@@ -30,6 +30,7 @@ class CasesConfig:
     baseline_ks: tuple[int, ...] = option("k of the non-integrated baseline", [4, 8, 10, 20, 30, 50, 80])
 
     def validate(self) -> None:
+        """Require predictions, ``<mag>x/<finding>`` excludes, embeddings with clusters, baseline_ks >= 2."""
         if not self.predictions:
             raise ConfigError("predictions: give at least one prediction store")
         bad = [e for e in self.exclude if "/" not in e or not e.split("/", 1)[0].endswith("x")]

@@ -6,12 +6,15 @@ frequencies are normalised within each magnification after dropping the excluded
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mixture_ray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 
 def case_counts(rows: pd.DataFrame, label: pd.Series, columns: Sequence[str], prefix: str) -> pd.DataFrame:

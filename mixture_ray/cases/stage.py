@@ -13,17 +13,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mixture_ray.cases.baseline import baseline_tables
-from mixture_ray.cases.config import CasesConfig
 from mixture_ray.cases.frequencies import case_counts, combine, frequencies
 from mixture_ray.errors import ConfigError
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.store.schemas import magnification_label
+
+if TYPE_CHECKING:
+    from mixture_ray.cases.config import CasesConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,14 @@ def prediction_counts(stores: tuple[Path, ...]) -> pd.DataFrame:
 
 
 def run(cfg: CasesConfig) -> CasesReport:
-    """Write counts, frequencies and (optionally) baseline tables; _SUCCESS last."""
+    """Write counts, frequencies and (optionally) baseline tables; _SUCCESS last.
+
+    Args:
+        cfg: the prediction stores, the columns to exclude and the optional baseline inputs.
+
+    Returns:
+        The tables written and the case/magnification groups without a counted tile.
+    """
     out_dir = Path(cfg.out_dir)
     settings = {"predictions": [str(Path(p).resolve()) for p in cfg.predictions],
                 "exclude": list(cfg.exclude), "baseline_ks": list(cfg.baseline_ks)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +14,9 @@ from mixture_ray.models.augment import normalise, to_float
 from mixture_ray.models.classifier import FindingClassifier, load_classifier
 from mixture_ray.store.codec import decode_tile_rows
 from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS, prediction_schema
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Tile-store columns a prediction row keeps.
 KEY_COLUMNS = PREDICTION_ID_COLUMNS
@@ -49,6 +52,7 @@ class TileClassifier:
         self.schema = prediction_schema(self.classes)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """Classify a batch of tile rows into prediction rows (an ``error`` where a tile is undecodable)."""
         crash_once("classify.batch")
         n, n_classes = batch.num_rows, len(self.classes)
         probs = np.zeros((n, n_classes), np.float32)

@@ -29,6 +29,7 @@ class ClassifyConfig:
     torch_threads: int = option("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
 
     def validate(self) -> None:
+        """Check max_background is in [0, 1] and torch_threads >= 0."""
         if not 0.0 <= self.max_background <= 1.0:
             raise ConfigError(f"max_background: must be in [0, 1] (got {self.max_background})")
         if self.torch_threads < 0:

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,14 +19,16 @@ import ray
 import torch
 
 from mixture_ray.classify.classifier_actor import KEY_COLUMNS, TileClassifier
-from mixture_ray.classify.config import ClassifyConfig
 from mixture_ray.errors import ConfigError
 from mixture_ray.models.classifier import CLASSIFIER_FILE, load_classifier
-from mixture_ray.ray_runtime import ensure_ray
+from mixture_ray.ray_runtime import cluster_resources, ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.tile_chunks import check_actor_cpus, keep_slides, run_tile_chunks
 from mixture_ray.store.tiles import tile_rows
+
+if TYPE_CHECKING:
+    from mixture_ray.classify.config import ClassifyConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +67,7 @@ def build_dataset(
                         batch_format="pyarrow")
     if slides is not None:
         ds = ds.map_batches(functools.partial(keep_slides, slides=slides), batch_format="pyarrow")
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    gpus = 1 if cluster_resources().get("GPU", 0) > 0 else 0
     return ds.map_batches(
         TileClassifier,
         fn_constructor_kwargs={"classifier": classifier, "actor_cpus": cfg.pool.actor_cpus,
@@ -88,7 +91,14 @@ def classifier_file(path: Path) -> Path:
 
 
 def run(cfg: ClassifyConfig) -> ClassifyReport:
-    """Classify every tissue tile of ``cfg.tiles`` not yet committed in ``cfg.out_dir``."""
+    """Classify every tissue tile of ``cfg.tiles`` not yet committed in ``cfg.out_dir``.
+
+    Args:
+        cfg: the tile store, the classifier and the actor pool.
+
+    Returns:
+        The run's report: tiles classified, slides skipped as already committed, failures.
+    """
     file = classifier_file(cfg.classifier)
     net, payload = load_classifier(file)
     magnification = cfg.magnification if cfg.magnification is not None else payload.get("magnification")

@@ -31,6 +31,7 @@ class ClusterConfig:
     seed: int = option("random seed", 0)
 
     def validate(self) -> None:
+        """Check ks holds cluster counts >= 2 and silhouette_sample >= 0."""
         if not self.ks or any(k < 2 for k in self.ks):
             raise ConfigError(f"ks: give numbers of clusters >= 2 (got {list(self.ks)})")
         if self.silhouette_sample < 0:

@@ -62,6 +62,7 @@ class SklearnSubsampleLloyd:
         self.max_iter = max_iter
 
     def fit(self, x: np.ndarray, k: int, seed: int) -> KMeansFit:
+        """Cluster ``x`` into ``k``: k-means++ seeds from up to ``seed_rows`` rows, then Lloyd on all rows."""
         from sklearn.cluster import KMeans, kmeans_plusplus
 
         x = _check(x, k)
@@ -88,6 +89,7 @@ class SklearnLloyd:
     name = "sklearn-lloyd"
 
     def fit(self, x: np.ndarray, k: int, seed: int) -> KMeansFit:
+        """Cluster ``x`` into ``k`` with sklearn's KMeans defaults."""
         from sklearn.cluster import KMeans
 
         x = _check(x, k)
@@ -109,6 +111,7 @@ class CumlKMeans:
     name = "cuml"
 
     def fit(self, x: np.ndarray, k: int, seed: int) -> KMeansFit:
+        """Cluster ``x`` into ``k`` with cuML on the GPU (needs the ``gpu`` extra)."""
         try:
             import cupy
             from cuml.cluster import KMeans

@@ -22,19 +22,21 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixture_ray.cluster.config import ClusterConfig
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.clusterings import clustering_folder
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, write_json_atomic
+
+if TYPE_CHECKING:
+    from mixture_ray.cluster.config import ClusterConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +116,14 @@ def write_clustering(
 
 
 def run(cfg: ClusterConfig) -> ClusterReport:
-    """Cluster every magnification of ``cfg.embeddings`` for every k in ``cfg.ks``."""
+    """Cluster every magnification of ``cfg.embeddings`` for every k in ``cfg.ks``.
+
+    Args:
+        cfg: the embedding store, the ks, the engine and the output folder.
+
+    Returns:
+        The output folder and one row of metrics per clustering written.
+    """
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / SUCCESS).unlink(missing_ok=True)
     engine = get_kmeans_engine(cfg.engine)

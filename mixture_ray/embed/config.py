@@ -34,6 +34,7 @@ class EmbedConfig:
     seed: int = option("seed of the random initialisation when model=random", 0)
 
     def validate(self) -> None:
+        """Check dim > 0, crop_fraction in (0, 1], torch_threads >= 0 and that a model is given."""
         require_positive(self, "dim")
         if not 0.0 < self.crop_fraction <= 1.0:
             raise ConfigError(f"crop_fraction: must be in (0, 1] (got {self.crop_fraction})")
@@ -61,6 +62,7 @@ class EvaluateEmbeddingsConfig:
     seed: int = option("k-means seed", 0)
 
     def validate(self) -> None:
+        """Check mask_downsample > 0, min_purity in [0, 1] and k is 0 (auto) or >= 2."""
         require_positive(self, "mask_downsample")
         if not 0.0 <= self.min_purity <= 1.0:
             raise ConfigError(f"min_purity: must be in [0, 1] (got {self.min_purity})")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import torch
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
-from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.faults import crash_once
 from mixture_ray.models.augment import centre_crop, normalise, to_float
-from mixture_ray.models.encoder import ResNetEncoder
 from mixture_ray.models.encoder_loader import load_encoder
 from mixture_ray.store.codec import decode_tile_rows
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, embedding_schema
+
+if TYPE_CHECKING:
+    from mixture_ray.embed.config import EmbedConfig
+    from mixture_ray.models.encoder import ResNetEncoder
 
 KEY_COLUMNS = TILE_ID_COLUMNS
 
@@ -59,6 +62,7 @@ class TileEmbedder:
         self.schema = embedding_schema(self.encoder.dim, self.encoder.num_features)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """Embed a batch of tile rows: head and pooled features per tile (an ``error`` where undecodable)."""
         crash_once("embed.batch")
         n = batch.num_rows
         head = np.zeros((n, self.encoder.dim), np.float32)

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
-from mixture_ray.embed.config import EvaluateEmbeddingsConfig
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import committed_files, write_json_atomic
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.findings import BACKGROUND, FINDINGS
 from mixture_ray.synth.truth import read_mask, tile_ground_truth
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mixture_ray.embed.config import EvaluateEmbeddingsConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +68,7 @@ class EmbeddingEvaluation(Report):
 def read_embeddings(root: Path, column: str, magnification: float | None) -> pd.DataFrame:
     """Tile keys and one embedding column of a complete store."""
     table = pq.read_table(committed_files(root), columns=[*TILE_KEY, column])
-    frame = table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
     if magnification is not None:
         frame = frame[np.isclose(frame.magnification, magnification)]
     if frame.empty:
@@ -75,7 +79,8 @@ def read_embeddings(root: Path, column: str, magnification: float | None) -> pd.
 def tile_sizes(tiles: Path) -> pd.DataFrame:
     """Level-0 tile edge per tile key, from the tile store (metadata columns only)."""
     columns = [*TILE_KEY, "size_level0"]
-    return pq.read_table(committed_files(tiles), columns=columns).to_pandas()
+    sizes: pd.DataFrame = pq.read_table(committed_files(tiles), columns=columns).to_pandas()
+    return sizes
 
 
 def truth_labels(frame: pd.DataFrame, cfg: EvaluateEmbeddingsConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +106,15 @@ def score(vectors: np.ndarray, truth: np.ndarray, k: int, seed: int) -> ClusterS
 
 
 def evaluate_embeddings(cfg: EvaluateEmbeddingsConfig) -> EmbeddingEvaluation:
-    """Cluster both stores on the tiles they share and whose truth is pure enough."""
+    """Cluster both stores on the tiles they share and whose truth is pure enough.
+
+    Args:
+        cfg: the two embedding stores, the tile store, the truth masks and the scoring settings.
+
+    Returns:
+        NMI and ARI of the trained extractor and of the baseline on the same tiles (also written
+        to ``cfg.out`` when set).
+    """
     trained = read_embeddings(cfg.embeddings, cfg.column, cfg.magnification)
     baseline = read_embeddings(cfg.baseline, cfg.column, cfg.magnification)
     keys = list(TILE_KEY)

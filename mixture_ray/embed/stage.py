@@ -11,19 +11,22 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ray
 import torch
 
-from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.embed.embedder import KEY_COLUMNS, TileEmbedder
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.encoder_loader import RANDOM
-from mixture_ray.ray_runtime import ensure_ray
+from mixture_ray.ray_runtime import cluster_resources, ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.tile_chunks import check_actor_cpus, keep_slides, run_tile_chunks
 from mixture_ray.store.tiles import tile_rows
+
+if TYPE_CHECKING:
+    from mixture_ray.embed.config import EmbedConfig
 
 DATA_SETTINGS = ("model", "arch", "dim", "mlp", "magnification", "crop_fraction", "seed")
 
@@ -51,7 +54,7 @@ def build_dataset(files: list[Path], slides: list[str] | None, *, cfg: EmbedConf
     ds = tile_rows(files, [*KEY_COLUMNS, "image"], cfg.magnification)
     if slides is not None:
         ds = ds.map_batches(functools.partial(keep_slides, slides=slides), batch_format="pyarrow")
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    gpus = 1 if cluster_resources().get("GPU", 0) > 0 else 0
     return ds.map_batches(
         TileEmbedder,
         fn_constructor_kwargs={"cfg": cfg},
@@ -71,7 +74,14 @@ def _settings(cfg: EmbedConfig) -> dict[str, object]:
 
 
 def run(cfg: EmbedConfig) -> EmbedReport:
-    """Embed every tile of ``cfg.tiles`` not yet committed in ``cfg.out_dir``."""
+    """Embed every tile of ``cfg.tiles`` not yet committed in ``cfg.out_dir``.
+
+    Args:
+        cfg: the embedding settings: tile store, checkpoint (or ``random``) and actor pool.
+
+    Returns:
+        The run's report: tiles embedded, slides skipped as already committed, failures.
+    """
     store = StageFolder(cfg.out_dir, stage="embed", item_column="slide_id")
     store.prepare(_settings(cfg))
     ensure_ray()

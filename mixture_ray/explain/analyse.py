@@ -1,16 +1,21 @@
-"""Analyses of NMF classes: weight correlations, H cosine similarity, logistic regression to the
-model's prediction, GradCAM IoU / correlation by predicted label, and IoU with truth masks."""
+"""Analyses of NMF classes.
+
+Weight correlations, H cosine similarity, logistic regression to the model's prediction, GradCAM
+IoU / correlation by predicted label, and IoU with truth masks.
+"""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mixture_ray.explain.extract import SlideGrid
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mixture_ray.explain.extract import SlideGrid
 
 
 def tile_windows(grid: SlideGrid, weights: np.ndarray
@@ -100,8 +105,11 @@ def logistic(windows: Sequence[tuple[int, np.ndarray, Any]], seed: int) -> dict[
 def gradcam_agreement(windows: Sequence[tuple[int, np.ndarray, np.ndarray | None]],
                       class_max: np.ndarray, weight_threshold: float, cam_threshold: float
                       ) -> pd.DataFrame:
-    """Per class and predicted label: mean IoU of (weight > thr * class max) with
-    (GradCAM > thr * tile max), and mean Pearson correlation of weight with GradCAM."""
+    """Agreement of each class's weight with GradCAM, per class and predicted label.
+
+    Mean IoU of (weight > thr * class max) with (GradCAM > thr * tile max), and mean Pearson
+    correlation of weight with GradCAM.
+    """
     rows = []
     for pred, w, cam in windows:
         if cam is None or cam.max() <= 0:
@@ -135,7 +143,8 @@ def cell_truth(mask: np.ndarray, mask_downsample: int, shape: tuple[int, int],
 def truth_iou(pairs: Sequence[tuple[np.ndarray, np.ndarray]], k: int, n_codes: int) -> np.ndarray:
     """K x codes IoU of argmax-class regions with truth-code regions, pooled over slides.
 
-    ``pairs`` holds (classes, truth) grids per slide; cells with class -1 are ignored."""
+    ``pairs`` holds (classes, truth) grids per slide; cells with class -1 are ignored.
+    """
     inter = np.zeros((k, n_codes))
     area_c = np.zeros(k)
     area_t = np.zeros(n_codes)

@@ -6,16 +6,21 @@ Writes ``apply/<slide_id>/k<K>_weights.npy`` (rows x cols x K, 0 where uncovered
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from mixture_ray.explain import plots
-from mixture_ray.explain.extract import SlideGrid
 from mixture_ray.explain.fitting import valid_vectors
 from mixture_ray.explain.nmf import transform
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from mixture_ray.explain.extract import SlideGrid
 
 
 def slide_weights(grid: SlideGrid, h: torch.Tensor, chunk: int = 65536) -> np.ndarray:

@@ -56,6 +56,7 @@ class ExplainConfig:
     seed: int = option("random seed (vector sampling, NMF init, logistic split)", 0)
 
     def validate(self) -> None:
+        """Check positive sizes and counts, a manifest for fit/apply, class counts, border and thresholds."""
         require_positive(self, "mpp", "tile_size", "stride", "sample_vectors", "max_iter", "tol")
         require_positive(self, "batch_size", "memmap_mb", "task_cpus", "thumbnail_px", "num_classes")
         require_positive(self, "mask_downsample")

@@ -11,20 +11,22 @@ import dataclasses
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 
-from mixture_ray.explain.config import ExplainConfig
 from mixture_ray.explain.gradcam import forward_with_cam
 from mixture_ray.explain.grid import GridAccumulator, GridGeometry
 from mixture_ray.explain.model import build_model
 from mixture_ray.explain.nmf import resolve_device
 from mixture_ray.explain.tiles import background_fraction, read_tile, to_batch
 from mixture_ray.store.folder import SUCCESS, write_json_atomic
+
+if TYPE_CHECKING:
+    from mixture_ray.explain.config import ExplainConfig
 
 GRID_KEYS = ("arch", "checkpoint", "num_classes", "positive_class", "layer", "non_negative", "mpp",
              "tile_size", "stride", "border", "background_threshold", "max_background", "gradcam")

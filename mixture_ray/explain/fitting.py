@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mixture_ray.explain.extract import SlideGrid
 from mixture_ray.explain.nmf import TorchNMF
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from mixture_ray.explain.extract import SlideGrid
 
 
 def valid_vectors(grid: SlideGrid) -> tuple[np.ndarray, np.ndarray]:

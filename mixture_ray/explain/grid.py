@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +33,11 @@ class GridGeometry:
         return math.ceil(self.height / self.cell), math.ceil(self.width / self.cell)
 
     def origins(self) -> list[tuple[int, int]]:
-        """Top-left (x, y) target px of every tile; tiles start ``border`` cells before 0 so the
-        kept part of the first tile starts at the slide edge; reads outside are padded."""
+        """Top-left (x, y) target px of every tile.
+
+        Tiles start ``border`` cells before 0 so the kept part of the first tile starts at the slide
+        edge; reads outside are padded.
+        """
         if self.stride % self.cell or self.tile % self.cell:
             raise ValueError(
                 f"tile {self.tile} and stride {self.stride} must be multiples of the layer's "

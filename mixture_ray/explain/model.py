@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mixture_ray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
 
 
 def build_model(arch: str, num_classes: int, checkpoint: Path | None = None) -> nn.Module:

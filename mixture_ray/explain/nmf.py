@@ -66,8 +66,11 @@ def _sq_norm(x: torch.Tensor) -> float:
 
 def _randomized_svd(v: torch.Tensor, k: int, seed: int, oversample: int = 10,
                     niter: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-k (U, S, V^T) of v by a randomized range finder with QR-normalised power iterations
-    (Halko et al. 2011, as ``torch.svd_lowrank``), with v^T-products taken as ``_left_product``."""
+    """Top-k (U, S, V^T) of v by a randomized range finder.
+
+    QR-normalised power iterations (Halko et al. 2011, as ``torch.svd_lowrank``), with v^T-products
+    taken as ``_left_product``.
+    """
     q = min(k + oversample, min(v.shape))
     omega = torch.randn(v.shape[1], q, generator=torch.Generator().manual_seed(seed)).to(v.device)
     basis = torch.linalg.qr(v @ omega).Q
@@ -117,8 +120,11 @@ def _hals(xt: torch.Tensor, at: torch.Tensor, b: torch.Tensor, sweeps: int) -> t
 
 
 def _left_product(wt: torch.Tensor, x: torch.Tensor, rows: int = 2048) -> torch.Tensor:
-    """W^T V (K x C) from W^T (K x n). On CPU, as a batch of row-block products summed: for this
-    (short and wide) x (tall) shape that runs about 2x faster than one ``wt @ x``."""
+    """W^T V (K x C) from W^T (K x n).
+
+    On CPU, as a batch of row-block products summed: for this (short and wide) x (tall) shape that
+    runs about 2x faster than one ``wt @ x``.
+    """
     n_blocks = x.shape[0] // rows
     if x.device.type != "cpu" or n_blocks < 2:
         return wt @ x
@@ -132,8 +138,10 @@ def _left_product(wt: torch.Tensor, x: torch.Tensor, rows: int = 2048) -> torch.
 
 def _sq_error(norm2: float, wt: torch.Tensor, wtw64: torch.Tensor, vht: torch.Tensor,
               h: torch.Tensor) -> float:
-    """||V - W H||^2 from ||V||^2, W^T (K x n), W^T W in float64, (V H^T)^T (K x n) and H,
-    accumulated in float64 (the float32 terms of the cross sum are single products)."""
+    """||V - W H||^2 from ||V||^2, W^T (K x n), W^T W in float64, (V H^T)^T (K x n) and H.
+
+    Accumulated in float64 (the float32 terms of the cross sum are single products).
+    """
     h64 = h.double()
     cross = float((wt * vht).sum(dtype=torch.float64))
     return max(norm2 - 2 * cross + float((wtw64 * (h64 @ h64.T)).sum()), 0.0)
@@ -239,7 +247,7 @@ def transform(v: np.ndarray | torch.Tensor, h: torch.Tensor, *, max_iter: int = 
     """Solve W >= 0 for V ~= W H with ``h`` (K x C) fixed (HALS on W, least-squares start)."""
     x = _as_tensor(v, h.device)
     hht, vht = h @ h.T, (x @ h.T).T.contiguous()
-    wt = torch.linalg.lstsq(hht, vht).solution.clamp(min=0).contiguous()
+    wt: torch.Tensor = torch.linalg.lstsq(hht, vht).solution.clamp(min=0).contiguous()
     previous = math.inf
     for it in range(max_iter):
         wt = _hals(wt, vht, hht, 1)

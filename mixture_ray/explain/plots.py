@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
 
 def class_colours(k: int) -> np.ndarray:
-    """k RGB colours (uint8) from the tab10/tab20 palette."""
+    """Return k RGB colours (uint8) from the tab10/tab20 palette."""
     cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
     return (np.array([cmap(i % cmap.N)[:3] for i in range(k)]) * 255).astype(np.uint8)
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixture_ray.explain import analyse as A
-from mixture_ray.explain import plots
-from mixture_ray.explain.config import ExplainConfig
-from mixture_ray.explain.extract import SlideGrid
+from mixture_ray.explain import analyse, plots
 from mixture_ray.explain.fitting import load_h
+
+if TYPE_CHECKING:
+    from mixture_ray.explain.config import ExplainConfig
+    from mixture_ray.explain.extract import SlideGrid
 
 
 def analyse_k(cfg: ExplainConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
@@ -22,15 +23,15 @@ def analyse_k(cfg: ExplainConfig, k: int, grids: list[SlideGrid], apply_dir: Pat
     out.mkdir(parents=True, exist_ok=True)
     h = load_h(nmf_dir, k, torch.device("cpu")).numpy()
     weights = {g.slide_id: np.load(apply_dir / g.slide_id / f"k{k}_weights.npy") for g in grids}
-    windows = [w for g in grids for w in A.tile_windows(g, weights[g.slide_id])]
-    mean, std = A.weight_correlation(windows)
-    cos = A.cosine_similarity(h)
+    windows = [w for g in grids for w in analyse.tile_windows(g, weights[g.slide_id])]
+    mean, std = analyse.weight_correlation(windows)
+    cos = analyse.cosine_similarity(h)
     plots.matrix(mean, out / "weight_correlation.png", f"K={k}: class weight correlation "
                  "(mean ± std over tiles)", err=std)
     plots.matrix(cos, out / "h_cosine.png", f"K={k}: cosine similarity of H rows", vmin=0.0)
     result: dict[str, Any] = {"k": k, "weight_corr_mean": mean.tolist(),
                               "weight_corr_std": std.tolist(), "h_cosine": cos.tolist()}
-    lr = A.logistic(windows, cfg.seed)
+    lr = analyse.logistic(windows, cfg.seed)
     result["logistic"] = {key: v for key, v in lr.items() if key != "roc"}
     if "roc" in lr:
         plots.roc(np.array(lr["roc"]["fpr"]), np.array(lr["roc"]["tpr"]), lr["auc"],
@@ -38,7 +39,7 @@ def analyse_k(cfg: ExplainConfig, k: int, grids: list[SlideGrid], apply_dir: Pat
         plots.bars({"coefficient": np.array(lr["coefficients"])}, out / "logistic_coef.png",
                    f"K={k}: logistic coefficients (standardised)", "coefficient")
     class_max = np.max([w.reshape(-1, k).max(axis=0) for w in weights.values()], axis=0)
-    agree = A.gradcam_agreement(windows, class_max, cfg.weight_threshold, cfg.cam_threshold)
+    agree = analyse.gradcam_agreement(windows, class_max, cfg.weight_threshold, cfg.cam_threshold)
     result["gradcam"] = agree.to_dict(orient="records")
     if len(agree):
         for metric in ("iou", "corr"):
@@ -68,11 +69,11 @@ def _truth(cfg: ExplainConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
         mask_path = Path(cfg.masks_dir) / f"{g.slide_id}.png"
         if not mask_path.exists():
             continue
-        truth = A.cell_truth(read_mask(mask_path), cfg.mask_downsample, g.count.shape,
+        truth = analyse.cell_truth(read_mask(mask_path), cfg.mask_downsample, g.count.shape,
                              float(g.meta["cell_level0"]))
         pairs.append((np.load(apply_dir / g.slide_id / f"k{k}_classes.npy"), truth))
     names = [f.name for f in sorted(FINDINGS, key=lambda f: f.code)]
-    iou = A.truth_iou(pairs, k, len(names))
+    iou = analyse.truth_iou(pairs, k, len(names))
     plots.matrix(iou, out / "truth_iou.png", f"K={k}: IoU of NMF class with planted finding",
                  xlabels=names, vmin=0.0)
     per_class = [{"cls": c, "best_finding": names[int(iou[c].argmax())],

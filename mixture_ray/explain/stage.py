@@ -7,15 +7,17 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mixture_ray.explain.config import ExplainConfig
 from mixture_ray.explain.extract import extract_slide, grid_settings, load_grid
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import SUCCESS, StageFolder, require_complete, write_json_atomic
+
+if TYPE_CHECKING:
+    from mixture_ray.explain.config import ExplainConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from mixture_ray.slides.magnification import LevelPlan
 from mixture_ray.slides.reader import SlideReader, resize_rgb
+
+if TYPE_CHECKING:
+    from mixture_ray.slides.magnification import LevelPlan
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

@@ -45,6 +45,7 @@ class FinetuneConfig:
     seed: int = option("random seed (split, weights, sampling, augmentation)", 0)
 
     def validate(self) -> None:
+        """Check positive sizes, a model, the split and augmentation ranges, and distinct findings."""
         require_positive(self, "epochs", "batch_size", "lr")
         if not self.model:
             raise ConfigError("model: give an ElEx checkpoint path or 'random'")

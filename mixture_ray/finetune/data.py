@@ -7,8 +7,8 @@ with NaN == NaN (imported images have none), as a pandas merge does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,9 @@ from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.store.codec import decode_tile, resize_square
 from mixture_ray.store.folder import SUCCESS, committed_files
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, TILE_KEY
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 KEY = list(TILE_KEY)
 LABEL_COLUMNS = [*TILE_ID_COLUMNS, "finding"]
@@ -35,7 +38,7 @@ def load_labels(path: Path) -> pd.DataFrame:
         )
     if not file.is_file():
         raise ConfigError(f"labels: {file} not found")
-    frame = pq.read_table(file).to_pandas()
+    frame: pd.DataFrame = pq.read_table(file).to_pandas()
     missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
     if missing:
         raise ConfigError(f"labels {file}: missing column(s) {', '.join(missing)}")

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mixture_ray.finetune.data import decode_images
 from mixture_ray.finetune.metrics import ClassificationMetrics, classification_metrics
 from mixture_ray.models.classifier import load_classifier, predict
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import pandas as pd
 
 
 def predict_tiles(classifier: Path, images: Sequence[bytes]) -> np.ndarray:
     """Predicted finding name per encoded tile (resized as in training)."""
     net, payload = load_classifier(classifier)
     tiles = decode_images(images, int(payload.get("image_size") or 0))
-    return np.asarray(net.classes, dtype=object)[predict(net, tiles)]
+    names: np.ndarray = np.asarray(net.classes, dtype=object)[predict(net, tiles)]
+    return names
 
 
 def score(

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import ray
 
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.finetune import data as ftdata
-from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.finetune.train import TRAIN_FILE, train_loop
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.classifier import CLASSIFIER_FILE
@@ -25,6 +24,9 @@ from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import write_json_atomic
 from mixture_ray.train_run import torch_trainer
+
+if TYPE_CHECKING:
+    from mixture_ray.finetune.config import FinetuneConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +85,14 @@ def _resolved(cfg: FinetuneConfig) -> FinetuneConfig:
 
 
 def run(cfg: FinetuneConfig) -> FinetuneReport:
-    """Train (or resume) the finding classifier; exports out_dir/name/classifier.pt."""
+    """Train (or resume) the finding classifier; exports out_dir/name/classifier.pt.
+
+    Args:
+        cfg: the fine-tuning settings, with the Ray Train run settings in ``cfg.train``.
+
+    Returns:
+        The run folder, the exported classifier, its classes and its validation metrics.
+    """
     cfg = _resolved(cfg)
     ensure_ray()
     prep = prepare(cfg)

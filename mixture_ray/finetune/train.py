@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
@@ -11,19 +11,21 @@ import ray.train
 import ray.train.torch
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
-from mixture_ray.finetune.config import FinetuneConfig
+from mixture_ray.faults import crash_once
 from mixture_ray.finetune.metrics import classification_metrics
 from mixture_ray.finetune.sampler import epoch_indices
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.classifier import FindingClassifier, classifier_payload, from_elex, predict
-from mixture_ray.train_run import crash_once_at_step, report_to_ray_train
+from mixture_ray.train_run import CRASH_GRACE_S, report_to_ray_train
+
+if TYPE_CHECKING:
+    from mixture_ray.finetune.config import FinetuneConfig
 
 TRAIN_FILE = "finetune.pt"
 TRAIN_FORMAT = "mixture_ray.finetune_state/1"
-FAIL_MARKER = ".fail_injected"
 
 
 def steps_per_epoch(n_train: int, batch_size: int, world: int) -> int:
@@ -87,10 +89,10 @@ def train_loop(config: dict[str, Any]) -> None:
             target = torch.from_numpy(train_y[idx]).to(device)
             loss = F.cross_entropy(model(random_view(to_float(tiles), spec, gen)), target)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch.Tensor.backward is unannotated
             opt.step()
             step, loss_value = step + 1, float(loss.detach())
-            crash_once_at_step(cfg.out_dir / cfg.name, cfg.train.fail_at_step, step, FAIL_MARKER)
+            crash_once(f"finetune.step-{step}", grace_s=CRASH_GRACE_S)  # fault injection (tests)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == total):
                 print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
             epoch_end = b == per_epoch - 1

@@ -26,6 +26,7 @@ class MapsConfig:
     backend: Backend = option("slide reader: auto, openslide, tiffslide, cucim", "auto")
 
     def validate(self) -> None:
+        """Check thumbnail_px > 0 and alpha in [0, 1]."""
         require_positive(self, "thumbnail_px")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha: must be in [0, 1] (got {self.alpha})")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from matplotlib import colormaps
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 NEUTRAL = {"other": (150, 150, 150), "background": (255, 255, 255)}
 

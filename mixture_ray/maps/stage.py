@@ -16,12 +16,11 @@ import os
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mixture_ray.maps.config import MapsConfig
 from mixture_ray.maps.draw import overlay_tiles, with_legend
 from mixture_ray.maps.palette import finding_colours
 from mixture_ray.report import Failure, Report
@@ -29,6 +28,9 @@ from mixture_ray.store.folder import StageFolder, write_json_atomic
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.synth.agreement import slide_agreement
+
+if TYPE_CHECKING:
+    from mixture_ray.maps.config import MapsConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +95,14 @@ def _safe_draw(cfg: MapsConfig, slide_id: str, path: str, tiles: pd.DataFrame,
 
 
 def run(cfg: MapsConfig) -> MapsReport:
-    """Draw every slide of the prediction store that is in the manifest (one Ray task each)."""
+    """Draw every slide of the prediction store that is in the manifest (one Ray task each).
+
+    Args:
+        cfg: the prediction store, the manifest and the drawing settings.
+
+    Returns:
+        The maps drawn, per-slide agreement with the truth (empty without it) and failures.
+    """
     import ray
 
     from mixture_ray.ray_runtime import ensure_ray

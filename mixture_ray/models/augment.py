@@ -10,7 +10,7 @@ import dataclasses
 import math
 
 import torch
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

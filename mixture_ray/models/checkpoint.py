@@ -7,13 +7,15 @@ an exported encoder (``elex.pt``: the query ResNet + head, what embedding and fi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mixture_ray.errors import MixtureRayError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 TRAIN_FILE = "moco.pt"
 ENCODER_FILE = "elex.pt"

@@ -6,9 +6,8 @@ weights_only=True)``) that :func:`load_classifier` turns back into a network for
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +18,9 @@ from mixture_ray.errors import MixtureRayError
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import normalise, to_float
 from mixture_ray.models.encoder_loader import load_encoder
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 CLASSIFIER_FILE = "classifier.pt"
 CLASSIFIER_FORMAT = "mixture_ray.finding_classifier/1"

@@ -27,6 +27,7 @@ class DemoConfig:
     seed: int = option("random seed of the cohort and the sampling", 0)
 
     def validate(self) -> None:
+        """Check the cohort, slide, tile and worker sizes are positive."""
         require_positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
         require_positive(self, "analysis_cases", "analysis_slide_px")
 
@@ -44,6 +45,7 @@ class PipelineConfig:
     from_stage: int = option("start at this stage number (1 = the first); earlier stages are only checked", 1)
 
     def validate(self) -> None:
+        """Check from_stage names a stage of the pipeline file (reads the file)."""
         from mixture_ray.pipeline.job import load_pipeline
 
         if self.from_stage < 1:

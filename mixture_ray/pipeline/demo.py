@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixture_ray.cases.config import CasesConfig
 from mixture_ray.classify.config import ClassifyConfig
@@ -14,7 +15,6 @@ from mixture_ray.embed.config import EmbedConfig, EvaluateEmbeddingsConfig
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.maps.config import MapsConfig
-from mixture_ray.pipeline.config import DemoConfig
 from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import IntegrateConfig, ReviewConfig
@@ -23,6 +23,9 @@ from mixture_ray.store.folder import write_json_atomic
 from mixture_ray.store.schemas import magnification_label
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
+
+if TYPE_CHECKING:
+    from mixture_ray.pipeline.config import DemoConfig
 
 
 def run_demo(cfg: DemoConfig) -> DemoHeadline:
@@ -151,7 +154,7 @@ PRETRAIN = {
 
 
 def ssl_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
-    """pretrain (MoCo, highest magnification) -> embed (MoCo and random init) -> evaluate."""
+    """Pretrain (MoCo, highest magnification) -> embed (MoCo and random init) -> evaluate."""
     from mixture_ray.embed.evaluate import evaluate_embeddings
     from mixture_ray.embed.stage import run as run_embedding
     from mixture_ray.pretrain.stage import run as run_pretrain
@@ -218,7 +221,7 @@ def ssl_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
 
 
 def review_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
-    """cluster (MoCo embeddings) -> montages + review page + oracle mapping -> integrate."""
+    """Cluster (MoCo embeddings) -> montages + review page + oracle mapping -> integrate."""
     import json
 
     from mixture_ray.cluster.stage import run as run_cluster

@@ -12,12 +12,12 @@ from typing import Any
 from mixture_ray.config import build_config
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.explain.config import ExplainConfig
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import findings
 from mixture_ray.synth.config import SynthConfig
 
 
 def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
-                      finding: int = F.FIBROBLASTIC_FOCI, n_classes: tuple[int, ...] = (4,),
+                      finding: int = findings.FIBROBLASTIC_FOCI, n_classes: tuple[int, ...] = (4,),
                       per_slide: int = 160, epochs: int = 3, mpp: float = 1.0,
                       layer: str = "layer3", tile_size: int = 128, seed: int = 0
                       ) -> dict[str, Any]:
@@ -54,5 +54,5 @@ def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
     summary = json.loads((out_dir / "explain" / "analysis" / "summary.json").read_text())
     return {"detector": {"tiles": detector.n_tiles, "positive": detector.n_positive,
                          "train_accuracy": detector.train_accuracy,
-                         "seconds": detector.seconds, "finding": F.finding(finding).name},
+                         "seconds": detector.seconds, "finding": findings.finding(finding).name},
             "analysis": summary}

@@ -28,16 +28,18 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mixture_ray.config import load_config
 from mixture_ray.errors import ConfigError, MixtureRayError
 from mixture_ray.paths import resolve_recorded
-from mixture_ray.pipeline.config import PipelineConfig
 from mixture_ray.report import Failure, Report
 from mixture_ray.stages import BY_NAME, StageSpec
+
+if TYPE_CHECKING:
+    from mixture_ray.pipeline.config import PipelineConfig
 
 #: Verbs that cannot be a step of a pipeline (they are pipelines themselves).
 NOT_A_STEP = ("demo", "pipeline")

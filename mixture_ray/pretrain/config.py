@@ -36,6 +36,7 @@ class PretrainConfig:
     seed: int = option("random seed (weights, queue, augmentation)", 0)
 
     def validate(self) -> None:
+        """Check positive sizes and rates, the arch, augmentation ranges and split_bn."""
         require_positive(self, "dim", "queue_size", "temperature", "lr", "batch_size", "max_steps")
         if self.arch not in ("resnet18", "resnet34", "resnet50"):
             raise ConfigError(f"arch: {self.arch!r} is not one of resnet18, resnet34, resnet50")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import ray
+from typing import TYPE_CHECKING
 
 from mixture_ray.errors import ConfigError
-from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.tiles import decode_images, tile_rows
+
+if TYPE_CHECKING:
+    import ray
+
+    from mixture_ray.pretrain.config import PretrainConfig
 
 
 def tile_dataset(cfg: PretrainConfig) -> ray.data.Dataset:

@@ -6,7 +6,7 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.models.encoder import ResNetEncoder
 from mixture_ray.pretrain.shuffle import gather, shuffle, unshuffle
@@ -36,7 +36,7 @@ class KeyQueue(nn.Module):
 
 @torch.no_grad()
 def momentum_update(key: nn.Module, query: nn.Module, m: float) -> None:
-    """key = m * key + (1 - m) * query, parameter by parameter (BN statistics stay the key's)."""
+    """Set key = m * key + (1 - m) * query, parameter by parameter (BN statistics stay the key's)."""
     for pk, pq in zip(key.parameters(), query.parameters(), strict=True):
         pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
 

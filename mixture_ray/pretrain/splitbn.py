@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 
 class SplitBatchNorm(nn.BatchNorm2d):
@@ -18,6 +18,7 @@ class SplitBatchNorm(nn.BatchNorm2d):
         self.num_splits = num_splits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise with per-split batch statistics in training; plain batch norm otherwise."""
         if not self.training or self.num_splits == 1:
             return super().forward(x)
         n, c, h, w = x.shape

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.pretrain.data import tile_dataset
 from mixture_ray.pretrain.train import train_loop
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.train_run import torch_trainer
+
+if TYPE_CHECKING:
+    from mixture_ray.pretrain.config import PretrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +52,14 @@ def export_encoder(checkpoint_dir: Path, out: Path, cfg: PretrainConfig) -> dict
 
 
 def run(cfg: PretrainConfig) -> PretrainReport:
-    """Train (or resume) MoCo on ``cfg.tiles``; the encoder lands in out_dir/name/elex.pt."""
+    """Train (or resume) MoCo on ``cfg.tiles``; the encoder lands in out_dir/name/elex.pt.
+
+    Args:
+        cfg: the pretraining settings, with the Ray Train run settings in ``cfg.train``.
+
+    Returns:
+        The run folder, the exported encoder, the steps trained, the final loss and throughput.
+    """
     ensure_ray()
     dataset = tile_dataset(cfg)
     run_dir = cfg.out_dir / cfg.name

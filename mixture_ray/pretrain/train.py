@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray.train
 import ray.train.torch
 import torch
 
+from mixture_ray.faults import crash_once
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
-from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.pretrain.moco import MoCo
-from mixture_ray.train_run import crash_once_at_step, report_to_ray_train
+from mixture_ray.train_run import CRASH_GRACE_S, report_to_ray_train
 
-FAIL_MARKER = ".fail_injected"
+if TYPE_CHECKING:
+    from mixture_ray.pretrain.config import PretrainConfig
+
 
 
 def build_moco(cfg: PretrainConfig, world: int) -> MoCo:
@@ -87,7 +89,7 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, seen, loss_value = step + 1, seen + tiles.shape[0], float(loss.detach())
-            crash_once_at_step(cfg.out_dir / cfg.name, cfg.train.fail_at_step, step, FAIL_MARKER)
+            crash_once(f"pretrain.step-{step}", grace_s=CRASH_GRACE_S)  # fault injection (tests)
             rate = seen / max(time.perf_counter() - tick, 1e-9)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == cfg.max_steps):
                 print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "

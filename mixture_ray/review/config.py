@@ -43,6 +43,7 @@ class ReviewConfig:
     )
 
     def validate(self) -> None:
+        """Check positive sizes, non-empty unreserved findings and oracle_purity in (0, 1]."""
         require_positive(self, "per_cluster", "thumb_px")
         if not self.findings:
             raise ConfigError("findings: give at least one finding name")
@@ -65,5 +66,6 @@ class IntegrateConfig:
     )
 
     def validate(self) -> None:
+        """Check at least one mapping file is given."""
         if not self.mappings:
             raise ConfigError("mappings: give at least one mapping file")

@@ -15,16 +15,19 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixture_ray.report import Failure, Report
-from mixture_ray.review.config import IntegrateConfig
-from mixture_ray.review.mapping import EXCLUDE, SPECIAL, Mapping, MappingError, load_mapping
+from mixture_ray.review.mapping import SPECIAL, Mapping, MappingError, load_mapping
 from mixture_ray.store.folder import StageFolder
-from mixture_ray.store.schemas import TILE_ID_COLUMNS, TILE_KEY
+from mixture_ray.store.schemas import EXCLUDE, TILE_ID_COLUMNS, TILE_KEY
+
+if TYPE_CHECKING:
+    from mixture_ray.review.config import IntegrateConfig
 
 KEY = list(TILE_KEY)
 
@@ -80,7 +83,14 @@ def _corrections(
 
 
 def run_integrate(cfg: IntegrateConfig) -> IntegrateReport:
-    """Validate everything, then write the labelled tile set."""
+    """Validate everything, then write the labelled tile set.
+
+    Args:
+        cfg: the mapping files (and optional corrections) and the output folder.
+
+    Returns:
+        The labels file and the tile count per finding.
+    """
     mappings, problems = _load_all(cfg)
     labelled = []
     for order, mapping in enumerate(mappings):

@@ -15,15 +15,17 @@ clusters:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.paths import absolute_path, recorded_path, resolve_recorded
 from mixture_ray.store.schemas import EXCLUDE, OTHER
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 SPECIAL = (OTHER, EXCLUDE)
 

@@ -12,10 +12,12 @@ import base64
 import dataclasses
 import html
 import json
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from mixture_ray.review.mapping import EXCLUDE, OTHER
-from mixture_ray.store.schemas import magnification_label
+from mixture_ray.store.schemas import EXCLUDE, OTHER, magnification_label
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,19 +12,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow.parquet as pq
 
 from mixture_ray.paths import recorded_path
 from mixture_ray.report import Failure, Report
-from mixture_ray.review.config import ReviewConfig
 from mixture_ray.review.mapping import dump_mapping
 from mixture_ray.review.montage import fetch_images, montage_png, sample_per_cluster
 from mixture_ray.review.page import ClusterCard, render_review_page
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mixture_ray.review.config import ReviewConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +56,14 @@ def clustering_folders(root: Path, ks: tuple[int, ...]) -> list[Path]:
 
 
 def run(cfg: ReviewConfig) -> ReviewReport:
-    """Write montages and pages (and oracle mappings when asked) for each clustering."""
+    """Write montages and pages (and oracle mappings when asked) for each clustering.
+
+    Args:
+        cfg: the clusterings, the tile store, the finding names and the montage settings.
+
+    Returns:
+        The review pages and the oracle mappings written.
+    """
     tile_files = [str(p) for p in committed_files(cfg.tiles)]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     pages, oracles = [], []

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mixture_ray.errors import MissingExtraError, SlideError
 from mixture_ray.slides.reader import thumbnail_by_blocks
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def cucim_available() -> bool:
@@ -53,21 +55,26 @@ class CuCIMReader:
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """(width, height) of each pyramid level, level 0 first."""
         return self._dims
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample of each level relative to level 0."""
         return self._downsamples
 
     @property
     def mpp(self) -> float | None:
+        """Microns per pixel at level 0, or None when the file does not say."""
         return self._mpp
 
     @property
     def objective_power(self) -> float | None:
+        """Scanning objective power, or None when the file does not say."""
         return self._power
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""
         try:
             region = self._image.read_region(location=location, size=size, level=level)
         except Exception as exc:
@@ -75,7 +82,9 @@ class CuCIMReader:
         return np.ascontiguousarray(np.asarray(region)[..., :3])
 
     def thumbnail(self, max_size: int) -> np.ndarray:
+        """RGB uint8 array whose longer side is at most ``max_size`` (read in blocks)."""
         return thumbnail_by_blocks(self, max_size)
 
     def close(self) -> None:
+        """Close the slide file."""
         self._image.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mixture_ray.errors import MissingExtraError, SlideError
-from mixture_ray.slides.reader import SlideReader
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mixture_ray.slides.reader import SlideReader
 
 BACKENDS = ("openslide", "tiffslide", "cucim")
 #: A slide backend setting: one of BACKENDS, or ``auto`` (cuCIM with a GPU, else tiffslide).

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mixture_ray.errors import SlideError
 from mixture_ray.slides.reader import thumbnail_by_blocks
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _float_property(properties: object, key: str) -> float | None:
@@ -39,21 +42,26 @@ class OpenSlideReader:
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """(width, height) of each pyramid level, level 0 first."""
         return tuple(self._slide.level_dimensions)
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample of each level relative to level 0."""
         return tuple(float(d) for d in self._slide.level_downsamples)
 
     @property
     def mpp(self) -> float | None:
+        """Microns per pixel at level 0, or None when the file does not say."""
         return self._mpp
 
     @property
     def objective_power(self) -> float | None:
+        """Scanning objective power, or None when the file does not say."""
         return self._power
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level`` (composited on white)."""
         import openslide
 
         try:
@@ -63,9 +71,11 @@ class OpenSlideReader:
         return rgba_on_white(rgba)
 
     def thumbnail(self, max_size: int) -> np.ndarray:
+        """RGB uint8 array whose longer side is at most ``max_size`` (read in blocks)."""
         return thumbnail_by_blocks(self, max_size)
 
     def close(self) -> None:
+        """Close the slide file."""
         self._slide.close()
 
 

@@ -50,10 +50,12 @@ class Analyses:
 
     @property
     def best(self) -> ModelResult:
+        """The diagnosis model with the highest test AUC."""
         return self.diagnosis.best()
 
     @property
     def best_baseline(self) -> ModelResult | None:
+        """The baseline model with the highest test AUC, or None without a baseline."""
         return self.baseline.best() if self.baseline is not None else None
 
 

@@ -7,16 +7,19 @@ used, fitted and tested on exactly the integrated run's split so the paired DeLo
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.diagnosis import DiagnosisAnalysis, ModelResult, Split, compare
 from mixture_ray.stats.errors import StatsInputError
 from mixture_ray.stats.features import load_frequencies
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
+
+    from mixture_ray.stats.config import StatsConfig
 
 _BASELINE = re.compile(r"^k(\d+)\.(csv|parquet)$")
 
@@ -24,7 +27,8 @@ _BASELINE = re.compile(r"^k(\d+)\.(csv|parquet)$")
 def find_baselines(folder: Path, ks: Sequence[int]) -> tuple[dict[int, Path], list[str]]:
     """``k<k>.parquet`` (preferred) or ``k<k>.csv`` per k in ``folder``; notes for missing ks.
 
-    Empty ``ks`` = every such file found. Raises when none of the wanted files exists."""
+    Empty ``ks`` = every such file found. Raises when none of the wanted files exists.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise StatsInputError(f"baseline_dir {folder}: not a folder")

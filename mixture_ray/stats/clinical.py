@@ -11,20 +11,26 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.errors import ClinicalTableError, StatsInputError, rows_text
+
+if TYPE_CHECKING:
+    from mixture_ray.stats.config import StatsConfig
 
 _BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 
 
 @dataclasses.dataclass(frozen=True)
 class ClinicalData:
-    """Checked clinical rows indexed by case id: ``label`` (0/1), ``time``, ``event`` (0/1),
-    the covariates (float) and ``subgroup`` (text, empty = unknown) when configured."""
+    """Checked clinical rows indexed by case id.
+
+    Columns: ``label`` (0/1), ``time``, ``event`` (0/1), the covariates (float) and ``subgroup``
+    (text, empty = unknown) when configured.
+    """
 
     frame: pd.DataFrame
     positive: str
@@ -34,8 +40,10 @@ class ClinicalData:
 
 
 def load_clinical(path: Path, case_ids: Sequence[str], cfg: StatsConfig) -> ClinicalData:
-    """Read ``path`` and check it against the frequency table's ``case_ids``; raise
-    :class:`ClinicalTableError` listing every problem."""
+    """Read ``path`` and check it against the frequency table's ``case_ids``.
+
+    Raises :class:`ClinicalTableError` listing every problem.
+    """
     path = Path(path)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)

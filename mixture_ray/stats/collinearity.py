@@ -1,5 +1,7 @@
-"""Findings for the multivariable Cox model: drop constants, one reference per magnification,
-then collinear findings (pairwise |r| above a threshold, then the highest VIF above a threshold).
+"""Findings for the multivariable Cox model.
+
+Drop constants, one reference per magnification, then collinear findings (pairwise |r| above a
+threshold, then the highest VIF above a threshold).
 
 Frequencies of one magnification sum to 1, so with all of them a Cox model is not identifiable:
 one finding per magnification is left out as the reference category (the configured one, else the
@@ -9,12 +11,15 @@ most common) and the other coefficients are log hazard ratios *relative to the r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mixture_ray.store.schemas import magnification_label
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Selection:
 
     @property
     def summary(self) -> pd.DataFrame:
+        """The per-finding selection table."""
         return self.table
 
 

@@ -77,6 +77,7 @@ class StatsConfig:
     seed: int = option("random seed (split, forests, SVM, folds)", 0)
 
     def validate(self) -> None:
+        """Check counts, fractions and thresholds, the feature sets, and distinct column names."""
         from mixture_ray.stats.features import parse_feature_set
 
         require_positive(self, "cv_folds", "rf_trees", "svm_c", "horizon", "hr_per", "min_events")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,11 @@ from lifelines.statistics import proportional_hazard_test
 from scipy import stats
 
 from mixture_ray.stats.collinearity import Selection, select_findings
-from mixture_ray.stats.config import StatsConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mixture_ray.stats.config import StatsConfig
 
 _FAIL = (ConvergenceError, ValueError, ZeroDivisionError, np.linalg.LinAlgError)
 
@@ -35,8 +38,11 @@ def fit_cox(frame: pd.DataFrame, penalizer: float) -> tuple[CoxPHFitter, str]:
 
 
 class CoxAnalysis:
-    """``fit`` returns self; ``univariable``, ``multivariable``, ``selection``, ``ph_check`` and
-    ``subgroups`` are tidy tables afterwards (one row per finding, or per level and finding)."""
+    """Cox proportional-hazards analyses of the finding frequencies.
+
+    ``fit`` returns self; ``univariable``, ``multivariable``, ``selection``, ``ph_check`` and
+    ``subgroups`` are tidy tables afterwards (one row per finding, or per level and finding).
+    """
 
     def __init__(self, cfg: StatsConfig, findings: pd.DataFrame, magnification: Mapping[str, float],
                  clinical: pd.DataFrame) -> None:
@@ -46,6 +52,7 @@ class CoxAnalysis:
         self.z = float(stats.norm.ppf(0.5 + cfg.ci_level / 2.0))
 
     def fit(self) -> CoxAnalysis:
+        """Fit univariable, multivariable (after selection, with the PH check) and subgroup models."""
         cfg, base = self.cfg, self.clinical[["time", "event"]]
         self.univariable = pd.DataFrame(self._univariable(base, self.findings))
         self.selection: Selection = select_findings(
@@ -105,7 +112,7 @@ class CoxAnalysis:
         except _FAIL as exc:
             self.notes.append(f"proportional-hazards test failed: {exc}")
             return pd.DataFrame()
-        table = result.summary.reset_index()
+        table: pd.DataFrame = result.summary.reset_index()
         table = table.rename(columns={table.columns[0]: "feature", "test_statistic": "statistic"})
         table = table[["feature", "statistic", "p"]].assign(model="multivariable", time_transform="rank")
         return table.assign(violated=table["p"] < 1 - self.cfg.ci_level)

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +46,10 @@ class DeLongAUC:
         return max(auc - half, 0.0), min(auc + half, 1.0)
 
     def compare(self, a: int = 0, b: int = 1) -> tuple[float, float]:
-        """Paired DeLong test of model ``a`` vs ``b``: (z, two-sided p). Equal AUCs with no
-        variance of the difference give z = 0, p = 1."""
+        """Paired DeLong test of model ``a`` vs ``b``: (z, two-sided p).
+
+        Equal AUCs with no variance of the difference give z = 0, p = 1.
+        """
         diff = float(self.aucs[a] - self.aucs[b])
         var = float(self.covariance[a, a] + self.covariance[b, b] - 2.0 * self.covariance[a, b])
         if var <= 1e-15:

@@ -7,8 +7,7 @@ same test cases, so any two test AUCs can be compared with the paired DeLong tes
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,9 +20,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.delong import delong
 from mixture_ray.stats.errors import StatsInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mixture_ray.stats.config import StatsConfig
 
 MODELS = ("random_forest", "svm")
 
@@ -89,6 +92,7 @@ class ModelResult:
 
     @property
     def name(self) -> str:
+        """Display name: source, feature set and model."""
         return f"{self.source} {self.feature_set} {self.model}"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mixture_ray.errors import MixtureRayError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class StatsInputError(MixtureRayError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from mixture_ray.errors import StageIncompleteError
 from mixture_ray.stats.errors import StatsInputError, rows_text
 from mixture_ray.store.folder import SUCCESS
 from mixture_ray.store.schemas import magnification_label
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 _MAG = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[xX]?\s*$")
 
@@ -45,6 +48,7 @@ class FrequencyTable:
 
     @property
     def magnifications(self) -> tuple[float, ...]:
+        """The distinct magnifications of the feature columns, ascending."""
         return tuple(sorted(set(self.magnification.values())))
 
     def columns_for(self, mags: Iterable[float]) -> list[str]:
@@ -74,8 +78,10 @@ def read_table(path: Path, case_id_column: str) -> pd.DataFrame:
 
 
 def resolve_table(path: Path, stem: str) -> Path:
-    """``path`` itself, or ``<path>/<stem>.parquet|.csv`` when ``path`` is a stage folder (which must
-    carry the stage's ``_SUCCESS`` marker: partial output is refused)."""
+    """``path`` itself, or ``<path>/<stem>.parquet|.csv`` when ``path`` is a stage folder.
+
+    A stage folder must carry the stage's ``_SUCCESS`` marker: partial output is refused.
+    """
     path = Path(path)
     if not path.is_dir():
         if not path.exists():
@@ -154,8 +160,11 @@ def row_sum_note(table: FrequencyTable, tolerance: float = 1e-3) -> str | None:
 
 
 def select_feature_sets(table: FrequencyTable, sets: Sequence[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """Columns of each feature set; sets with a magnification absent from the table are skipped
-    with a note; raises when none remains."""
+    """Columns of each feature set, and notes on the sets skipped.
+
+    Sets with a magnification absent from the table are skipped with a note; raises when none
+    remains.
+    """
     chosen: dict[str, list[str]] = {}
     notes = []
     present = table.magnifications

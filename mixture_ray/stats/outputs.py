@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mixture_ray.stats.analyses import Analyses
 from mixture_ray.store.folder import write_json_atomic
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from mixture_ray.stats.analyses import Analyses
 
 TABLES = ("diagnosis_auc", "delong_comparisons", "baseline_auc", "feature_importance", "km_survival",
           "logrank", "cox_univariable", "cox_multivariable", "collinearity", "ph_check", "subgroups", "cases")
@@ -33,7 +36,7 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def build_tables(result: Analyses) -> dict[str, pd.DataFrame]:
     """Every output table by name (the names in ``TABLES``)."""
-    split_of = {c: "train" for c in result.split.train} | {c: "test" for c in result.split.test}
+    split_of = dict.fromkeys(result.split.train, "train") | dict.fromkeys(result.split.test, "test")
     clin = result.clinical.frame.loc[result.cases]
     cases = pd.DataFrame({"case_id": result.cases, "split": [split_of[c] for c in result.cases],
                           "label": clin["label"].to_numpy(),

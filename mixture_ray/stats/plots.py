@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from matplotlib import ticker
 
-from mixture_ray.stats.diagnosis import ModelResult
-from mixture_ray.stats.survival import SurvivalByGroup
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    from mixture_ray.stats.diagnosis import ModelResult
+    from mixture_ray.stats.survival import SurvivalByGroup
 
 _MODEL_NAMES = {"random_forest": "Random forest", "svm": "SVM"}
 
@@ -23,7 +28,7 @@ def _legend(r: ModelResult, label: str) -> str:
     return f"{label}: AUC {r.auc:.3f} ({r.ci[0]:.3f}-{r.ci[1]:.3f})"
 
 
-def _roc_axes(ax: plt.Axes, title: str) -> None:
+def _roc_axes(ax: Axes, title: str) -> None:
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity", title=title)
     ax.set_aspect("equal")

@@ -11,16 +11,19 @@ findings, and baseline tables mix the findings over k pseudo-clusters.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import findings
 from mixture_ray.synth.layout import ALPHA_OTHER, ALPHA_UIP_LIKE
 from mixture_ray.synth.outcomes import OutcomeModel, simulate
 
-NAMES = [F.finding(c).name for c in F.TISSUE_CODES]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+NAMES = [findings.finding(c).name for c in findings.TISSUE_CODES]
 MERGED_5X = {"fibrosis": ("dense_fibrosis", "fibroblastic_foci"),
              "inflammation": ("cellular_inflammation", "lymphoid_aggregate"),
              "normal": ("normal_alveolar", "fat")}
@@ -63,7 +66,7 @@ def simulate_cohort(n_cases: int, seed: int = 0, *, tiles: int = 0, baseline_ks:
     for i in range(n_cases):
         case_id = f"case-{i:04d}"
         p = rng.dirichlet(ALPHA_UIP_LIKE if uip_like[i] else ALPHA_OTHER)
-        outcome = simulate(rng, dict(zip(F.TISSUE_CODES, p.tolist(), strict=True)), model)
+        outcome = simulate(rng, dict(zip(findings.TISSUE_CODES, p.tolist(), strict=True)), model)
         at20 = _observe(rng, p, tiles)
         merged = np.array([sum(p[NAMES.index(n)] for n in members) for members in MERGED_5X.values()])
         at5 = _observe(rng, merged, tiles // 4)
@@ -75,6 +78,6 @@ def simulate_cohort(n_cases: int, seed: int = 0, *, tiles: int = 0, baseline_ks:
         for k, mixer in mixers.items():
             q = _observe(rng, p @ mixer, tiles)
             base_rows[k].append({"case_id": case_id, **{f"20x/c{j}": v for j, v in enumerate(q)}})
-    log_hr = {F.finding(c).name: b for c, b in model.cox.items()}
+    log_hr = {findings.finding(c).name: b for c, b in model.cox.items()}
     return SimulatedCohort(pd.DataFrame(freq_rows), pd.DataFrame(clin_rows),
                            {k: pd.DataFrame(rows) for k, rows in base_rows.items()}, log_hr)

@@ -1,20 +1,25 @@
-"""`mixture-ray stats`: the stage driver. Runs every analysis, writes the tables (CSV + JSON), plots,
-report.html and summary.json, and ``_SUCCESS`` last (a failed run leaves none)."""
+"""`mixture-ray stats`: the stage driver.
+
+Runs every analysis, writes the tables (CSV + JSON), plots, report.html and summary.json, and
+``_SUCCESS`` last (a failed run leaves none).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mixture_ray.report import Failure, Report
 from mixture_ray.stats import outputs, plots
 from mixture_ray.stats.analyses import Analyses, analyse
-from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.report import sections, texts, write_report
 from mixture_ray.store.folder import StageFolder, write_json_atomic
+
+if TYPE_CHECKING:
+    from mixture_ray.stats.config import StatsConfig
 
 PLOTS = ("roc_feature_sets", "roc_integrated_vs_baseline", "km_predicted_class", "forest_cox",
          "feature_importance")
@@ -53,7 +58,14 @@ class StatsReport(Report):
 
 
 def run(cfg: StatsConfig) -> StatsReport:
-    """Run the stage; bad input raises a MixtureRayError subclass naming the file, rows or key."""
+    """Run the stage; bad input raises a MixtureRayError subclass naming the file, rows or key.
+
+    Args:
+        cfg: the frequency and clinical tables and the analysis settings.
+
+    Returns:
+        The headline numbers, every table, the plots and the HTML report written.
+    """
     out = Path(cfg.out_dir)
     folder = StageFolder(out, stage="stats", item_column=None)
     folder.start()

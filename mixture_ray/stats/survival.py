@@ -23,6 +23,7 @@ class SurvivalByGroup:
         self.fitters: dict[str, KaplanMeierFitter] = {}
 
     def fit(self, time: pd.Series, event: pd.Series, group: pd.Series) -> SurvivalByGroup:
+        """Fit a Kaplan-Meier curve per group and the log-rank test across groups."""
         rows = []
         for name in sorted(set(group)):
             mask = (group == name).to_numpy()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import TILE_ID_COLUMNS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pandas as pd
 
 KEYS = list(TILE_ID_COLUMNS)
 

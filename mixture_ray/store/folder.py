@@ -23,9 +23,8 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +33,9 @@ import pyarrow.parquet as pq
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.report import Failure
 from mixture_ray.store.schemas import FAILURE_SCHEMA
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 COMMITTED = "_COMMITTED.json"
 SUCCESS = "_SUCCESS"

@@ -81,15 +81,21 @@ def empty_table(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
 
+#: The identity fields of every per-tile output (``TILE_ID_COLUMNS`` with their types).
+TILE_ID_FIELDS = (
+    pa.field("slide_id", pa.string(), nullable=False),
+    pa.field("case_id", pa.string(), nullable=False),
+    pa.field("x", pa.int64()),
+    pa.field("y", pa.int64()),
+    pa.field("magnification", pa.float32()),
+)
+
+
 def embedding_schema(head_dim: int = 128, feature_dim: int = 512) -> pa.Schema:
     """One row per embedded tile, keyed like the tile store (slide_id, x, y, magnification)."""
     return pa.schema(
         [
-            pa.field("slide_id", pa.string(), nullable=False),
-            pa.field("case_id", pa.string(), nullable=False),
-            pa.field("x", pa.int64()),
-            pa.field("y", pa.int64()),
-            pa.field("magnification", pa.float32()),
+            *TILE_ID_FIELDS,
             pa.field("head", pa.list_(pa.float32(), head_dim)),  # L2-normalised projection output
             pa.field("features", pa.list_(pa.float32(), feature_dim)),  # pooled backbone features
             pa.field("error", pa.string()),  # always null in committed data
@@ -108,11 +114,7 @@ def prediction_schema(classes: list[str]) -> pa.Schema:
     """
     return pa.schema(
         [
-            pa.field("slide_id", pa.string(), nullable=False),
-            pa.field("case_id", pa.string(), nullable=False),
-            pa.field("x", pa.int64()),
-            pa.field("y", pa.int64()),
-            pa.field("magnification", pa.float32()),
+            *TILE_ID_FIELDS,
             pa.field("size_level0", pa.int32()),  # tile edge in level-0 pixels (for maps)
             pa.field("background_fraction", pa.float32()),
             pa.field("finding", pa.string()),  # predicted class name

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import ray
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.ray_runtime import cluster_resources
 from mixture_ray.report import Failure
 from mixture_ray.store.folder import StageFolder, committed_files
 
@@ -62,7 +63,7 @@ def keep_slides(batch: pa.Table, slides: list[str]) -> pa.Table:
 
 def check_actor_cpus(workers: int, actor_cpus: float) -> None:
     """An actor pool must leave one CPU for the read tasks, or the pipeline would stall."""
-    cpus = ray.cluster_resources().get("CPU", 0.0)
+    cpus = cluster_resources().get("CPU", 0.0)
     if workers * actor_cpus > cpus - 1:
         raise ConfigError(
             f"workers x actor_cpus = {workers} x {actor_cpus} leaves no CPU of the {cpus:g} "
@@ -93,5 +94,5 @@ def run_tile_chunks(
         tmp = store.new_tmp_dir()
         dataset = build(files, todo if len(todo) < len(slides) else None)
         dataset.write_parquet(str(tmp), ray_remote_args={"num_cpus": 0})
-        failures.extend(store.commit(tmp, {s: folder.name for s in todo}).failures)
+        failures.extend(store.commit(tmp, dict.fromkeys(todo, folder.name)).failures)
     return ChunkRun(requested, skipped, failures)

@@ -8,9 +8,7 @@ of the way.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +17,10 @@ import pyarrow.parquet as pq
 import ray
 
 from mixture_ray.store.codec import decode_tile
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 
 def read_tile_file(batch: dict[str, Any], columns: Sequence[str], magnification: float | None) -> pa.Table:

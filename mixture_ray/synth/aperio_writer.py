@@ -10,13 +10,15 @@ one band plus level 1 (1/16 of level 0).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
 from PIL import Image
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
 LEVEL_FACTOR = 4
 THUMBNAIL_MAX = 1024

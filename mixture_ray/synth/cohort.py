@@ -13,16 +13,14 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mixture_ray.errors import ConfigError
 from mixture_ray.report import Failure, Report
-from mixture_ray.synth import findings as F
-from mixture_ray.synth import layout as L
+from mixture_ray.synth import findings, layout
 from mixture_ray.synth.aperio_writer import write_svs
-from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.outcomes import OutcomeModel, simulate
 from mixture_ray.synth.records import (
     MANIFEST_COLUMNS,
@@ -33,6 +31,9 @@ from mixture_ray.synth.records import (
 )
 from mixture_ray.synth.render import SlideRenderer, TextureBank, build_bank
 from mixture_ray.synth.truth import tissue_fractions, write_mask
+
+if TYPE_CHECKING:
+    from mixture_ray.synth.config import SynthConfig
 
 BANK_VARIANTS = 2
 log = logging.getLogger(__name__)
@@ -70,18 +71,25 @@ def write_slide(path: Path, mask_path: Path, rng: np.random.Generator, bank: Tex
     """Lay out, render and write one slide and its mask; returns the mask."""
     ds = cfg.mask_downsample
     shape = (-(-cfg.height // ds), -(-cfg.width // ds))
-    layout = L.make_layout(rng, shape, region_size(cfg.width, cfg.height) / ds, mixture)
-    renderer = SlideRenderer(rng, layout, bank, cfg.width, cfg.height, ds)
+    slide_layout = layout.make_layout(rng, shape, region_size(cfg.width, cfg.height) / ds, mixture)
+    renderer = SlideRenderer(rng, slide_layout, bank, cfg.width, cfg.height, ds)
     bands = (renderer.rows(y, cfg.tile_px) for y in range(0, cfg.height, cfg.tile_px))
     write_svs(path, bands, width=cfg.width, height=cfg.height, levels=cfg.levels,
               tile=cfg.tile_px, mpp=cfg.mpp, app_mag=cfg.app_mag, quality=cfg.jpeg_quality)
-    mask = layout.mask
+    mask = slide_layout.mask
     write_mask(mask_path, mask)
     return mask
 
 
 def write_cohort(cfg: SynthConfig) -> Cohort:
-    """Write the whole cohort described by ``cfg``; the same config gives the same cohort."""
+    """Write the whole cohort described by ``cfg``; the same config gives the same cohort.
+
+    Args:
+        cfg: the cohort's size, slide geometry and seed.
+
+    Returns:
+        The paths written (slides, masks, manifest, clinical table, findings and truth).
+    """
     cfg.validate()
     root = Path(cfg.out_dir)
     slides_dir, masks_dir = root / "slides", root / "masks"
@@ -106,7 +114,7 @@ def write_cohort(cfg: SynthConfig) -> Cohort:
     for i in range(cfg.n_cases):
         rng = np.random.default_rng(case_seeds[i])
         case_id = f"case{i:03d}"
-        mixture = L.case_mixture(rng, bool(uip_like[i]))
+        mixture = layout.case_mixture(rng, bool(uip_like[i]))
         n_slides = int(rng.integers(cfg.min_slides_per_case, cfg.max_slides_per_case + 1))
         masks, slide_ids = [], []
         for j in range(n_slides):
@@ -126,7 +134,7 @@ def write_cohort(cfg: SynthConfig) -> Cohort:
                     root / "findings.json", root / "truth.json", cfg.n_cases, len(manifest))
     write_csv(cohort.manifest, MANIFEST_COLUMNS, manifest)
     write_csv(cohort.clinical, clinical_columns(), [clinical_row(c) for c in cases])
-    cohort.findings.write_text(json.dumps([f.to_dict() for f in F.FINDINGS], indent=2) + "\n")
+    cohort.findings.write_text(json.dumps([f.to_dict() for f in findings.FINDINGS], indent=2) + "\n")
     cohort.truth.write_text(json.dumps(truth_record(cfg, model, cases), indent=2) + "\n")
     (root / "_SUCCESS").write_text("")
     return cohort

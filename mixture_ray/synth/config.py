@@ -28,6 +28,7 @@ class SynthConfig:
     seed: int = option("random seed; the same seed gives the same cohort", 0)
 
     def validate(self) -> None:
+        """Check positive sizes, slides per case, TIFF tile size, JPEG quality and the smallest level."""
         require_positive(self, "n_cases", "width", "height", "levels", "tile_px", "mask_downsample")
         require_positive(self, "mpp", "app_mag", "min_slides_per_case", "max_slides_per_case")
         if self.min_slides_per_case > self.max_slides_per_case:

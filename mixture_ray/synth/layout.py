@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import findings
 
 # Dirichlet concentrations over TISSUE_CODES (normal, fibrosis, inflammation, FF, lymphoid, fat).
 ALPHA_UIP_LIKE: tuple[float, ...] = (1.5, 5.0, 1.5, 2.5, 0.8, 0.8)
@@ -32,14 +32,15 @@ class SlideLayout:
     @property
     def mask(self) -> np.ndarray:
         """Finding code per mask pixel (uint8)."""
-        return self.codes[self.regions].astype(np.uint8)
+        mask: np.ndarray = self.codes[self.regions].astype(np.uint8)
+        return mask
 
 
 def case_mixture(rng: np.random.Generator, uip_like: bool) -> dict[int, float]:
     """Planned finding proportions of a case (over tissue), from a type-specific Dirichlet."""
     alpha = ALPHA_UIP_LIKE if uip_like else ALPHA_OTHER
     p = rng.dirichlet(alpha)
-    return {code: float(v) for code, v in zip(F.TISSUE_CODES, p, strict=True)}
+    return {code: float(v) for code, v in zip(findings.TISSUE_CODES, p, strict=True)}
 
 
 def coarse_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
@@ -47,7 +48,8 @@ def coarse_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -
     grid = rng.standard_normal((cells + 3, cells + 3))
     zoom = ((shape[0] + 1) / cells, (shape[1] + 1) / cells)
     out = ndimage.zoom(grid, zoom, order=3)[1 : shape[0] + 1, 1 : shape[1] + 1]
-    return (out - out.mean()) / (out.std() + 1e-8)
+    noise: np.ndarray = (out - out.mean()) / (out.std() + 1e-8)
+    return noise
 
 
 def tissue_blob(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -69,8 +71,8 @@ def tissue_blob(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 def _assign(rng: np.random.Generator, n: int, mixture: dict[int, float]) -> np.ndarray:
     """Finding code per Voronoi region drawn from the mixture, forcing a few distinct findings."""
-    codes = np.array(F.REGION_CODES)
-    p = np.array([mixture[c] for c in F.REGION_CODES])
+    codes = np.array(findings.REGION_CODES)
+    p = np.array([mixture[c] for c in findings.REGION_CODES])
     p = p / p.sum()
     out = rng.choice(codes, size=n, p=p)
     want = min(MIN_FINDINGS_PER_SLIDE, n)
@@ -105,7 +107,7 @@ def make_layout(rng: np.random.Generator, shape: tuple[int, int], cell: float,
 
     # Lymphoid aggregates: round, slightly wobbly blobs inside the tissue.
     blob_r = np.maximum(2.0, rng.uniform(0.18, 0.35, 64) * cell)
-    expected = mixture[F.LYMPHOID] * len(ty) / (np.pi * float(np.mean(blob_r)) ** 2)
+    expected = mixture[findings.LYMPHOID] * len(ty) / (np.pi * float(np.mean(blob_r)) ** 2)
     n_blobs = int(min(1 + rng.poisson(expected), 64, n_cells))
     for i in range(n_blobs):
         k = rng.integers(len(ty))
@@ -118,9 +120,9 @@ def make_layout(rng: np.random.Generator, shape: tuple[int, int], cell: float,
             + 0.08 * np.sin(5 * theta + rng.uniform(0, 6.3))
         inside = (np.hypot(yy, xx) <= r * wobble) & tissue[y0:y1, x0:x1]
         regions[y0:y1, x0:x1][inside] = len(codes)
-        codes.append(F.LYMPHOID)
+        codes.append(findings.LYMPHOID)
     regions[regions < 0] = len(codes)
-    codes.append(F.BACKGROUND)
+    codes.append(findings.BACKGROUND)
     # Drop regions that blobs covered entirely, so every listed region is on the slide.
     used, compact = np.unique(regions, return_inverse=True)
     return SlideLayout(compact.reshape(shape).astype(np.int32),

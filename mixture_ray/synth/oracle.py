@@ -8,13 +8,16 @@ For tests and the demo on the synthetic cohort only; real use has a pathologist'
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mixture_ray.store.schemas import EXCLUDE
 from mixture_ray.synth.truth import read_mask, tile_ground_truth
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ORACLE_SOURCE = "oracle (simulated pathologist from synthetic ground truth)"
 

@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import findings
 
 
 @dataclasses.dataclass(frozen=True)
 class OutcomeModel:
     """Planted diagnosis rule and Cox/Weibull survival model (coefficients per unit fraction)."""
 
-    diag_weights: tuple[tuple[int, float], ...] = ((F.DENSE_FIBROSIS, 10.0),
-                                                   (F.FIBROBLASTIC_FOCI, 15.0))
+    diag_weights: tuple[tuple[int, float], ...] = ((findings.DENSE_FIBROSIS, 10.0),
+                                                   (findings.FIBROBLASTIC_FOCI, 15.0))
     diag_intercept: float = -4.5
     weibull_scale: float = 8.0  # years
     weibull_shape: float = 1.5
@@ -34,7 +34,7 @@ class OutcomeModel:
     @property
     def cox(self) -> dict[int, float]:
         """Planted log hazard ratio per unit tissue fraction, by finding code."""
-        return {f.code: f.log_hr for f in F.FINDINGS if f.code in F.TISSUE_CODES}
+        return {f.code: f.log_hr for f in findings.FINDINGS if f.code in findings.TISSUE_CODES}
 
     def score(self, fractions: dict[int, float]) -> float:
         """Diagnosis logit before noise."""
@@ -46,7 +46,7 @@ class OutcomeModel:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for truth.json."""
-        name = {f.code: f.name for f in F.FINDINGS}
+        name = {f.code: f.name for f in findings.FINDINGS}
         return {
             "diagnosis_rule": {
                 "score": "intercept + sum(weight[f] * frac_f)",

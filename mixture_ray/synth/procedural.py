@@ -29,7 +29,8 @@ def smooth_noise(rng: np.random.Generator, size: int, sigma: float,
     sy = sigma if sigma_y is None else sigma_y
     gain = np.exp(-2 * np.pi**2 * ((fy * sy) ** 2 + (fx * sigma) ** 2))
     out = np.fft.irfft2(np.fft.rfft2(white) * gain, s=(size, size)).astype(np.float32)
-    return (out - out.mean()) / (out.std() + 1e-8)
+    normalised: Array = (out - out.mean()) / (out.std() + 1e-8)
+    return normalised
 
 
 def blur(image: Array, sigma: float) -> Array:

@@ -9,19 +9,20 @@ from __future__ import annotations
 import csv
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mixture_ray.synth import findings as F
-from mixture_ray.synth import layout as L
-from mixture_ray.synth.config import SynthConfig
-from mixture_ray.synth.outcomes import Outcome, OutcomeModel
+from mixture_ray.synth import findings, layout
+
+if TYPE_CHECKING:
+    from mixture_ray.synth.config import SynthConfig
+    from mixture_ray.synth.outcomes import Outcome, OutcomeModel
 
 MANIFEST_COLUMNS = ["slide_id", "case_id", "path", "mpp"]
 
 
 def clinical_columns() -> list[str]:
     """Column order of clinical.csv."""
-    fracs = [f"frac_{F.finding(c).name}" for c in F.TISSUE_CODES]
+    fracs = [f"frac_{findings.finding(c).name}" for c in findings.TISSUE_CODES]
     return ["case_id", "slide_ids", "diagnosis", "label", "time", "event", *fracs]
 
 
@@ -37,12 +38,12 @@ def clinical_row(case: dict[str, Any]) -> dict[str, Any]:
         "event": outcome.event,
     }
     for code, value in case["fractions"].items():
-        row[f"frac_{F.finding(code).name}"] = f"{value:.6f}"
+        row[f"frac_{findings.finding(code).name}"] = f"{value:.6f}"
     return row
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Write rows as CSV with a header, ``\\n`` line ends (byte-stable)."""
+    r"""Write rows as CSV with a header, ``\n`` line ends (byte-stable)."""
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -52,7 +53,7 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Non
 def truth_record(cfg: SynthConfig, model: OutcomeModel,
                  cases: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything planted, for truth.json: seed, config, models, priors and per-case draws."""
-    names = {f.code: f.name for f in F.FINDINGS}
+    names = {f.code: f.name for f in findings.FINDINGS}
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     return {
         "seed": cfg.seed,
@@ -60,9 +61,9 @@ def truth_record(cfg: SynthConfig, model: OutcomeModel,
         **model.describe(),
         "case_mixture": {
             "prior": "Dirichlet over tissue findings; half the cases (shuffled) are UIP-like",
-            "alpha_uip_like": {names[c]: a for c, a in zip(F.TISSUE_CODES, L.ALPHA_UIP_LIKE,
+            "alpha_uip_like": {names[c]: a for c, a in zip(findings.TISSUE_CODES, layout.ALPHA_UIP_LIKE,
                                                              strict=True)},
-            "alpha_other": {names[c]: a for c, a in zip(F.TISSUE_CODES, L.ALPHA_OTHER,
+            "alpha_other": {names[c]: a for c, a in zip(findings.TISSUE_CODES, layout.ALPHA_OTHER,
                                                          strict=True)},
             "note": "realised fractions (clinical.csv) differ from the planned mixture; "
                     "outcomes use the realised fractions",

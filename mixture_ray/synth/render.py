@@ -9,13 +9,16 @@ than staircase. Rendering is by row band, so a slide never has to exist whole in
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixture_ray.synth import findings as F
-from mixture_ray.synth.layout import SlideLayout
+from mixture_ray.synth import findings
 from mixture_ray.synth.procedural import smooth_noise
 from mixture_ray.synth.textures import render_texture
+
+if TYPE_CHECKING:
+    from mixture_ray.synth.layout import SlideLayout
 
 JITTER_PERIOD = 256  # period of the edge-displacement field, level-0 px
 
@@ -38,7 +41,7 @@ def build_bank(rng: np.random.Generator, size: int = 1024, variants: int = 2) ->
     if size & (size - 1):
         raise ValueError(f"texture size must be a power of two (got {size})")
     patches, codes = [], []
-    for item in F.FINDINGS:
+    for item in findings.FINDINGS:
         for _ in range(variants):
             rgb = render_texture(item.code, rng, size)
             rgba = np.concatenate([rgb, np.full((size, size, 1), 255, np.uint8)], axis=2)
@@ -89,5 +92,5 @@ class SlideRenderer:
         a = (self._sy[r] * rows[:, None] + self._oy[r]) & m
         b = (self._sx[r] * cols[None, :] + self._ox[r]) & m
         idx = self._base[r] + a * self._su[r] + b * self._sv[r]
-        packed = self._flat[idx]
+        packed: np.ndarray = self._flat[idx]
         return packed.view(np.uint8).reshape(h, self.width, 4)[..., :3]

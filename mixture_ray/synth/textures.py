@@ -7,11 +7,11 @@ in nuclear density, so they separate at 20x, 5x and 2.5x alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import findings
 from mixture_ray.synth.procedural import (
     Array,
     Stains,
@@ -21,6 +21,9 @@ from mixture_ray.synth.procedural import (
     to_rgb,
     voronoi_edges,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def background(rng: np.random.Generator, size: int) -> Stains:
@@ -96,13 +99,13 @@ def fat(rng: np.random.Generator, size: int) -> Stains:
 
 
 RENDERERS: dict[int, Callable[[np.random.Generator, int], Stains]] = {
-    F.BACKGROUND: background,
-    F.NORMAL: normal_alveolar,
-    F.DENSE_FIBROSIS: dense_fibrosis,
-    F.INFLAMMATION: cellular_inflammation,
-    F.FIBROBLASTIC_FOCI: fibroblastic_foci,
-    F.LYMPHOID: lymphoid_aggregate,
-    F.FAT: fat,
+    findings.BACKGROUND: background,
+    findings.NORMAL: normal_alveolar,
+    findings.DENSE_FIBROSIS: dense_fibrosis,
+    findings.INFLAMMATION: cellular_inflammation,
+    findings.FIBROBLASTIC_FOCI: fibroblastic_foci,
+    findings.LYMPHOID: lymphoid_aggregate,
+    findings.FAT: fat,
 }
 
 

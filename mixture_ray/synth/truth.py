@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import findings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
 
 
 def _overlap(start: int, size: int, ds: int, n: int) -> tuple[int, np.ndarray]:
@@ -36,28 +39,28 @@ def tile_ground_truth(mask: np.ndarray, mask_downsample: int, x: int, y: int,
         raise ValueError(f"mask must be 2-D (got shape {mask.shape})")
     r0, wy = _overlap(y, size, mask_downsample, mask.shape[0])
     c0, wx = _overlap(x, size, mask_downsample, mask.shape[1])
-    n_codes = max(int(mask.max(initial=0)) + 1, len(F.FINDINGS))
+    n_codes = max(int(mask.max(initial=0)) + 1, len(findings.FINDINGS))
     area = np.zeros(n_codes, np.float64)
     if len(wy) and len(wx):
         block = mask[r0 : r0 + len(wy), c0 : c0 + len(wx)].astype(np.int64)
         area += np.bincount(block.ravel(), weights=np.outer(wy, wx).ravel(), minlength=n_codes)
-    area[F.BACKGROUND] += float(size) * size - area.sum()
+    area[findings.BACKGROUND] += float(size) * size - area.sum()
     code = int(area.argmax())
     return code, float(area[code] / (float(size) * size))
 
 
 def code_counts(mask: np.ndarray) -> np.ndarray:
     """Mask pixel count per finding code (length = number of findings)."""
-    return np.bincount(mask.ravel(), minlength=len(F.FINDINGS))[: len(F.FINDINGS)]
+    return np.bincount(mask.ravel(), minlength=len(findings.FINDINGS))[: len(findings.FINDINGS)]
 
 
 def tissue_fractions(masks: Iterable[np.ndarray]) -> dict[int, float]:
     """Fraction of tissue (non-background mask pixels, summed over masks) per tissue finding."""
-    total = np.zeros(len(F.FINDINGS), np.int64)
+    total = np.zeros(len(findings.FINDINGS), np.int64)
     for mask in masks:
         total += code_counts(mask)
-    tissue = int(total[list(F.TISSUE_CODES)].sum())
-    return {c: (float(total[c]) / tissue if tissue else 0.0) for c in F.TISSUE_CODES}
+    tissue = int(total[list(findings.TISSUE_CODES)].sum())
+    return {c: (float(total[c]) / tissue if tissue else 0.0) for c in findings.TISSUE_CODES}
 
 
 def read_mask(path: Path) -> np.ndarray:

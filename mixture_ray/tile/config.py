@@ -42,6 +42,7 @@ class TileConfig:
     seed: int = option("random seed for tile sampling", 0)
 
     def validate(self) -> None:
+        """Check exactly one input, magnifications in (0, 100], positive sizes and in-range thresholds."""
         if (self.manifest is None) == (self.from_images is None):
             raise ConfigError("manifest / from_images: give exactly one of them")
         if not self.magnifications:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from mixture_ray.errors import SlideError
 from mixture_ray.slides.magnification import mpp_for_magnification, plan_level
-from mixture_ray.slides.reader import SlideReader
-from mixture_ray.tile.config import TileConfig
+
+if TYPE_CHECKING:
+    from mixture_ray.slides.reader import SlideReader
+    from mixture_ray.tile.config import TileConfig
 
 #: Columns the pixel stage needs besides the tile schema; dropped before writing.
 READ_COLUMNS = ("read_size",)

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,12 +15,14 @@ from PIL import Image, UnidentifiedImageError
 
 from mixture_ray.errors import ManifestError
 from mixture_ray.ray_runtime import ensure_ray
-from mixture_ray.report import Failure
 from mixture_ray.store.codec import background_fraction, encode_tile
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.schemas import TILE_SCHEMA
-from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.report import TilingReport
+
+if TYPE_CHECKING:
+    from mixture_ray.report import Failure
+    from mixture_ray.tile.config import TileConfig
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 IMAGES_PER_COMMIT = 4096

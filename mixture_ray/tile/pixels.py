@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -19,8 +20,10 @@ from mixture_ray.slides.factory import open_slide
 from mixture_ray.slides.reader import SlideReader, resize_rgb
 from mixture_ray.store.codec import background_fraction, encode_tile
 from mixture_ray.store.schemas import TILE_SCHEMA
-from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.coords import failure_row, slide_coordinates
+
+if TYPE_CHECKING:
+    from mixture_ray.tile.config import TileConfig
 
 
 def describe(exc: BaseException) -> str:
@@ -37,6 +40,7 @@ class SlideCoordinates:
         self.cfg = cfg
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """Tile metadata rows for each manifest row's slide (a failure row where it cannot be read)."""
         crash_once("tile.coordinates")
         tables = []
         for row in batch.to_pylist():
@@ -83,6 +87,7 @@ class TilePixelReader:
         return reader
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """Read, resize and encode each tile; drop background tiles; keep error rows."""
         crash_once("tile.pixels")
         cfg = self.cfg
         rows = batch.to_pylist()

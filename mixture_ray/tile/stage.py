@@ -8,18 +8,21 @@ slides and an interrupted run leaves nothing that looks complete.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import ray
 
 from mixture_ray.ray_runtime import ensure_ray
-from mixture_ray.report import Failure
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
-from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader
 from mixture_ray.tile.report import TilingReport
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mixture_ray.report import Failure
+    from mixture_ray.tile.config import TileConfig
 
 #: Settings that change what is written; a rerun into the same folder must match them.
 DATA_SETTINGS = (
@@ -89,7 +92,7 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     todo = manifest[~manifest["slide_id"].isin(list(done))]
     ensure_ray()
     failures: list[Failure] = []
-    records = cast(list[dict[str, Any]], todo.to_dict("records"))
+    records = cast("list[dict[str, Any]]", todo.to_dict("records"))
     for start in range(0, len(records), cfg.slides_per_commit):
         chunk = records[start : start + cfg.slides_per_commit]
         tmp = store.new_tmp_dir()

@@ -58,7 +58,7 @@ def fake_embedding_store(root: Path, *, complete: bool = True) -> pd.DataFrame:
     tmp = store.new_tmp_dir()
     tmp.mkdir()
     pq.write_table(table, tmp / "part.parquet")
-    slides = {s: "" for s in frame.slide_id.unique()}
+    slides = dict.fromkeys(frame.slide_id.unique(), "")
     store.commit(tmp, slides)
     if complete:
         store.finish(requested=slides, failures=[], extra={})

@@ -176,7 +176,9 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
               "tiles": tmp_path / "tiles", "min_purity": 0.8}
     result = evaluate_embeddings(build_config(EvaluateEmbeddingsConfig, values))
     assert saved["trained"]["nmi"] == pytest.approx(result.trained.nmi)  # seeded k-means
-    assert 0.0 <= result.baseline.nmi <= 1.0 and 0.0 <= result.trained.nmi <= 1.0
+    # Even random-init features separate the planted textures far above chance (NMI about 0 for
+    # features unrelated to the findings, e.g. a broken pixel path).
+    assert result.baseline.nmi > 0.1 and result.trained.nmi > 0.1
     assert result.k == len(result.findings) >= 2
     assert sum(result.findings.values()) == result.n_tiles
     same = evaluate_embeddings(build_config(EvaluateEmbeddingsConfig, {**values, "embeddings": rand}))

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
@@ -22,7 +22,6 @@ from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.pretrain.moco import KeyQueue, info_nce, momentum_update
 from mixture_ray.pretrain.shuffle import gather, shuffle, unshuffle
 from mixture_ray.pretrain.splitbn import SplitBatchNorm, convert_split_bn
-from mixture_ray.pretrain.train import FAIL_MARKER
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
 
@@ -176,12 +175,12 @@ def test_pretrain_checkpoints_and_resumes_by_name(tiles: Path, tmp_path: Path) -
     assert state["step"] == 6
 
 
-def test_killed_worker_resumes_from_last_checkpoint(tiles: Path, tmp_path: Path) -> None:
+def test_killed_worker_resumes_from_last_checkpoint(tiles: Path, tmp_path: Path, fault_dir: Path) -> None:
     from mixture_ray.pretrain.stage import run as run_pretrain
 
-    report = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=6,
-                                       **{"train.fail_at_step": 5, "train.max_failures": 1}))
-    assert (report.run_dir / FAIL_MARKER).read_text() == "5"  # the first attempt died at step 5
+    (fault_dir / "pretrain.step-5").touch()  # the first attempt's worker dies at step 5
+    report = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=6, **{"train.max_failures": 1}))
+    assert not (fault_dir / "pretrain.step-5").exists() and list(fault_dir.glob("pretrain.step-5.claimed-*"))
     assert report.step == 6 and report.start_step == 4  # the retry resumed at checkpoint 4
 
 

@@ -14,8 +14,7 @@ import tiffslide
 from scipy import ndimage
 
 from mixture_ray.errors import ConfigError
-from mixture_ray.synth import FINDINGS, read_mask, tile_ground_truth, write_cohort, write_svs
-from mixture_ray.synth import findings as F
+from mixture_ray.synth import FINDINGS, findings, read_mask, tile_ground_truth, write_cohort, write_svs
 from mixture_ray.synth.aperio_writer import downsample
 from mixture_ray.synth.cohort import Cohort
 from mixture_ray.synth.config import SynthConfig
@@ -125,27 +124,28 @@ def test_pixels_are_he_like_and_match_masks(cohort: Cohort) -> None:
                 white_by_code[code].append(float(white[core].mean()))
                 colour_by_code[code].append(colour[core].mean(0))
     assert all(white_by_code[c] for c in range(7)), "every finding appears in the cohort"
-    assert min(white_by_code[F.BACKGROUND]) > 0.95
-    for code in (F.DENSE_FIBROSIS, F.INFLAMMATION, F.FIBROBLASTIC_FOCI, F.LYMPHOID):
+    assert min(white_by_code[findings.BACKGROUND]) > 0.95
+    for code in (findings.DENSE_FIBROSIS, findings.INFLAMMATION, findings.FIBROBLASTIC_FOCI,
+                 findings.LYMPHOID):
         assert max(white_by_code[code]) < 0.05, code
-    for code in (F.NORMAL, F.FAT):  # lace / membranes around pale spaces
+    for code in (findings.NORMAL, findings.FAT):  # lace / membranes around pale spaces
         assert 0.2 < np.mean(white_by_code[code]) < 0.85, code
     mean = {c: np.mean(colour_by_code[c], axis=0) for c in range(7)}
-    for code in F.TISSUE_CODES:  # pink/purple hues: green absorbed most
+    for code in findings.TISSUE_CODES:  # pink/purple hues: green absorbed most
         r, g, b = mean[code]
         assert r + b > 2 * g + 20 and b > g, (code, mean[code])
-    brightness = {c: mean[c].mean() for c in F.TISSUE_CODES}
-    assert min(brightness, key=brightness.__getitem__) == F.LYMPHOID
-    assert mean[F.DENSE_FIBROSIS][0] > 200 and mean[F.DENSE_FIBROSIS][1] < 140
+    brightness = {c: mean[c].mean() for c in findings.TISSUE_CODES}
+    assert min(brightness, key=brightness.__getitem__) == findings.LYMPHOID
+    assert mean[findings.DENSE_FIBROSIS][0] > 200 and mean[findings.DENSE_FIBROSIS][1] < 140
 
 
 def test_every_slide_has_several_findings(cohort: Cohort) -> None:
     for row in _rows(cohort.manifest):
         mask = read_mask(cohort.masks_dir / f"{row['slide_id']}.png")
         codes = set(np.unique(mask).tolist())
-        assert F.BACKGROUND in codes
-        assert len(codes - {F.BACKGROUND}) >= 4
-        tissue = (mask != F.BACKGROUND).mean()
+        assert findings.BACKGROUND in codes
+        assert len(codes - {findings.BACKGROUND}) >= 4
+        tissue = (mask != findings.BACKGROUND).mean()
         assert 0.5 < tissue < 0.95
 
 
@@ -161,7 +161,7 @@ def test_clinical_table_is_valid_and_matches_masks(cohort: Cohort) -> None:
         assert float(row["time"]) > 0
         fractions = tissue_fractions(read_mask(cohort.masks_dir / f"{s}.png") for s in slides)
         for code, value in fractions.items():
-            assert float(row[f"frac_{F.finding(code).name}"]) == pytest.approx(value, abs=1e-6)
+            assert float(row[f"frac_{findings.finding(code).name}"]) == pytest.approx(value, abs=1e-6)
         assert sum(fractions.values()) == pytest.approx(1.0)
 
 
@@ -238,22 +238,22 @@ def test_write_svs_round_trip(tmp_path: Path) -> None:
 
 def test_tile_ground_truth_on_a_constructed_mask() -> None:
     mask = np.zeros((4, 4), np.uint8)
-    mask[:, :2] = F.DENSE_FIBROSIS
-    mask[:, 2:] = F.INFLAMMATION
-    mask[3, :] = F.BACKGROUND
-    assert tile_ground_truth(mask, 10, 0, 0, 20) == (F.DENSE_FIBROSIS, 1.0)
-    assert tile_ground_truth(mask, 10, 20, 0, 20) == (F.INFLAMMATION, 1.0)
-    assert tile_ground_truth(mask, 10, 5, 0, 20) == (F.DENSE_FIBROSIS, 0.75)
-    assert tile_ground_truth(mask, 10, 10, 0, 20) == (F.DENSE_FIBROSIS, 0.5)  # tie: lower code
-    assert tile_ground_truth(mask, 10, 20, 20, 20) == (F.BACKGROUND, 0.5)  # tie: lower code
-    assert tile_ground_truth(mask, 10, 20, 15, 20) == (F.INFLAMMATION, 0.75)
-    assert tile_ground_truth(mask, 10, 30, 30, 20) == (F.BACKGROUND, 1.0)  # off the mask
-    assert tile_ground_truth(mask, 10, 0, 0, 7) == (F.DENSE_FIBROSIS, 1.0)
+    mask[:, :2] = findings.DENSE_FIBROSIS
+    mask[:, 2:] = findings.INFLAMMATION
+    mask[3, :] = findings.BACKGROUND
+    assert tile_ground_truth(mask, 10, 0, 0, 20) == (findings.DENSE_FIBROSIS, 1.0)
+    assert tile_ground_truth(mask, 10, 20, 0, 20) == (findings.INFLAMMATION, 1.0)
+    assert tile_ground_truth(mask, 10, 5, 0, 20) == (findings.DENSE_FIBROSIS, 0.75)
+    assert tile_ground_truth(mask, 10, 10, 0, 20) == (findings.DENSE_FIBROSIS, 0.5)  # tie: lower code
+    assert tile_ground_truth(mask, 10, 20, 20, 20) == (findings.BACKGROUND, 0.5)  # tie: lower code
+    assert tile_ground_truth(mask, 10, 20, 15, 20) == (findings.INFLAMMATION, 0.75)
+    assert tile_ground_truth(mask, 10, 30, 30, 20) == (findings.BACKGROUND, 1.0)  # off the mask
+    assert tile_ground_truth(mask, 10, 0, 0, 7) == (findings.DENSE_FIBROSIS, 1.0)
     with pytest.raises(ValueError):
         tile_ground_truth(mask, 10, 0, 0, 0)
 
 
 def test_findings_constants_are_consistent() -> None:
     assert [f.code for f in FINDINGS] == list(range(len(FINDINGS)))
-    assert set(F.REGION_CODES) | {F.LYMPHOID} == set(F.TISSUE_CODES)
-    assert F.finding(F.FAT).name == "fat"
+    assert set(findings.REGION_CODES) | {findings.LYMPHOID} == set(findings.TISSUE_CODES)
+    assert findings.finding(findings.FAT).name == "fat"
