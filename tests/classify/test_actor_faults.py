@@ -55,6 +55,7 @@ def run_twice(fault_dir: Path, point: str, run: Any, out: Path) -> tuple[Any, pd
     return faulted, rows(out / "clean"), rows(out / "faulted")
 
 
+@pytest.mark.slow
 def test_killed_embedding_actor_is_retried_and_output_is_unchanged(
     fault_dir: Path, tiles: Path, tmp_path: Path
 ) -> None:
@@ -72,6 +73,7 @@ def test_killed_embedding_actor_is_retried_and_output_is_unchanged(
         assert diff.max() < 1e-5, column
 
 
+@pytest.mark.slow
 def test_killed_classifier_actor_is_retried_and_output_is_unchanged(
     fault_dir: Path, tiles: Path, tmp_path: Path
 ) -> None:

@@ -125,6 +125,7 @@ def test_unsafe_or_missing_checkpoint_is_refused(cohort: dict[str, Path], tmp_pa
     assert rc == EXIT_BAD_INPUT
 
 
+@pytest.mark.slow
 def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo's new stages on a tiny cohort: pretrain -> embed (MoCo, random) -> evaluate."""
     from mixture_ray.pipeline import demo

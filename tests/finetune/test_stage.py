@@ -225,6 +225,7 @@ def test_bad_labels_give_errors_naming_file_and_key(labelled: tuple[Path, Path],
     assert code == EXIT_BAD_INPUT
 
 
+@pytest.mark.slow
 def test_finetune_exports_best_checkpoint_metrics_and_resumes(
     labelled: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -257,6 +258,7 @@ def test_finetune_exports_best_checkpoint_metrics_and_resumes(
     assert again.val_balanced_accuracy == pytest.approx(history.val_balanced_accuracy.max())
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_last_checkpoint(
     labelled: tuple[Path, Path], tmp_path: Path, fault_dir: Path
 ) -> None:
@@ -280,6 +282,7 @@ def test_killed_worker_resumes_from_last_checkpoint(
 
 
 # ---------------------------------------------------------------- LUAD/LUSC: the chain end to end
+@pytest.mark.slow
 def test_tcga_chain_import_embed_cluster_integrate_finetune(ray_session: None, tmp_path: Path) -> None:
     """Imported tiles -> random-encoder embeddings -> k-means -> mapping from folder labels
     (a SIMULATION of the pathologist) -> integrate -> finetune on `train` -> score `test`."""

@@ -156,6 +156,7 @@ def pretrain_cfg(tiles: Path, out: Path, **extra: Any) -> PretrainConfig:
     return build_config(PretrainConfig, values)
 
 
+@pytest.mark.slow
 def test_pretrain_checkpoints_and_resumes_by_name(tiles: Path, tmp_path: Path) -> None:
     from mixture_ray.pretrain.stage import run as run_pretrain
 
@@ -175,6 +176,7 @@ def test_pretrain_checkpoints_and_resumes_by_name(tiles: Path, tmp_path: Path) -
     assert state["step"] == 6
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_from_last_checkpoint(tiles: Path, tmp_path: Path, fault_dir: Path) -> None:
     from mixture_ray.pretrain.stage import run as run_pretrain
 

@@ -88,7 +88,7 @@ def test_killed_driver_then_rerun_skips_finished_slides(
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "mixture_ray.cli", "tile", "--manifest", str(cohort), "--out-dir",
                str(out), "--tile-size", str(TILE), "--magnifications", "[20]", "--max-tiles-per-slide", "60",
-               "--batch-size", "16", "--slides-per-commit", "1"]
+               "--pool.batch-size", "16", "--slides-per-commit", "1"]
     proc = subprocess.Popen(command, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
@@ -117,8 +117,8 @@ def peak_traced_bytes(manifest: Path, cache_mb: int) -> tuple[int, int]:
         coords = SlideCoordinates(cfg)(rows)
         coordinates_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        for start in range(0, coords.num_rows, cfg.batch_size):
-            reader(coords.slice(start, cfg.batch_size))
+        for start in range(0, coords.num_rows, cfg.pool.batch_size):
+            reader(coords.slice(start, cfg.pool.batch_size))
         return coordinates_peak, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
