@@ -104,7 +104,7 @@ def option_keys(cls: type) -> dict[str, tuple[Any, dataclasses.Field[Any]]]:
     keys: dict[str, tuple[Any, dataclasses.Field[Any]]] = {}
     for name, (hint, field) in config_fields(cls).items():
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            base: Any = field.default
+            base: Any = field.default if isinstance(field.default, hint) else hint()
             for sub, (sub_hint, sub_field) in config_fields(hint).items():
                 copy = dataclasses.field(default=getattr(base, sub), metadata=sub_field.metadata)
                 keys[f"{name}.{sub}"] = (sub_hint, copy)
@@ -170,26 +170,42 @@ def load_config(
             raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping of key: value at the top")
-        values.update(loaded or {})
-    values.update(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides, cls))
-    return build_config(cls, values)
+        values = _nest(loaded or {})
+    later = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides, cls)
+    return build_config(cls, _merge(values, _nest(later)))
 
 
-def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"train.workers": 2}`` -> ``{"train": {"workers": 2}}``, merged with a ``train`` mapping."""
+def _merge(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+    """``later`` over ``earlier``; a group given in both keeps the keys ``later`` does not set."""
+    out = dict(earlier)
+    for key, value in later.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _nest(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """``{"train.workers": 2}`` -> ``{"train": {"workers": 2}}``; keys in order, later ones win.
+
+    A dotted key and a ``train`` mapping of the same source are merged; the caller's mappings are
+    copied, never changed.
+    """
     out: dict[str, Any] = {}
     for key, value in values.items():
-        group, dot, sub = str(key).partition(".")
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{key!r}: config keys are names (strings), e.g. tile_size or pool.workers")
+        group, dot, sub = key.partition(".")
         if not dot:
-            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-                out[key] = {**value, **out[key]}
-            else:
-                out[key] = value
+            out = _merge(out, {key: dict(value) if isinstance(value, Mapping) else value})
             continue
-        current = out.setdefault(group, {})
-        if not isinstance(current, dict):
+        if not group or not sub:
+            raise ConfigError(f"{key}: expected group.key, e.g. pool.workers")
+        current = out.get(group)
+        if current is not None and not isinstance(current, Mapping):
             raise ConfigError(f"{key}: {group} is not a group of keys")
-        current[sub] = value
+        out[group] = {**(current or {}), sub: value}
     return out
 
 
@@ -207,9 +223,17 @@ def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
     fields = config_fields(cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
+        moved = [f"{k} is now {g}.{k}" for k in unknown for g, (h, _) in fields.items()
+                 if isinstance(h, type) and dataclasses.is_dataclass(h) and k in config_fields(h)]
+        hint = f" ({'; '.join(moved)})" if moved else ""
         raise ConfigError(
-            f"unknown key(s) for {cls.__name__}: {', '.join(unknown)}; known keys: {', '.join(fields)}"
+            f"unknown key(s) for {cls.__name__}: {', '.join(unknown)}{hint}; known keys: {', '.join(fields)}"
         )
+    for name, value in values.items():
+        hint_type = fields[name][0]
+        is_group = isinstance(hint_type, type) and dataclasses.is_dataclass(hint_type)
+        if isinstance(value, Mapping) and not is_group:
+            raise ConfigError(f"{name}: is not a group of keys; got {dict(value)!r}")
     kwargs: dict[str, Any] = {}
     for name, (hint, field) in fields.items():
         if name in values and isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -239,7 +263,7 @@ def _group(name: str, hint: type, field: dataclasses.Field[Any], value: Any) -> 
 
 
 def _with_absolute_paths(cfg: C) -> C:
-    """``cfg`` with every path field (defaults included) made absolute: see store.paths."""
+    """``cfg`` with every path field (defaults included) made absolute: see mixture_ray.paths."""
     changes: dict[str, Any] = {}
     for name, (_, field) in config_fields(type(cfg)).items():
         value = getattr(cfg, name)

@@ -1,12 +1,13 @@
 """One rule for paths, on the command line and inside files.
 
 * Every path a stage is given is made absolute on the driver when its config is built
-  (relative to the working directory of the command), so no worker and no later step
-  resolves it a second time.
+  (relative to the working directory of the command, also for keys in a ``--config`` YAML file
+  or a pipeline job: config files are command lines written down), so no worker and no later
+  step resolves it a second time.
 * A path written into a file (mapping files, ``settings.json``, ``_SUCCESS`` records, reports)
   is written absolute.
-* A relative path read from a file (for example a hand-written mapping file) is resolved against
-  the folder of the file that holds it, never against the reader's working directory.
+* A relative path read from a data file (a hand-written mapping file, a manifest row) is resolved
+  against the folder of the file that holds it, never against the reader's working directory.
 """
 
 from __future__ import annotations

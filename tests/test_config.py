@@ -27,7 +27,7 @@ def test_yaml_then_overrides_later_wins(tmp_path: Path) -> None:
     assert cfg.tile_size == 64
     assert cfg.step == 32
     assert cfg.magnifications == (5.0, 20.0)
-    assert cfg.out_dir == Path("out").absolute()  # config paths are made absolute (store.paths)
+    assert cfg.out_dir == Path("out").absolute()  # config paths are made absolute (mixture_ray.paths)
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
@@ -76,3 +76,27 @@ def test_synth_config_validates_pyramid() -> None:
         load_config(SynthConfig, None, ["out_dir=o", "width=256", "height=256", "levels=4"])
     with pytest.raises(ConfigError, match="min_slides_per_case"):
         load_config(SynthConfig, None, ["out_dir=o", "min_slides_per_case=3", "max_slides_per_case=1"])
+
+
+def test_group_keys_merge_across_sources_later_wins(tmp_path: Path) -> None:
+    """A group set in the YAML file keeps the keys a later --set or inline mapping does not give."""
+    from mixture_ray.classify.config import ClassifyConfig
+
+    yaml_file = tmp_path / "classify.yaml"
+    yaml_file.write_text("tiles: t\nclassifier: c\nout_dir: o\n"
+                         "pool: {workers: 8, actor_cpus: 2, batch_size: 128}\n")
+    dotted = load_config(ClassifyConfig, yaml_file, ["pool.workers=2"])
+    assert (dotted.pool.workers, dotted.pool.actor_cpus, dotted.pool.batch_size) == (2, 2.0, 128)
+    mapped = load_config(ClassifyConfig, yaml_file, {"pool": {"batch_size": 16}})
+    assert (mapped.pool.workers, mapped.pool.batch_size) == (8, 16)
+    defaults = load_config(ClassifyConfig, None, ["tiles=t", "classifier=c", "out_dir=o", "pool.workers=3"])
+    assert (defaults.pool.workers, defaults.pool.batch_size) == (3, 64)  # the stage's own group defaults
+
+
+def test_moved_and_misplaced_keys_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"workers is now pool\.workers"):
+        load_config(TileConfig, None, ["out_dir=o", "manifest=m", "workers=2"])
+    with pytest.raises(ConfigError, match="tile_size: is not a group"):
+        load_config(TileConfig, None, ["out_dir=o", "manifest=m", "tile_size.x=5"])
+    with pytest.raises(ConfigError, match=r"pool: workers: must be > 0"):
+        load_config(TileConfig, None, ["out_dir=o", "manifest=m", "pool.workers=0"])

@@ -1,5 +1,5 @@
 """One rule for paths: each path-bearing file written from one working directory with relative
-paths is read back correctly from another working directory (store.paths)."""
+paths is read back correctly from another working directory (mixture_ray.paths)."""
 
 from __future__ import annotations
 

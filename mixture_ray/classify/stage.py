@@ -24,6 +24,7 @@ from mixture_ray.models.classifier import CLASSIFIER_FILE, load_classifier
 from mixture_ray.ray_runtime import cluster_resources, ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
+from mixture_ray.store.schemas import magnification_label
 from mixture_ray.store.tile_chunks import check_actor_cpus, keep_slides, run_tile_chunks
 from mixture_ray.store.tiles import tile_rows
 
@@ -47,7 +48,8 @@ class ClassifyReport(Report):
     def summary(self) -> str:
         """Tiles classified, the classes, and failures."""
         lines = [f"prediction store {self.out_dir}: {self.tiles_classified} tiles of {self.slides_requested} "
-                 f"slides at {self.magnification}x ({self.slides_skipped} already done), "
+                 f"slides at {magnification_label(self.magnification)} "
+                 f"({self.slides_skipped} already done), "
                  f"classes {list(self.classes)}"]
         return "\n".join(lines)
 

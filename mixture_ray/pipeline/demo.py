@@ -77,7 +77,7 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
     if not report.complete:
         raise StageIncompleteError(f"tiling left {len(report.failures)} slides failed; see {tiles_dir}")
     headline = DemoHeadline(out_dir=cfg.out_dir)
-    ssl_stages(cfg, start, headline)
+    pretrain_stages(cfg, start, headline)
     review_stages(cfg, start, headline)
     finetune_stage(cfg, start)
     clinical_stages(cfg, start, headline)
@@ -153,7 +153,7 @@ PRETRAIN = {
 }
 
 
-def ssl_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
+def pretrain_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:
     """Pretrain (MoCo, highest magnification) -> embed (MoCo and random init) -> evaluate."""
     from mixture_ray.embed.evaluate import evaluate_embeddings
     from mixture_ray.embed.stage import run as run_embedding

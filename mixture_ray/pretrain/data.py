@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from mixture_ray.errors import ConfigError
 from mixture_ray.store.folder import committed_files
-from mixture_ray.store.tiles import decode_images, tile_rows
+from mixture_ray.store.tiles import decode_image_batch, tile_rows
 
 if TYPE_CHECKING:
     import ray
@@ -20,7 +20,7 @@ def tile_dataset(cfg: PretrainConfig) -> ray.data.Dataset:
     if not files:
         raise ConfigError(f"tiles: {cfg.tiles} holds no tiles")
     ds = tile_rows(files, ["image"], cfg.magnification)
-    ds = ds.map_batches(decode_images, batch_format="numpy", batch_size=256)
+    ds = ds.map_batches(decode_image_batch, batch_format="numpy", batch_size=256)
     if cfg.cache_tiles:
         ds = ds.materialize()
     n = ds.count()
@@ -28,6 +28,6 @@ def tile_dataset(cfg: PretrainConfig) -> ray.data.Dataset:
         where = f" at magnification {cfg.magnification}" if cfg.magnification is not None else ""
         raise ConfigError(
             f"tiles: {cfg.tiles} has {n} tiles with pixels{where}, fewer than one step needs "
-            f"(batch_size {cfg.batch_size} x workers {cfg.train.workers})"
+            f"(batch_size {cfg.batch_size} x train.workers {cfg.train.workers})"
         )
     return ds

@@ -89,7 +89,7 @@ def load_mapping(path: Path, findings: Sequence[str], cluster_ids: Iterable[int]
 
     Returns:
         The validated mapping. A relative ``clustering`` path resolves against the mapping file's
-        folder (``store.paths.resolve_recorded``), whatever the working directory.
+        folder (``mixture_ray.paths.resolve_recorded``), whatever the working directory.
     """
     path = absolute_path(path)
     data, duplicates = _parse(path)

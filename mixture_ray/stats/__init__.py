@@ -4,5 +4,5 @@ Per-case finding frequencies + a clinical table -> diagnosis prediction (random 
 ROC AUC with DeLong CIs and paired tests, non-integrated baseline), survival (Kaplan-Meier by
 predicted class, log-rank, Cox per finding, multivariable Cox without collinear findings,
 proportional-hazards check, subgroups), plots and a self-contained HTML report.
-Entry point: :func:`mixture_ray.stats.stage.run_stats`.
+Entry point: :func:`mixture_ray.stats.stage.run`.
 """

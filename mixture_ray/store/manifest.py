@@ -87,7 +87,7 @@ def validate_manifest(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         frame["mpp"] = float("nan")
     if problems:
         raise ManifestError(f"manifest {source}: " + "; ".join(problems))
-    # The one path rule (store.paths): relative rows resolve against the manifest's own folder.
+    # The one path rule (mixture_ray.paths): relative rows resolve against the manifest's own folder.
     base = absolute_path(source if source.is_dir() else source.parent)
     frame["path"] = [str(p if Path(p).is_absolute() else base / p) for p in frame["path"]]
     return frame[["slide_id", "case_id", "path", "mpp"]]

@@ -66,7 +66,7 @@ def check_actor_cpus(workers: int, actor_cpus: float) -> None:
     cpus = cluster_resources().get("CPU", 0.0)
     if workers * actor_cpus > cpus - 1:
         raise ConfigError(
-            f"workers x actor_cpus = {workers} x {actor_cpus} leaves no CPU of the {cpus:g} "
+            f"pool.workers x pool.actor_cpus = {workers} x {actor_cpus} leaves no CPU of the {cpus:g} "
             "in the cluster for reading tiles; lower them (torch_threads sets the actors' threads)"
         )
 

@@ -40,6 +40,6 @@ def tile_rows(files: Sequence[Path], columns: Sequence[str], magnification: floa
     return items.map_batches(read, batch_size=1, batch_format="numpy")
 
 
-def decode_images(batch: Any) -> dict[str, np.ndarray]:
+def decode_image_batch(batch: Any) -> dict[str, np.ndarray]:
     """Encoded tile bytes -> one uint8 (B, H, W, 3) array (tiles of a store share one size)."""
     return {"image": np.stack([decode_tile(bytes(b)) for b in batch["image"]])}

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from mixture_ray.cluster import get_kmeans_engine, nearest_centroid
+from mixture_ray.cluster import get_kmeans_engine
+from mixture_ray.store.clusterings import nearest_centroid
 from mixture_ray.errors import MissingExtraError
 
 
