@@ -5,8 +5,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from mixture_ray.cluster import get_kmeans_engine
-from mixture_ray.store.clusterings import nearest_centroid
 from mixture_ray.errors import MissingExtraError
+from mixture_ray.store.clusterings import nearest_centroid
 
 
 def blobs(n: int = 6000, d: int = 16, k: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
