@@ -68,7 +68,7 @@ def time_bare(tiles: Path, batch: int, threads: int) -> tuple[float, int]:
     import torch
 
     from mixture_ray.embed.embedder import embed_tensor, preprocess
-    from mixture_ray.models.encoder_loader import load_encoder
+    from mixture_ray.models.encoder import load_encoder
     from mixture_ray.store.codec import decode_tile
 
     torch.set_num_threads(threads)

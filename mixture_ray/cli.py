@@ -54,6 +54,8 @@ def _add_stage_options(parser: argparse.ArgumentParser, config: type) -> None:
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """One sub-command per stage; the flags of ``chosen`` (all stages when None) are added.
 
+    A stage named with two words (``explain fit``) is a sub-command of the first word.
+
     Args:
         chosen: the verb being run; only its config module is imported (fast start, clear help).
 
@@ -62,14 +64,33 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="mixture-ray", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for spec in STAGES:
+        verb, _, action = spec.name.partition(" ")
+        where = sub
+        if action:
+            if verb not in groups:
+                words = [s.name.partition(" ")[2] for s in STAGES if s.name.startswith(verb + " ")]
+                group = sub.add_parser(verb, help=f"{verb} {'|'.join(words)}")
+                groups[verb] = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+            where = groups[verb]
+        name = action or verb
         if chosen is None or spec.name == chosen:
             config = spec.config()
-            p = sub.add_parser(spec.name, help=spec.help, description=(config.__doc__ or "").strip())
+            p = where.add_parser(name, help=spec.help, description=(config.__doc__ or "").strip())
             _add_stage_options(p, config)
         else:
-            sub.add_parser(spec.name, help=spec.help)
+            where.add_parser(name, help=spec.help)
     return parser
+
+
+def chosen_stage(argv: Sequence[str]) -> str | None:
+    """The stage named by the first one or two words of ``argv`` (None when there is none)."""
+    for words in (2, 1):
+        name = " ".join(argv[:words])
+        if len(argv) >= words and name in BY_NAME:
+            return name
+    return None
 
 
 def run_stage(spec: StageSpec, cfg: Any, *, verbose: bool = False) -> int:
@@ -108,11 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (0 complete, 2 bad input or config, 3 partial, 130 interrupted).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["explain"] and len(argv) > 1 and not argv[1].startswith("-"):
-        argv = ["explain", "--action", *argv[1:]]  # `explain fit ...` -> `explain --action fit`
-    chosen = argv[0] if argv and argv[0] in BY_NAME else None
-    args = build_parser(chosen).parse_args(argv)
-    spec = BY_NAME[args.stage]
+    args = build_parser(chosen_stage(argv)).parse_args(argv)
+    action = getattr(args, "action", None)
+    spec = BY_NAME[f"{args.stage} {action}" if action else args.stage]
     config = spec.config()
     overrides = list(args.set)
     for key in option_keys(config):
@@ -123,10 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg: Any = load_config(config, args.config, overrides)
         return run_stage(spec, cfg, verbose=args.verbose)
     except MixtureRayError as exc:
-        print(f"mixture-ray {args.stage}: error: {exc}", file=sys.stderr)
+        print(f"mixture-ray {spec.name}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"mixture-ray {args.stage}: interrupted; rerun to resume", file=sys.stderr)
+        print(f"mixture-ray {spec.name}: interrupted; rerun to resume", file=sys.stderr)
         return 130
 
 

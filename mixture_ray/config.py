@@ -225,6 +225,8 @@ def build_config(cls: type[C], values: Mapping[str, Any]) -> C:
     if unknown:
         moved = [f"{k} is now {g}.{k}" for k in unknown for g, (h, _) in fields.items()
                  if isinstance(h, type) and dataclasses.is_dataclass(h) and k in config_fields(h)]
+        renamed: dict[str, str] = getattr(cls, "RENAMED_KEYS", {})
+        moved += [f"{k}: {renamed[k]}" for k in unknown if k in renamed]
         hint = f" ({'; '.join(moved)})" if moved else ""
         raise ConfigError(
             f"unknown key(s) for {cls.__name__}: {', '.join(unknown)}{hint}; known keys: {', '.join(fields)}"

@@ -9,20 +9,16 @@ arrivals (Ray's retry) run normally. Without the variable this is a no-op.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 ENV = "MIXTURE_RAY_FAULTS"
 
 
-def crash_once(point: str, *, grace_s: float = 0.0) -> None:
+def crash_once(point: str) -> None:
     """Exit the current process abruptly the first time ``point`` is reached under injection.
 
     Args:
         point: the name of the place, e.g. ``tile.pixels`` or ``pretrain.step-5``.
-        grace_s: seconds to wait before exiting. A Ray Train worker that reported a checkpoint
-            just before gives the controller time to take it, as after a real crash some time
-            after a report (Ray Train offers no acknowledgement to wait for instead).
 
     Returns:
         None; without the variable or the token this is a no-op.
@@ -35,6 +31,4 @@ def crash_once(point: str, *, grace_s: float = 0.0) -> None:
         os.rename(token, token.with_name(f"{point}.claimed-{os.getpid()}"))
     except FileNotFoundError:
         return
-    if grace_s:
-        time.sleep(grace_s)
     os._exit(137)

@@ -7,10 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from mixture_ray.models.checkpoint import save
 
-#: Seconds an injected crash (``faults.crash_once``) of a training worker waits, so that the
-#: controller takes the checkpoint reported just before, as it would before a real crash.
-CRASH_GRACE_S = 2.0
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 

@@ -39,8 +39,8 @@ from mixture_ray.store.folder import committed_files
 from mixture_ray.synth.cohort import write_cohort
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.oracle import ORACLE_SOURCE, finding_names, tile_truth
-from mixture_ray.tile.config import TileConfig
-from mixture_ray.tile.images import import_image_folder
+from mixture_ray.tile.config import ImportImagesConfig, TileConfig
+from mixture_ray.tile.images import run_import
 from mixture_ray.tile.stage import run as run_tiling
 
 if TYPE_CHECKING:
@@ -225,8 +225,8 @@ def tcga(out: Path, epochs: int) -> dict[str, Any]:
     if not TCGA.exists():
         raise SystemExit(f"shared data not found at {TCGA}")
     t0 = time.perf_counter()
-    assert import_image_folder(
-        build_config(TileConfig, {"from_images": TCGA, "out_dir": out / "tiles"})
+    assert run_import(
+        build_config(ImportImagesConfig, {"images": TCGA, "out_dir": out / "tiles"})
     ).complete
     k = 8
     clusters = _embed_cluster(out / "tiles", out, [k])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -76,3 +77,49 @@ def fault_dir(ray_session: None, _fault_folder: Path) -> Iterator[Path]:
     yield _fault_folder
     for token in _fault_folder.iterdir():
         token.unlink()
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledCohort:
+    """The shared synthetic cohort and its tile store (read-only: tests write elsewhere)."""
+
+    root: Path
+    cohort: Path
+    manifest: Path
+    masks: Path
+    tiles: Path
+
+
+@pytest.fixture(scope="session")
+def tiled_cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledCohort]:
+    """Three one-slide synthetic cases (1024 px), up to 48 seeded tissue tiles per slide at 5x and 20x.
+
+    32 px tiles, one commit chunk per slide. Made once per test session for the stages that read
+    a tile store (embed, classify, maps, cases, pretrain, finetune, the actor-fault tests); the
+    tiling stage has its own tests. Tiling starts a Ray session of its own, stopped afterwards.
+    """
+    import ray
+
+    from mixture_ray.config import build_config
+    from mixture_ray.synth.cohort import write_cohort
+    from mixture_ray.synth.config import SynthConfig
+    from mixture_ray.tile.config import TileConfig
+    from mixture_ray.tile.stage import run as run_tiling
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    root = tmp_path_factory.mktemp("cohort")
+    written = write_cohort(build_config(
+        SynthConfig, {"out_dir": root / "cohort", "n_cases": 3, "min_slides_per_case": 1,
+                      "max_slides_per_case": 1, "width": 1024, "height": 1024, "seed": 11}))
+    tiles = root / "tiles"
+    report = run_tiling(build_config(
+        TileConfig, {"manifest": written.manifest, "out_dir": tiles, "tile_size": 32,
+                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 48, "pool.workers": 1,
+                     "slides_per_commit": 1}))
+    assert report.complete, report.summary()
+    if started:
+        ray.shutdown()
+    yield TiledCohort(root, written.root, written.manifest, written.masks_dir, tiles)

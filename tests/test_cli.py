@@ -19,7 +19,7 @@ def test_every_verb_documents_every_key(spec: object, capsys: pytest.CaptureFixt
     name = spec.name  # type: ignore[attr-defined]
     config = spec.config()  # type: ignore[attr-defined]
     with pytest.raises(SystemExit) as exit_info:
-        build_parser(name).parse_args([name, "--help"])
+        build_parser(name).parse_args([*name.split(), "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for key in option_keys(config):
@@ -32,7 +32,7 @@ def test_python_dash_m_lists_the_verbs() -> None:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     for spec in STAGES:
-        assert spec.name in done.stdout
+        assert spec.name.split()[0] in done.stdout
 
 
 def test_group_key_flag_reaches_the_config(tmp_path: Path) -> None:

@@ -11,19 +11,21 @@ import torch
 
 from mixture_ray.faults import crash_once
 from mixture_ray.models.augment import normalise, to_float
-from mixture_ray.models.classifier import FindingClassifier, load_classifier
+from mixture_ray.models.classifier import load_classifier
 from mixture_ray.store.codec import decode_tile_rows
 from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS, prediction_schema
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mixture_ray.models.backbone import Backbone
+
 #: Tile-store columns a prediction row keeps.
 KEY_COLUMNS = PREDICTION_ID_COLUMNS
 
 
 @torch.inference_mode()
-def class_probabilities(net: FindingClassifier, tiles: torch.Tensor) -> torch.Tensor:
+def class_probabilities(net: Backbone, tiles: torch.Tensor) -> torch.Tensor:
     """Softmax class probabilities (float32, CPU) of uint8 tiles (B, H, W, 3) on the net's device."""
     cuda = tiles.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()

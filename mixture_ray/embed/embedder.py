@@ -12,13 +12,13 @@ from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.faults import crash_once
 from mixture_ray.models.augment import centre_crop, normalise, to_float
-from mixture_ray.models.encoder_loader import load_encoder
+from mixture_ray.models.encoder import load_encoder
 from mixture_ray.store.codec import decode_tile_rows
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, embedding_schema
 
 if TYPE_CHECKING:
     from mixture_ray.embed.config import EmbedConfig
-    from mixture_ray.models.encoder import ResNetEncoder
+    from mixture_ray.models.backbone import Backbone
 
 KEY_COLUMNS = TILE_ID_COLUMNS
 
@@ -29,15 +29,15 @@ def preprocess(tiles: torch.Tensor, crop_fraction: float) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def embed_tensor(encoder: ResNetEncoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_tensor(encoder: Backbone, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(L2-normalised head output, pooled features) of preprocessed images, as float32 on CPU."""
     cuda = images.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     with autocast:
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)
-        features = encoder.forward_features(images)
-        head = F.normalize(encoder.head(features).float(), dim=1)
+        features = encoder.forward_head(encoder.forward_features(images), pre_logits=True)
+        head = F.normalize(encoder.get_classifier()(features).float(), dim=1)
     return head.cpu(), features.float().cpu()
 
 
@@ -59,13 +59,13 @@ class TileEmbedder:
         if self.cuda:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.crop = cfg.crop_fraction
-        self.schema = embedding_schema(self.encoder.dim, self.encoder.num_features)
+        self.schema = embedding_schema(self.encoder.num_classes, self.encoder.num_features)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Embed a batch of tile rows: head and pooled features per tile (an ``error`` where undecodable)."""
         crash_once("embed.batch")
         n = batch.num_rows
-        head = np.zeros((n, self.encoder.dim), np.float32)
+        head = np.zeros((n, self.encoder.num_classes), np.float32)
         features = np.zeros((n, self.encoder.num_features), np.float32)
         tiles, ok, errors = decode_tile_rows(batch)
         if tiles:
@@ -73,7 +73,7 @@ class TileEmbedder:
             h, f = embed_tensor(self.encoder, preprocess(stacked, self.crop))
             head[ok], features[ok] = h.numpy(), f.numpy()
         columns = {name: batch[name] for name in KEY_COLUMNS}
-        columns["head"] = _fixed(head, self.encoder.dim)
+        columns["head"] = _fixed(head, self.encoder.num_classes)
         columns["features"] = _fixed(features, self.encoder.num_features)
         columns["error"] = pa.array(errors, pa.string())
         return pa.table(columns).cast(self.schema)

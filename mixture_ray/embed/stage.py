@@ -18,7 +18,7 @@ import torch
 
 from mixture_ray.embed.embedder import KEY_COLUMNS, TileEmbedder
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.encoder_loader import RANDOM
+from mixture_ray.models.encoder import RANDOM
 from mixture_ray.ray_runtime import cluster_resources, ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder

@@ -26,54 +26,59 @@ from mixture_ray.explain.tiles import background_fraction, read_tile, to_batch
 from mixture_ray.store.folder import SUCCESS, write_json_atomic
 
 if TYPE_CHECKING:
-    from mixture_ray.explain.config import ExplainConfig
-
-GRID_KEYS = ("arch", "checkpoint", "num_classes", "positive_class", "layer", "non_negative", "mpp",
-             "tile_size", "stride", "border", "background_threshold", "max_background", "gradcam")
+    from mixture_ray.explain.config import GridRun, GridSpec
 
 
-def grid_settings(cfg: ExplainConfig) -> dict[str, Any]:
-    """The config keys that change a grid (a rerun with other values needs a new out_dir)."""
-    return {k: getattr(cfg, k) for k in GRID_KEYS}
-
-
-def layer_cell(model: torch.nn.Module, cfg: ExplainConfig,
+def layer_cell(model: torch.nn.Module, spec: GridSpec,
                device: torch.device) -> tuple[int, int, int]:
-    """(feature-map edge, target px per feature pixel, channels) of ``cfg.layer`` for one tile."""
-    probe = torch.zeros(1, 3, cfg.tile_size, cfg.tile_size, device=device)
-    acts, _, _ = forward_with_cam(model, cfg.layer, probe, cfg.positive_class,
+    """(feature-map edge, target px per feature pixel, channels) of ``spec.layer`` for one tile."""
+    probe = torch.zeros(1, 3, spec.tile_size, spec.tile_size, device=device)
+    acts, _, _ = forward_with_cam(model, spec.layer, probe, spec.positive_class,
                                   non_negative="relu", cam=False)
     fmap = int(acts.shape[-1])
-    if cfg.tile_size % fmap:
-        raise ValueError(f"tile_size {cfg.tile_size} is not a multiple of the {fmap}-px feature map")
-    if fmap <= 2 * cfg.border:
-        raise ValueError(f"border {cfg.border} leaves nothing of the {fmap}-px feature map")
-    return fmap, cfg.tile_size // fmap, int(acts.shape[1])
+    if spec.tile_size % fmap:
+        raise ValueError(f"tile_size {spec.tile_size} is not a multiple of the {fmap}-px feature map")
+    if fmap <= 2 * spec.border:
+        raise ValueError(f"border {spec.border} leaves nothing of the {fmap}-px feature map")
+    return fmap, spec.tile_size // fmap, int(acts.shape[1])
 
 
-def extract_slide(cfg: ExplainConfig, slide_id: str, path: str, mpp: float | None) -> str | None:
-    """Build one slide's grid under ``cfg.out_dir/grids``; returns None or the error message."""
+def extract_slide(spec: GridSpec, run: GridRun, grids: Path, slide_id: str, path: str,
+                  mpp: float | None) -> str | None:
+    """Build one slide's grid (the body of a Ray task; any error is returned, not raised).
+
+    Args:
+        spec: the network, layer and tiling.
+        run: device, batch size, memory and CPU settings.
+        grids: the grids folder; the slide's grid goes to ``grids/<slide_id>``.
+        slide_id: the slide's id.
+        path: the slide file.
+        mpp: the manifest's microns per pixel, or None to use the file's.
+
+    Returns:
+        None when the grid is complete, else the error message.
+    """
     from mixture_ray.slides import open_slide, plan_level
 
-    out = Path(cfg.out_dir) / "grids" / slide_id
+    out = grids / slide_id
     if (out / SUCCESS).exists():
         return None
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     try:
-        torch.set_num_threads(max(1, int(cfg.task_cpus)))
-        device = resolve_device(cfg.device)
-        model = build_model(cfg.arch, cfg.num_classes, cfg.checkpoint).to(device)
-        fmap, cell, channels = layer_cell(model, cfg, device)
+        torch.set_num_threads(max(1, int(run.task_cpus)))
+        device = resolve_device(run.device)
+        model = build_model(spec.arch, spec.num_classes, spec.checkpoint).to(device)
+        fmap, cell, channels = layer_cell(model, spec, device)
         reader = open_slide(Path(path))
         try:
             manifest_mpp = None if mpp is None or math.isnan(mpp) else mpp
-            plan = plan_level(reader, mpp=cfg.mpp, manifest_mpp=manifest_mpp)
+            plan = plan_level(reader, mpp=spec.mpp, manifest_mpp=manifest_mpp)
             w0, h0 = reader.level_dimensions[0]
             wh = (round(w0 / plan.target_downsample), round(h0 / plan.target_downsample))
-            geom = GridGeometry(wh[0], wh[1], cfg.tile_size, cfg.stride, cell, cfg.border)
-            _accumulate(cfg, model, device, reader, plan, geom, (fmap, channels), slide_id, out)
-            thumb = reader.thumbnail(cfg.thumbnail_px)
+            geom = GridGeometry(wh[0], wh[1], spec.tile_size, spec.stride, cell, spec.border)
+            _accumulate(spec, run, model, device, (reader, plan), geom, (fmap, channels), slide_id, out)
+            thumb = reader.thumbnail(run.thumbnail_px)
         finally:
             reader.close()
         Image.fromarray(thumb).save(out / "thumb.png")
@@ -87,30 +92,30 @@ def extract_slide(cfg: ExplainConfig, slide_id: str, path: str, mpp: float | Non
         return f"{type(exc).__name__}: {exc}"
 
 
-def _accumulate(cfg: ExplainConfig, model: torch.nn.Module, device: torch.device, reader: Any,
-                plan: Any, geom: GridGeometry, layer: tuple[int, int], slide_id: str,
+def _accumulate(spec: GridSpec, run: GridRun, model: torch.nn.Module, device: torch.device,
+                source: tuple[Any, Any], geom: GridGeometry, layer: tuple[int, int], slide_id: str,
                 out: Path) -> None:
-    (fmap, channels), (rows, cols) = layer, geom.shape
+    (reader, plan), (fmap, channels), (rows, cols) = source, layer, geom.shape
     nbytes = rows * cols * channels * 4
-    path = out / "grid.npy" if nbytes > cfg.memmap_mb * 2**20 else None
+    path = out / "grid.npy" if nbytes > run.memmap_mb * 2**20 else None
     acc: GridAccumulator | None = None
     records: list[dict[str, Any]] = []
     cams: list[np.ndarray] = []
     batch: list[tuple[int, int, np.ndarray]] = []
     origins = geom.origins()
     for i, (x, y) in enumerate(origins):
-        tile = read_tile(reader, plan, x, y, cfg.tile_size, (geom.width, geom.height))
-        if background_fraction(tile, cfg.background_threshold) <= cfg.max_background:
+        tile = read_tile(reader, plan, x, y, spec.tile_size, (geom.width, geom.height))
+        if background_fraction(tile, spec.background_threshold) <= spec.max_background:
             batch.append((x, y, tile))
-        if batch and (len(batch) == cfg.batch_size or i == len(origins) - 1):
+        if batch and (len(batch) == run.batch_size or i == len(origins) - 1):
             images = to_batch([t for _, _, t in batch]).to(device)
-            acts, logits, cam = forward_with_cam(model, cfg.layer, images, cfg.positive_class,
-                                                 non_negative=cfg.non_negative, cam=cfg.gradcam)
-            probs = torch.softmax(logits.float(), dim=1)[:, cfg.positive_class].cpu().numpy()
+            acts, logits, cam = forward_with_cam(model, spec.layer, images, spec.positive_class,
+                                                 non_negative=spec.non_negative, cam=spec.gradcam)
+            probs = torch.softmax(logits.float(), dim=1)[:, spec.positive_class].cpu().numpy()
             a = acts.float().cpu().numpy()
             if acc is None:
                 acc = GridAccumulator((rows, cols), a.shape[1], path=path)
-            b = cfg.border
+            b = spec.border
             for j, (tx, ty, _) in enumerate(batch):
                 box = geom.kept_box(tx, ty, fmap)
                 acc.add(a[j], box, b)
@@ -122,7 +127,7 @@ def _accumulate(cfg: ExplainConfig, model: torch.nn.Module, device: torch.device
                     cams.append(cam[j, b: fmap - b, b: fmap - b].float().cpu().numpy())
             batch = []
     if acc is None:
-        raise ValueError(f"no tile has at most {cfg.max_background:.0%} background")
+        raise ValueError(f"no tile has at most {spec.max_background:.0%} background")
     grid = acc.mean()
     if path is None:
         np.save(out / "grid.npy", grid)

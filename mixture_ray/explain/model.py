@@ -1,4 +1,4 @@
-"""Build a torchvision CNN (weights=None), load a state_dict safely, and tap one layer's output."""
+"""Build the explained network (the project :class:`Backbone`), load its weights safely, tap one layer."""
 
 from __future__ import annotations
 
@@ -8,28 +8,38 @@ import torch
 from torch import nn
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.models.backbone import Backbone, upgrade_state_dict
 
 if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
 
-def build_model(arch: str, num_classes: int, checkpoint: Path | None = None) -> nn.Module:
-    """A torchvision classifier by name with ``num_classes`` outputs; weights from ``checkpoint``."""
-    import torchvision.models as tvm
+def build_model(arch: str, num_classes: int, checkpoint: Path | None = None) -> Backbone:
+    """The explained network: a :class:`Backbone` with ``num_classes`` outputs, in eval mode.
 
-    try:
-        factory = tvm.get_model_builder(arch)
-    except ValueError as exc:
-        raise ConfigError(f"arch: {arch!r} is not a torchvision model ({exc})") from exc
-    model: nn.Module = factory(weights=None, num_classes=num_classes)
+    Args:
+        arch: a torchvision ResNet name (``weights=None``).
+        num_classes: outputs of the classification head.
+        checkpoint: a torchvision ResNet ``state_dict`` file, or a finding classifier exported by
+            ``finetune`` (``classifier.pt``); read with ``weights_only=True``.
+
+    Returns:
+        The network in eval mode.
+    """
+    model = Backbone(arch, num_classes)
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:  # missing, corrupt, or needs full unpickling
+            raise ConfigError(
+                f"checkpoint: {checkpoint} cannot be read as a weights-only file ({exc})"
+            ) from exc
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
+            model.load_state_dict(upgrade_state_dict(state))
+        except (RuntimeError, AttributeError) as exc:
             raise ConfigError(f"checkpoint: {checkpoint} does not fit {arch}: {exc}") from exc
     return model.eval()
 

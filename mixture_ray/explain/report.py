@@ -11,11 +11,11 @@ from mixture_ray.explain import analyse, plots
 from mixture_ray.explain.fitting import load_h
 
 if TYPE_CHECKING:
-    from mixture_ray.explain.config import ExplainConfig
+    from mixture_ray.explain.config import ExplainAnalyseConfig
     from mixture_ray.explain.extract import SlideGrid
 
 
-def analyse_k(cfg: ExplainConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
+def analyse_k(cfg: ExplainAnalyseConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
               nmf_dir: Path, out: Path) -> dict[str, Any]:
     """Correlations, cosine similarity, logistic regression, GradCAM and truth IoU for one K."""
     import torch
@@ -59,7 +59,7 @@ def _by_class(frame: Any, metric: str, k: int) -> np.ndarray:
     return values
 
 
-def _truth(cfg: ExplainConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
+def _truth(cfg: ExplainAnalyseConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
            out: Path) -> dict[str, Any]:
     from mixture_ray.synth import FINDINGS, read_mask
 

@@ -1,4 +1,4 @@
-"""`mixture-ray explain fit|apply|analyse`: the stage driver (Ray task per slide for grids)."""
+"""`mixture-ray explain fit|apply|analyse`: the three drivers (a Ray task per slide for grids)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from mixture_ray.explain.extract import extract_slide, grid_settings, load_grid
+from mixture_ray.config import build_config
+from mixture_ray.errors import ConfigError, StageIncompleteError
+from mixture_ray.explain.config import GridSpec
+from mixture_ray.explain.extract import extract_slide, load_grid
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.folder import SUCCESS, StageFolder, require_complete, write_json_atomic
+from mixture_ray.store.folder import SETTINGS, SUCCESS, StageFolder, require_complete, write_json_atomic
 
 if TYPE_CHECKING:
-    from mixture_ray.explain.config import ExplainConfig
+    from mixture_ray.explain.config import (
+        ExplainAnalyseConfig,
+        ExplainApplyConfig,
+        ExplainFitConfig,
+        GridRun,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,93 +42,120 @@ class ExplainReport(Report):
         return "\n".join([f"explain {self.action}: {self.out_dir}", *self.lines])
 
 
-def build_grids(cfg: ExplainConfig) -> tuple[list[str], list[Failure]]:
-    """Activation grid of every manifest slide, one Ray task per slide (resumable)."""
+def build_grids(spec: GridSpec, run: GridRun, manifest: Path,
+                grids: Path) -> tuple[list[str], list[Failure]]:
+    """Activation grid of every manifest slide, one Ray task per slide (resumable).
+
+    Args:
+        spec: the network, layer and tiling.
+        run: device, batch, memory and CPU settings of the tasks.
+        manifest: the slides.
+        grids: the grids folder (``<slide_id>/`` per slide).
+
+    Returns:
+        (ids of the slides with a grid, failed slides).
+    """
     import ray
+    import torch
 
     from mixture_ray.ray_runtime import ensure_ray
     from mixture_ray.store.manifest import read_manifest
 
-    assert cfg.manifest is not None
-    frame = read_manifest(Path(cfg.manifest))
-    root = Path(cfg.out_dir) / "grids"
-    folder = StageFolder(root, stage="explain-grids", item_column=None)
-    folder.prepare(grid_settings(cfg))
+    frame = read_manifest(manifest)
+    folder = StageFolder(grids, stage="explain-grids", item_column=None)
+    folder.prepare(spec.settings())
     ensure_ray()
-    gpus = 1 if cfg.device != "cpu" and torch.cuda.is_available() else 0
-    task = ray.remote(extract_slide).options(num_cpus=cfg.task_cpus, num_gpus=gpus)
+    gpus = 1 if run.device != "cpu" and torch.cuda.is_available() else 0
+    task = ray.remote(extract_slide).options(num_cpus=run.task_cpus, num_gpus=gpus)
     rows: list[dict[Any, Any]] = frame.to_dict("records")
-    refs = [task.remote(cfg, str(r["slide_id"]), str(r["path"]), _mpp(r.get("mpp"))) for r in rows]
+    refs = [task.remote(spec, run, grids, str(r["slide_id"]), str(r["path"]), _mpp(r.get("mpp")))
+            for r in rows]
     errors = ray.get(refs)
     failures = [Failure(str(r["slide_id"]), str(r["path"]), e)
                 for r, e in zip(rows, errors, strict=True) if e is not None]
     ids = [str(r["slide_id"]) for r in rows]
     folder.finish(requested=ids, failures=failures, extra={})
-    return [i for i in ids if (root / i / SUCCESS).exists()], failures
+    return [i for i in ids if (grids / i / SUCCESS).exists()], failures
 
 
 def _mpp(value: Any) -> float | None:
     return None if value is None or math.isnan(float(value)) else float(value)
 
 
-def run_fit(cfg: ExplainConfig) -> ExplainReport:
-    """Grids of the training slides, then NMF per K on a sample of their feature vectors."""
+def raise_all_failed(failures: list[Failure]) -> None:
+    """Every slide failed: raise with the first reasons."""
+    detail = "; ".join(f"{f.item_id}: {f.error}" for f in failures[:5])
+    raise StageIncompleteError(f"explain: no slide produced an activation grid ({detail})")
+
+
+def run_fit(cfg: ExplainFitConfig) -> ExplainReport:
+    """Grids of the training slides, then NMF per K on a sample of their feature vectors.
+
+    Args:
+        cfg: the fit settings; the grid settings are recorded in ``out_dir/nmf/settings.json``.
+
+    Returns:
+        The report: one line per K (vectors, relative error, iterations), failed slides.
+    """
     from mixture_ray.explain.fitting import fit_nmf, sample_vectors
 
-    ids, failures = build_grids(cfg)
+    np.seterr(all="ignore")
+    spec = cfg.grid_spec()
+    ids, failures = build_grids(spec, cfg.run_settings(), cfg.manifest, Path(cfg.out_dir) / "grids")
     if not ids:
         raise_all_failed(failures)
     grids = [load_grid(Path(cfg.out_dir) / "grids" / i) for i in ids]
     vectors = sample_vectors(grids, cfg.sample_vectors, cfg.seed)
     out = Path(cfg.out_dir) / "nmf"
     folder = StageFolder(out, stage="explain-fit", item_column=None)
-    folder.prepare({**grid_settings(cfg), "n_classes": cfg.n_classes, "slides": ids,
-                    "sample_vectors": cfg.sample_vectors, "seed": cfg.seed})
+    folder.prepare({"grid": spec.settings(), "n_classes": list(cfg.n_classes),
+                    "sample_vectors": cfg.sample_vectors, "max_iter": cfg.max_iter, "tol": cfg.tol,
+                    "seed": cfg.seed})
     rows = fit_nmf(vectors, cfg.n_classes, max_iter=cfg.max_iter, tol=cfg.tol, seed=cfg.seed,
                    device=cfg.device, out=out)
     lines = tuple(f"  K={row['k']}: {row['n_vectors']} vectors x {row['channels']} channels, "
                   f"relative error {row['relative_err']:.4f}, {row['n_iter']} iterations, "
                   f"{row['seconds']:.1f}s" for row in rows)
-    ok = folder.finish(requested=ids, failures=failures,
-                      extra={"fits": rows, "grid_settings": grid_settings(cfg)})
+    ok = folder.finish(requested=ids, failures=failures, extra={"fits": rows, "slides": ids})
     return ExplainReport("fit", out, lines, failures, ok)
 
 
-def raise_all_failed(failures: list[Failure]) -> None:
-    """Every slide failed: raise with the first reasons."""
-    from mixture_ray.errors import StageIncompleteError
-
-    detail = "; ".join(f"{f.item_id}: {f.error}" for f in failures[:5])
-    raise StageIncompleteError(f"explain: no slide produced an activation grid ({detail})")
-
-
-def nmf_dir(cfg: ExplainConfig) -> Path:
-    """The fitted NMF folder (nmf_dir or out_dir/nmf), required complete."""
+def fitted_nmf(cfg: ExplainApplyConfig) -> tuple[Path, GridSpec, tuple[int, ...]]:
+    """The fitted NMF folder (complete), its grid settings, and the K values to apply."""
     path = Path(cfg.nmf_dir) if cfg.nmf_dir is not None else Path(cfg.out_dir) / "nmf"
     require_complete(path, "explain fit")
-    fitted = json.loads((path / "settings.json").read_text())
-    mine = json.loads(json.dumps(grid_settings(cfg), default=str))
-    changed = sorted(k for k in mine if fitted.get(k) != mine[k])
-    if changed:
-        from mixture_ray.errors import ConfigError
+    fitted = json.loads((path / SETTINGS).read_text())
+    if "grid" not in fitted:
+        raise ConfigError(f"{path} was fitted by an earlier version of mixture_ray; rerun explain fit")
+    spec = build_config(GridSpec, fitted["grid"])
+    ks = tuple(cfg.n_classes) if cfg.n_classes is not None else tuple(fitted["n_classes"])
+    missing = [k for k in ks if k not in fitted["n_classes"]]
+    if missing:
+        raise ConfigError(f"n_classes: K={missing} not fitted in {path} (fitted: {fitted['n_classes']})")
+    return path, spec, ks
 
-        raise ConfigError(f"{path} was fitted with other grid settings: {', '.join(changed)}")
-    return path
 
+def run_apply(cfg: ExplainApplyConfig) -> ExplainReport:
+    """Grids of the manifest's slides, W with the fitted H, class maps and figures per slide and K.
 
-def run_apply(cfg: ExplainConfig) -> ExplainReport:
-    """Grids of the manifest's slides, W with H fixed, class maps and figures per slide and K."""
+    Args:
+        cfg: the apply settings; the network, layer and tiling come from the fitted NMF folder.
+
+    Returns:
+        The report: one line per slide, failed slides.
+    """
     from mixture_ray.explain.apply import apply_slide
     from mixture_ray.explain.fitting import load_h
     from mixture_ray.explain.nmf import resolve_device
 
-    fitted = nmf_dir(cfg)
-    ids, failures = build_grids(cfg)
+    np.seterr(all="ignore")
+    fitted, spec, ks = fitted_nmf(cfg)
+    ids, failures = build_grids(spec, cfg.run_settings(), cfg.manifest, Path(cfg.out_dir) / "grids")
     out = Path(cfg.out_dir) / "apply"
     folder = StageFolder(out, stage="explain-apply", item_column=None)
-    folder.prepare({"nmf_dir": fitted, "n_classes": cfg.n_classes})
+    folder.prepare({"nmf_dir": fitted, "n_classes": list(ks)})
     device = resolve_device(cfg.device)
-    hs = {k: load_h(fitted, k, device) for k in cfg.n_classes}
+    hs = {k: load_h(fitted, k, device) for k in ks}
     lines = []
     for slide_id in ids:
         grid = load_grid(Path(cfg.out_dir) / "grids" / slide_id)
@@ -129,28 +163,41 @@ def run_apply(cfg: ExplainConfig) -> ExplainReport:
             apply_slide(grid, h, out / slide_id)
         lines.append(f"  {slide_id}: {grid.count.shape[0]}x{grid.count.shape[1]} cells, "
                      f"{len(grid.tiles)} tiles -> {out / slide_id}")
-    ok = folder.finish(requested=[*ids, *(f.item_id for f in failures)],
-                      failures=failures, extra={"slides": ids, "nmf_dir": str(fitted)})
+    ok = folder.finish(requested=[*ids, *(f.item_id for f in failures)], failures=failures,
+                       extra={"slides": ids, "nmf_dir": str(fitted), "n_classes": list(ks)})
     return ExplainReport("apply", out, tuple(lines), failures, ok)
 
 
-def run_analyse(cfg: ExplainConfig) -> ExplainReport:
-    """Analyses and plots per K over every applied slide; writes analysis/summary.json."""
+def run_analyse(cfg: ExplainAnalyseConfig) -> ExplainReport:
+    """Analyses and plots per K over every applied slide; writes ``analysis/summary.json``.
+
+    Args:
+        cfg: the analyse settings; ``out_dir`` holds a complete ``apply/``.
+
+    Returns:
+        The report: one headline per K (logistic AUC, best IoU with the truth masks).
+    """
     from mixture_ray.explain.report import analyse_k
 
+    np.seterr(all="ignore")
     root = Path(cfg.out_dir)
     require_complete(root / "apply", "explain apply")
     applied = json.loads((root / "apply" / SUCCESS).read_text())
     fitted = Path(applied["nmf_dir"])
+    ks = tuple(cfg.n_classes) if cfg.n_classes is not None else tuple(applied["n_classes"])
+    missing = [k for k in ks if k not in applied["n_classes"]]
+    if missing:
+        raise ConfigError(f"n_classes: K={missing} not applied in {root / 'apply'} "
+                          f"(applied: {applied['n_classes']})")
     out = root / "analysis"
     folder = StageFolder(out, stage="explain-analyse", item_column=None)
-    folder.prepare({"n_classes": cfg.n_classes, "masks_dir": cfg.masks_dir,
+    folder.prepare({"n_classes": list(ks), "masks_dir": cfg.masks_dir,
                     "weight_threshold": cfg.weight_threshold,
                     "cam_threshold": cfg.cam_threshold, "seed": cfg.seed})
     grids = [load_grid(root / "grids" / s) for s in applied["slides"]]
     results: dict[str, Any] = {}
     lines = []
-    for k in cfg.n_classes:
+    for k in ks:
         start = time.perf_counter()
         results[f"k{k}"] = analyse_k(cfg, k, grids, root / "apply", fitted, out / f"k{k}")
         lines.append(f"  K={k}: {_headline(results[f'k{k}'])} ({time.perf_counter() - start:.1f}s)")
@@ -168,16 +215,3 @@ def _headline(result: dict[str, Any]) -> str:
         best = [f"{c['best_finding']}:{c['best_iou']:.2f}" for c in result["truth"]["per_class"]]
         parts.append("best IoU " + ", ".join(best))
     return "; ".join(parts) or "done"
-
-
-def run(cfg: ExplainConfig) -> ExplainReport:
-    """Run one explain action: fit, apply or analyse.
-
-    Args:
-        cfg: the explain settings; ``cfg.action`` picks the action.
-
-    Returns:
-        The action's report (complete unless some slides failed).
-    """
-    np.seterr(all="ignore")
-    return {"fit": run_fit, "apply": run_apply, "analyse": run_analyse}[cfg.action](cfg)

@@ -19,7 +19,7 @@ from mixture_ray.finetune import data as ftdata
 from mixture_ray.finetune.train import TRAIN_FILE, train_loop
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.classifier import CLASSIFIER_FILE
-from mixture_ray.models.encoder_loader import RANDOM
+from mixture_ray.models.encoder import RANDOM
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import write_json_atomic

@@ -18,8 +18,9 @@ from mixture_ray.finetune.metrics import classification_metrics
 from mixture_ray.finetune.sampler import epoch_indices
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
-from mixture_ray.models.classifier import FindingClassifier, classifier_payload, from_elex, predict
-from mixture_ray.train_run import CRASH_GRACE_S, report_to_ray_train
+from mixture_ray.models.backbone import Backbone, upgrade_state_dict
+from mixture_ray.models.classifier import classifier_payload, from_elex, predict
+from mixture_ray.train_run import report_to_ray_train
 
 if TYPE_CHECKING:
     from mixture_ray.finetune.config import FinetuneConfig
@@ -45,12 +46,12 @@ def restore(net: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
         return _fresh_progress()
     with found.as_directory() as folder:
         state = ckpt.load(Path(folder) / TRAIN_FILE)
-    net.load_state_dict(state["model"])
+    net.load_state_dict(upgrade_state_dict(state["model"]))
     opt.load_state_dict(state["optimizer"])
     return {k: state[k] for k in _fresh_progress()}
 
 
-def _validate(net: FindingClassifier, data: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def _validate(net: Backbone, data: dict[str, Any], device: torch.device) -> dict[str, Any]:
     pred = predict(net, data["val_x"], device=device)
     return classification_metrics(data["val_y"], pred, net.classes).to_dict()
 
@@ -92,7 +93,7 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()  # type: ignore[no-untyped-call]  # torch.Tensor.backward is unannotated
             opt.step()
             step, loss_value = step + 1, float(loss.detach())
-            crash_once(f"finetune.step-{step}", grace_s=CRASH_GRACE_S)  # fault injection (tests)
+            crash_once(f"finetune.step-{step}")  # fault injection (tests)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == total):
                 print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
             epoch_end = b == per_epoch - 1

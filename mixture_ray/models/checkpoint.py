@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 TRAIN_FILE = "moco.pt"
 ENCODER_FILE = "elex.pt"
-ENCODER_FORMAT = "mixture_ray.resnet_encoder/1"
-TRAIN_FORMAT = "mixture_ray.moco_state/1"
+ENCODER_FORMAT = "mixture_ray.encoder/2"
+TRAIN_FORMAT = "mixture_ray.moco_state/2"
+# Files of earlier versions (ResNetEncoder keys ``backbone.*``/``head.*``, spec arch/dim/mlp) still load.
+OLD_ENCODER_FORMATS = ("mixture_ray.resnet_encoder/1",)
+OLD_TRAIN_FORMATS = ("mixture_ray.moco_state/1",)
 
 
 def save(payload: Mapping[str, Any], path: Path) -> None:
@@ -65,8 +68,8 @@ def find_checkpoint(path: Path) -> Path:
 def encoder_payload(payload: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(network spec, query-encoder state dict) from either checkpoint kind."""
     fmt = payload.get("format")
-    if fmt == ENCODER_FORMAT:
+    if fmt == ENCODER_FORMAT or fmt in OLD_ENCODER_FORMATS:
         return dict(payload["spec"]), dict(payload["state_dict"])
-    if fmt == TRAIN_FORMAT:
+    if fmt == TRAIN_FORMAT or fmt in OLD_TRAIN_FORMATS:
         return dict(payload["spec"]), dict(payload["query"])
     raise MixtureRayError(f"checkpoint {path}: unknown format {fmt!r}")

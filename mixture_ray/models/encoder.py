@@ -1,45 +1,48 @@
-"""A torchvision ResNet with a projection head: ``forward_features`` (pooled) and ``forward`` (head)."""
+"""Load the ElEx encoder (a :class:`Backbone` with its projection head) or build a seeded random one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-import torchvision
-from torch import nn
 
-from mixture_ray.errors import ConfigError
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.backbone import Backbone, from_spec, upgrade_state_dict
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
+RANDOM = "random"
 
 
-class ResNetEncoder(nn.Module):
-    """ResNet backbone (fc removed) + linear or 2-layer MLP head to ``dim`` outputs."""
+def build_encoder(arch: str = "resnet18", dim: int = 128, mlp: bool = True) -> Backbone:
+    """A fresh encoder: ``arch`` with a projection head of ``dim`` outputs (MLP or linear)."""
+    return Backbone(arch, dim, head="mlp" if mlp else "linear")
 
-    def __init__(self, arch: str = "resnet18", dim: int = 128, mlp: bool = True) -> None:
-        super().__init__()
-        if arch not in ARCHS:
-            raise ConfigError(f"arch: {arch!r} is not one of {', '.join(ARCHS)}")
-        backbone = getattr(torchvision.models, arch)(weights=None)
-        self.num_features: int = backbone.fc.in_features
-        backbone.fc = nn.Identity()
-        self.backbone = backbone
-        width = self.num_features
-        self.head: nn.Module = (
-            nn.Sequential(nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, dim))
-            if mlp
-            else nn.Linear(width, dim)
-        )
-        self.arch, self.dim, self.mlp = arch, dim, mlp
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally average-pooled backbone features (B, num_features)."""
-        out: torch.Tensor = self.backbone(x)
-        return out
+def load_encoder(model: str, *, arch: str = "resnet18", dim: int = 128, mlp: bool = True,
+                 seed: int = 0) -> Backbone:
+    """An eval-mode encoder from a project checkpoint, or a seeded random one.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Head output (B, dim), not normalised."""
-        out: torch.Tensor = self.head(self.forward_features(x))
-        return out
+    Random weights come from ``seed``, so every actor of a pipeline builds the same network.
 
-    def spec(self) -> dict[str, object]:
-        """What is needed to rebuild this network."""
-        return {"arch": self.arch, "dim": self.dim, "mlp": self.mlp}
+    Args:
+        model: ``random`` or a checkpoint file/folder (``elex.pt``, ``moco.pt``, a pretrain run).
+        arch: ResNet of a random encoder (a checkpoint names its own).
+        dim: projection-head outputs of a random encoder.
+        mlp: MLP (else linear) projection head of a random encoder.
+        seed: seed of a random encoder's weights.
+
+    Returns:
+        The encoder, in eval mode, on the CPU.
+
+    Example:
+        >>> encoder = load_encoder("random", dim=64)
+        >>> encoder.num_classes, encoder.num_features
+        (64, 512)
+    """
+    if model == RANDOM:
+        torch.manual_seed(seed)
+        return build_encoder(arch, dim, mlp).eval()
+    path = ckpt.find_checkpoint(Path(model))
+    spec, state = ckpt.encoder_payload(ckpt.load(path), path)
+    encoder = from_spec(spec)
+    encoder.load_state_dict(upgrade_state_dict(state))
+    return encoder.eval()

@@ -7,13 +7,18 @@ the masks -> per class the best IoU with a finding mask, plus the logistic-regre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixture_ray.config import build_config
 from mixture_ray.errors import StageIncompleteError
-from mixture_ray.explain.config import ExplainConfig
+from mixture_ray.explain.config import ExplainAnalyseConfig, ExplainApplyConfig, ExplainFitConfig
 from mixture_ray.synth import findings
 from mixture_ray.synth.config import SynthConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mixture_ray.report import Report
 
 
 def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
@@ -25,7 +30,7 @@ def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
     import json
 
     from mixture_ray.explain.finding_model import sample_tiles, train_detector
-    from mixture_ray.explain.stage import run as run_explain
+    from mixture_ray.explain.stage import run_analyse, run_apply, run_fit
     from mixture_ray.synth.cohort import write_cohort
 
     out_dir = Path(out_dir)
@@ -40,15 +45,19 @@ def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
                                   mpp=mpp, tile=64, per_slide=per_slide, min_fraction=0.5,
                                   seed=seed)
     detector = train_detector(images, labels, checkpoint, epochs=epochs, seed=seed)
-    common: dict[str, Any] = {
-        "out_dir": out_dir / "explain", "manifest": cohort_dir / "manifest.csv",
-        "checkpoint": checkpoint, "layer": layer, "mpp": mpp, "tile_size": tile_size,
-        "stride": tile_size // 2,
-        "border": 2, "n_classes": list(n_classes), "device": "cpu", "batch_size": 32,
-        "masks_dir": cohort_dir / "masks", "thumbnail_px": 512, "seed": seed,
-    }
-    for action in ("fit", "apply", "analyse"):
-        report = run_explain(build_config(ExplainConfig, {**common, "action": action}))
+    explain_dir = out_dir / "explain"
+    slides = {"out_dir": explain_dir, "manifest": cohort_dir / "manifest.csv", "device": "cpu",
+              "batch_size": 32, "thumbnail_px": 512}
+    fit = build_config(ExplainFitConfig, {
+        **slides, "checkpoint": checkpoint, "layer": layer, "mpp": mpp, "tile_size": tile_size,
+        "stride": tile_size // 2, "border": 2, "n_classes": list(n_classes), "seed": seed})
+    apply = build_config(ExplainApplyConfig, slides)
+    analyse = build_config(ExplainAnalyseConfig, {"out_dir": explain_dir, "masks_dir": cohort_dir / "masks",
+                                                  "seed": seed})
+    steps: list[tuple[str, Callable[[Any], Report], Any]] = [
+        ("fit", run_fit, fit), ("apply", run_apply, apply), ("analyse", run_analyse, analyse)]
+    for action, run, cfg in steps:
+        report = run(cfg)
         if not report.complete:
             raise StageIncompleteError(f"explain {action} left slides failed:\n" + report.summary())
     summary = json.loads((out_dir / "explain" / "analysis" / "summary.json").read_text())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.models.backbone import check_arch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +18,7 @@ class PretrainConfig:
     out_dir: Path = option("Ray Train storage folder; the run lives in out_dir/name")
     name: str = option("run name; rerunning with the same name resumes from its last checkpoint", "elex")
     magnification: float | None = option("train on tiles of this magnification only; null = all", None)
-    arch: str = option("torchvision ResNet: resnet18, resnet34 or resnet50", "resnet18")
+    arch: str = option("torchvision ResNet, e.g. resnet18, resnet50 (weights=None)", "resnet18")
     dim: int = option("MoCo output dimension", 128)
     mlp: bool = option("use a 2-layer MLP projection head (MoCo v2) instead of one linear layer", True)
     queue_size: int = option("MoCo queue length K (negative keys)", 4096)
@@ -38,8 +39,7 @@ class PretrainConfig:
     def validate(self) -> None:
         """Check positive sizes and rates, the arch, augmentation ranges and split_bn."""
         require_positive(self, "dim", "queue_size", "temperature", "lr", "batch_size", "max_steps")
-        if self.arch not in ("resnet18", "resnet34", "resnet50"):
-            raise ConfigError(f"arch: {self.arch!r} is not one of resnet18, resnet34, resnet50")
+        check_arch(self.arch)
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum: must be in [0, 1) (got {self.momentum})")
         if not 0.0 < self.crop_fraction <= 1.0:

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
-from mixture_ray.models.encoder import ResNetEncoder
+from mixture_ray.models.backbone import Backbone
+from mixture_ray.models.encoder import build_encoder
 from mixture_ray.pretrain.shuffle import gather, shuffle, unshuffle
 from mixture_ray.pretrain.splitbn import convert_split_bn
 
@@ -51,7 +52,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, t: float
 
 
 class MoCo(nn.Module):
-    """MoCo v2 around two :class:`ResNetEncoder` copies; ``query`` may be wrapped in DDP later."""
+    """MoCo v2 around two :class:`Backbone` encoders (projection heads); ``query`` may be wrapped in DDP."""
 
     def __init__(
         self, *, arch: str, dim: int, mlp: bool, queue_size: int, momentum: float,
@@ -60,17 +61,17 @@ class MoCo(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        self.query: nn.Module = convert_split_bn(ResNetEncoder(arch, dim, mlp), split_bn)
+        self.query: nn.Module = convert_split_bn(build_encoder(arch, dim, mlp), split_bn)
         self.key: nn.Module = copy.deepcopy(self.query)
         for p in self.key.parameters():
             p.requires_grad_(False)
         self.queue = KeyQueue(dim, queue_size, gen)
         self.m, self.t = momentum, temperature
 
-    def encoder(self) -> ResNetEncoder:
+    def encoder(self) -> Backbone:
         """The query encoder without any DDP wrapper (what gets exported)."""
         inner = getattr(self.query, "module", self.query)
-        assert isinstance(inner, ResNetEncoder)
+        assert isinstance(inner, Backbone)
         return inner
 
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

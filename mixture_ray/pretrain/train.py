@@ -14,8 +14,9 @@ import torch
 from mixture_ray.faults import crash_once
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
+from mixture_ray.models.backbone import upgrade_state_dict
 from mixture_ray.pretrain.moco import MoCo
-from mixture_ray.train_run import CRASH_GRACE_S, report_to_ray_train
+from mixture_ray.train_run import report_to_ray_train
 
 if TYPE_CHECKING:
     from mixture_ray.pretrain.config import PretrainConfig
@@ -47,8 +48,8 @@ def restore(model: MoCo, opt: torch.optim.Optimizer) -> int:
         return 0
     with found.as_directory() as folder:
         state = ckpt.load(Path(folder) / ckpt.TRAIN_FILE)
-    model.encoder().load_state_dict(state["query"])
-    model.key.load_state_dict(state["key"])
+    model.encoder().load_state_dict(upgrade_state_dict(state["query"]))
+    model.key.load_state_dict(upgrade_state_dict(state["key"]))
     model.queue.load_state_dict(state["queue"])
     opt.load_state_dict(state["optimizer"])
     return int(state["step"])
@@ -89,7 +90,7 @@ def train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             opt.step()
             step, seen, loss_value = step + 1, seen + tiles.shape[0], float(loss.detach())
-            crash_once(f"pretrain.step-{step}", grace_s=CRASH_GRACE_S)  # fault injection (tests)
+            crash_once(f"pretrain.step-{step}")  # fault injection (tests)
             rate = seen / max(time.perf_counter() - tick, 1e-9)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == cfg.max_steps):
                 print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "

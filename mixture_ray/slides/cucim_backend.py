@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mixture_ray.errors import MissingExtraError, SlideError
-from mixture_ray.slides.reader import thumbnail_by_blocks
+from mixture_ray.slides.reader import HeaderReader
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,7 +24,7 @@ def cucim_available() -> bool:
         return False
 
 
-class CuCIMReader:
+class CuCIMReader(HeaderReader):
     """``SlideReader`` over ``cucim.CuImage``; note cuCIM takes (location, size, level)."""
 
     backend = "cucim"
@@ -53,26 +53,6 @@ class CuCIMReader:
             self._mpp = float(aperio["MPP"])
         self._power = float(aperio["AppMag"]) if "AppMag" in aperio else None
 
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        """(width, height) of each pyramid level, level 0 first."""
-        return self._dims
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        """Downsample of each level relative to level 0."""
-        return self._downsamples
-
-    @property
-    def mpp(self) -> float | None:
-        """Microns per pixel at level 0, or None when the file does not say."""
-        return self._mpp
-
-    @property
-    def objective_power(self) -> float | None:
-        """Scanning objective power, or None when the file does not say."""
-        return self._power
-
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""
         try:
@@ -80,10 +60,6 @@ class CuCIMReader:
         except Exception as exc:
             raise SlideError(str(self.path), f"cuCIM failed to decode a region: {exc}") from exc
         return np.ascontiguousarray(np.asarray(region)[..., :3])
-
-    def thumbnail(self, max_size: int) -> np.ndarray:
-        """RGB uint8 array whose longer side is at most ``max_size`` (read in blocks)."""
-        return thumbnail_by_blocks(self, max_size)
 
     def close(self) -> None:
         """Close the slide file."""

@@ -51,6 +51,62 @@ class SlideReader(Protocol):
         ...
 
 
+def positive_number(value: object) -> float | None:
+    """``value`` as a float when it is a number > 0 (a header field), else None."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+class HeaderReader:
+    """The part every backend shares: the header facts it read on opening, and the thumbnail.
+
+    A backend sets ``path``, ``backend``, ``_dims``, ``_downsamples``, ``_mpp`` and ``_power`` when
+    it opens the file, and implements ``read_region`` and ``close``.
+    """
+
+    path: Path
+    backend: str
+    _dims: tuple[tuple[int, int], ...]
+    _downsamples: tuple[float, ...]
+    _mpp: float | None
+    _power: float | None
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """(width, height) of each pyramid level, level 0 first."""
+        return self._dims
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        """Downsample of each level relative to level 0."""
+        return self._downsamples
+
+    @property
+    def mpp(self) -> float | None:
+        """Microns per pixel at level 0, or None when the file does not say."""
+        return self._mpp
+
+    @property
+    def objective_power(self) -> float | None:
+        """Scanning objective power, or None when the file does not say."""
+        return self._power
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""
+        raise NotImplementedError
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        """RGB uint8 array whose longer side is at most ``max_size`` (read in blocks)."""
+        return thumbnail_by_blocks(self, max_size)
+
+    def close(self) -> None:
+        """Release the file handle."""
+        raise NotImplementedError
+
+
 def best_level(downsamples: tuple[float, ...], downsample: float) -> int:
     """Index of the coarsest level whose downsample does not exceed ``downsample`` (1 % slack)."""
     best = 0

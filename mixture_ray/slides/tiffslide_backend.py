@@ -8,21 +8,13 @@ import numpy as np
 
 from mixture_ray.errors import SlideError
 from mixture_ray.slides.native_tiles import NativeTiledLevel, unsupported_codec
-from mixture_ray.slides.reader import thumbnail_by_blocks
+from mixture_ray.slides.reader import HeaderReader, positive_number
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
-def _positive(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
-
-
-class TiffSlideReader:
+class TiffSlideReader(HeaderReader):
     """``SlideReader`` over ``tiffslide.TiffSlide`` with a native-tile fast path."""
 
     backend = "tiffslide"
@@ -40,8 +32,9 @@ class TiffSlideReader:
             raise SlideError(str(path), "the file holds no image levels")
         self._dims: tuple[tuple[int, int], ...] = tuple((int(w), int(h)) for w, h in dims)
         props = self._slide.properties
-        self._mpp = _positive(props.get("tiffslide.mpp-x"))
-        self._power = _positive(props.get("tiffslide.objective-power"))
+        self._downsamples = tuple(float(d) for d in self._slide.level_downsamples)
+        self._mpp = positive_number(props.get("tiffslide.mpp-x"))
+        self._power = positive_number(props.get("tiffslide.objective-power"))
         self._native: dict[int, NativeTiledLevel | None] = {}
         try:
             keyframe = self._slide.ts_tifffile.series[0].levels[0].keyframe
@@ -56,26 +49,6 @@ class TiffSlideReader:
             )
         self._use_native = native
         self._cache_bytes = cache_bytes
-
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        """(width, height) of each pyramid level, level 0 first."""
-        return self._dims
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        """Downsample of each level relative to level 0."""
-        return tuple(float(d) for d in self._slide.level_downsamples)
-
-    @property
-    def mpp(self) -> float | None:
-        """Microns per pixel at level 0, or None when the file does not say."""
-        return self._mpp
-
-    @property
-    def objective_power(self) -> float | None:
-        """Scanning objective power, or None when the file does not say."""
-        return self._power
 
     def _native_level(self, level: int) -> NativeTiledLevel | None:
         if level not in self._native:
@@ -106,10 +79,6 @@ class TiffSlideReader:
         except Exception as exc:
             raise SlideError(str(self.path), f"cannot decode tiles with tiffslide: {exc}") from exc
         return np.ascontiguousarray(np.asarray(region)[..., :3])
-
-    def thumbnail(self, max_size: int) -> np.ndarray:
-        """RGB uint8 array whose longer side is at most ``max_size`` (read in blocks)."""
-        return thumbnail_by_blocks(self, max_size)
 
     def close(self) -> None:
         """Close the slide file."""

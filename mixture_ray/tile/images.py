@@ -1,4 +1,4 @@
-"""`mixture-ray tile --from-images DIR`: import an ImageFolder tree (class = folder) as tiles."""
+"""`mixture-ray import-images`: an ImageFolder tree (class = folder) as a tile store, one tile per image."""
 
 from __future__ import annotations
 
@@ -22,11 +22,9 @@ from mixture_ray.tile.report import TilingReport
 
 if TYPE_CHECKING:
     from mixture_ray.report import Failure
-    from mixture_ray.tile.config import TileConfig
+    from mixture_ray.tile.config import ImportImagesConfig, StoredPixels
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
-IMAGES_PER_COMMIT = 4096
-DATA_SETTINGS = ("encoding", "jpeg_quality", "background_threshold")
 
 
 def list_image_folder(root: Path) -> list[dict[str, Any]]:
@@ -69,15 +67,15 @@ def _load(record: dict[str, Any]) -> np.ndarray:
     return rgb[top : top + side, left : left + side]
 
 
-def import_batch(batch: pa.Table, cfg: TileConfig) -> pa.Table:
+def import_batch(batch: pa.Table, pixels: StoredPixels) -> pa.Table:
     """Decode, square-crop and re-encode each image; failures become error rows."""
     columns: dict[str, list[Any]] = {k: [] for k in ("tile_size", "background_fraction", "image", "error")}
     for record in batch.to_pylist():
         try:
             rgb = _load(record)
             columns["tile_size"].append(rgb.shape[0])
-            columns["background_fraction"].append(background_fraction(rgb, cfg.background_threshold))
-            columns["image"].append(encode_tile(rgb, cfg.encoding, cfg.jpeg_quality))
+            columns["background_fraction"].append(background_fraction(rgb, pixels.background_threshold))
+            columns["image"].append(encode_tile(rgb, pixels.encoding, pixels.jpeg_quality))
             columns["error"].append(None)
         except ValueError as exc:
             columns["tile_size"].append(0)
@@ -98,7 +96,7 @@ def import_batch(batch: pa.Table, cfg: TileConfig) -> pa.Table:
             "tile_size": pa.array(columns["tile_size"], pa.int32()),
             "size_level0": pa.array(columns["tile_size"], pa.int32()),
             "background_fraction": pa.array(columns["background_fraction"], pa.float32()),
-            "encoding": pa.array([cfg.encoding] * n, pa.string()),
+            "encoding": pa.array([pixels.encoding] * n, pa.string()),
             "image": pa.array(columns["image"], pa.binary()),
             "label": batch["label"],
             "split": batch["split"],
@@ -109,23 +107,35 @@ def import_batch(batch: pa.Table, cfg: TileConfig) -> pa.Table:
     )
 
 
-def import_image_folder(cfg: TileConfig) -> TilingReport:
-    """Import ``cfg.from_images`` into the tile store ``cfg.out_dir`` (resumable)."""
-    assert cfg.from_images is not None
-    records = list_image_folder(cfg.from_images)
-    store = StageFolder(cfg.out_dir, stage="tile", item_column="slide_id")
-    store.prepare({"from_images": str(cfg.from_images), **{k: getattr(cfg, k) for k in DATA_SETTINGS}})
+def run_import(cfg: ImportImagesConfig) -> TilingReport:
+    """Import the image folder ``cfg.images`` into the tile store ``cfg.out_dir`` (resumable).
+
+    Args:
+        cfg: the import settings.
+
+    Returns:
+        The report: images requested, skipped (committed earlier), committed, and failed.
+
+    Example:
+        >>> from mixture_ray.config import build_config
+        >>> from mixture_ray.tile.config import ImportImagesConfig
+        >>> run_import(build_config(ImportImagesConfig, {"images": "tiles/", "out_dir": "store"}))
+    """
+    records = list_image_folder(cfg.images)
+    store = StageFolder(cfg.out_dir, stage="import-images", item_column="slide_id")
+    pixels = cfg.pixels()
+    store.prepare({"from_images": str(cfg.images), **dataclasses.asdict(pixels)})
     done = store.committed_items()
     todo = [r for r in records if r["slide_id"] not in done]
     ensure_ray()
     failures: list[Failure] = []
-    for start in range(0, len(todo), IMAGES_PER_COMMIT):
-        chunk = todo[start : start + IMAGES_PER_COMMIT]
+    for start in range(0, len(todo), cfg.images_per_commit):
+        chunk = todo[start : start + cfg.images_per_commit]
         tmp = store.new_tmp_dir()
         (
             ray.data.from_items(chunk)
             .map_batches(
-                functools.partial(import_batch, cfg=cfg), batch_size=cfg.pool.batch_size,
+                functools.partial(import_batch, pixels=pixels), batch_size=cfg.batch_size,
                 batch_format="pyarrow",
             )
             .write_parquet(str(tmp))

@@ -64,10 +64,10 @@ def write_chunk(dataset: ray.data.Dataset, path: Path) -> None:
 
 
 def run(cfg: TileConfig) -> TilingReport:
-    """Tile slides into a tile store, or import an ImageFolder tree (``cfg.from_images``).
+    """Tile the manifest's slides into a tile store (an image folder: :func:`tile.images.run_import`).
 
     Args:
-        cfg: the tiling settings; exactly one of ``manifest`` and ``from_images`` is set.
+        cfg: the tiling settings.
 
     Returns:
         The run's report: tiles written, items skipped as already committed, failures.
@@ -75,16 +75,11 @@ def run(cfg: TileConfig) -> TilingReport:
     Example:
         >>> run(build_config(TileConfig, {"manifest": "cohort/manifest.csv", "out_dir": "tiles"}))
     """
-    if cfg.from_images is not None:
-        from mixture_ray.tile.images import import_image_folder
-
-        return import_image_folder(cfg)
     return tile_slides(cfg)
 
 
 def tile_slides(cfg: TileConfig) -> TilingReport:
     """Tile every slide of ``cfg.manifest`` not yet committed in ``cfg.out_dir``."""
-    assert cfg.manifest is not None
     manifest = read_manifest(cfg.manifest)
     store = StageFolder(cfg.out_dir, stage="tile", item_column="slide_id")
     store.prepare({k: getattr(cfg, k) for k in DATA_SETTINGS})

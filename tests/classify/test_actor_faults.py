@@ -16,27 +16,16 @@ from mixture_ray.config import build_config
 from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.embed.stage import run as run_embedding
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.classifier import FindingClassifier, classifier_payload
+from mixture_ray.models.backbone import Backbone
+from mixture_ray.models.classifier import classifier_payload
 from mixture_ray.store.folder import committed_files
-from mixture_ray.synth.config import SynthConfig
-from mixture_ray.tile.config import TileConfig
+from tests.conftest import TiledCohort
 
 
 @pytest.fixture(scope="module")
-def tiles(fault_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three one-slide cases tiled at 20x (48 px), one commit chunk per slide."""
-    from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tile.stage import run as run_tiling
-
-    root = tmp_path_factory.mktemp("model_faults")
-    cohort = write_cohort(build_config(
-        SynthConfig, {"out_dir": root / "cohort", "n_cases": 3, "min_slides_per_case": 1,
-                      "max_slides_per_case": 1, "width": 1024, "height": 1024, "seed": 21}))
-    out = root / "tiles"
-    assert run_tiling(build_config(TileConfig, {
-        "manifest": cohort.manifest, "out_dir": out, "tile_size": 48, "magnifications": [20.0],
-        "max_tiles_per_slide": 50, "pool.workers": 1, "slides_per_commit": 1})).complete
-    return out
+def tiles(fault_dir: Path, tiled_cohort: TiledCohort) -> Path:
+    """The shared tiled cohort's store (one commit chunk per slide)."""
+    return tiled_cohort.tiles
 
 
 def rows(store: Path) -> pd.DataFrame:
@@ -79,7 +68,7 @@ def test_killed_classifier_actor_is_retried_and_output_is_unchanged(
 ) -> None:
     torch.manual_seed(0)
     classifier = tmp_path / "classifier.pt"
-    ckpt.save(classifier_payload(FindingClassifier("resnet18", ["a", "b", "c"]), magnification=20.0,
+    ckpt.save(classifier_payload(Backbone("resnet18", 3, classes=["a", "b", "c"]), magnification=20.0,
                                  image_size=0), classifier)
 
     def classify(out: Path) -> Any:

@@ -30,41 +30,30 @@ from mixture_ray.maps.palette import finding_colours
 from mixture_ray.maps.stage import map_file
 from mixture_ray.maps.stage import run as run_maps
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.classifier import FindingClassifier, classifier_payload
+from mixture_ray.models.backbone import Backbone
+from mixture_ray.models.classifier import classifier_payload
 from mixture_ray.store.codec import decode_tile
 from mixture_ray.store.folder import INCOMPLETE, SUCCESS, committed_files
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.store.schemas import TILE_KEY
-from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.oracle import tile_truth
-from mixture_ray.tile.config import TileConfig
+from tests.conftest import TiledCohort
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 CLASSES = ["normal_alveolar", "dense_fibrosis", "fibroblastic_foci", "other"]
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
-    """Three synthetic cases tiled at 20x (32 px, every tissue tile) and a seeded random classifier."""
-    from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tile.stage import run as run_tiling
-
+def cohort(tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory,
+           ray_session: None) -> dict[str, Path]:
+    """The shared tiled cohort and a seeded random 20x classifier."""
     root = tmp_path_factory.mktemp("classify")
-    written = write_cohort(build_config(
-        SynthConfig, {"out_dir": root / "cohort", "n_cases": 3, "min_slides_per_case": 1,
-                      "max_slides_per_case": 2, "width": 1024, "height": 1024, "seed": 11}))
-    tiles = root / "tiles"
-    report = run_tiling(build_config(
-        TileConfig, {"manifest": written.manifest, "out_dir": tiles, "tile_size": 32,
-                     "magnifications": [20.0], "max_tiles_per_slide": 0, "max_background": 0.9,
-                     "pool.workers": 1, "slides_per_commit": 2}))
-    assert report.complete
     torch.manual_seed(3)
-    net = FindingClassifier("resnet18", CLASSES).eval()
+    net = Backbone("resnet18", len(CLASSES), classes=CLASSES).eval()
     classifier = root / "classifier.pt"
     ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), classifier)
-    return {"root": root, "cohort": written.root, "manifest": written.manifest, "tiles": tiles,
-            "classifier": classifier}
+    return {"root": root, "cohort": tiled_cohort.cohort, "manifest": tiled_cohort.manifest,
+            "tiles": tiled_cohort.tiles, "classifier": classifier}
 
 
 def classify_cfg(cohort: dict[str, Path], out: Path, **extra: Any) -> ClassifyConfig:
@@ -85,13 +74,14 @@ def test_classify_matches_the_classifier_run_in_process_on_tissue_tiles(
     cohort: dict[str, Path], predictions: Path
 ) -> None:
     tiles = pq.read_table(committed_files(cohort["tiles"])).to_pandas()
+    tiles = tiles[tiles.magnification == 20.0]  # the classifier's magnification
     tissue = tiles[tiles.background_fraction <= 0.7]
     assert len(tissue) < len(tiles)  # the cohort filter dropped some tiles
     pred = load_predictions(predictions, probabilities=True)
     assert pred.classes == tuple(CLASSES)
     rows = pred.rows.merge(tissue, on=list(TILE_KEY), validate="one_to_one")
     assert len(rows) == len(pred.rows) == len(tissue)
-    net = FindingClassifier("resnet18", CLASSES)
+    net = Backbone("resnet18", len(CLASSES), classes=CLASSES)
     net.load_state_dict(ckpt.load(cohort["classifier"])["state_dict"])
     images = torch.from_numpy(np.stack([decode_tile(b) for b in rows.image]))
     expected = class_probabilities(net.eval(), images).numpy()
@@ -190,7 +180,8 @@ def clustered(cohort: dict[str, Path]) -> dict[str, Path]:
 
     root = cohort["root"]
     emb = run_embedding(build_config(EmbedConfig, {"tiles": cohort["tiles"], "out_dir": root / "emb",
-                                                   "model": "random", "pool.batch_size": 32}))
+                                                   "model": "random", "pool.batch_size": 32,
+                                                   "magnification": 20.0}))
     assert emb.complete
     run_cluster(build_config(ClusterConfig, {"embeddings": root / "emb", "out_dir": root / "clusters",
                                              "ks": [2, 3], "silhouette_sample": 0}))

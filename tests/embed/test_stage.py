@@ -20,36 +20,22 @@ from mixture_ray.embed.evaluate import evaluate_embeddings
 from mixture_ray.embed.stage import run as run_embedding
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.classifier import CLASSIFIER_FILE, FindingClassifier, classifier_payload
-from mixture_ray.models.encoder import ResNetEncoder
-from mixture_ray.models.encoder_loader import load_encoder
+from mixture_ray.models.backbone import Backbone
+from mixture_ray.models.classifier import CLASSIFIER_FILE, classifier_payload
+from mixture_ray.models.encoder import build_encoder, load_encoder
 from mixture_ray.pipeline.config import DemoConfig
 from mixture_ray.store.codec import decode_tile
 from mixture_ray.store.folder import COMMITTED, committed_files
 from mixture_ray.store.schemas import EMBEDDING_SCHEMA, TILE_KEY
-from mixture_ray.synth.config import SynthConfig
-from mixture_ray.tile.config import TileConfig
+from tests.conftest import TiledCohort
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
-    """A tiny cohort tiled at 5x and 20x (32 px), one commit chunk per slide."""
-    from mixture_ray.synth.cohort import write_cohort
-    from mixture_ray.tile.stage import run as run_tiling
-
-    root = tmp_path_factory.mktemp("embed")
-    written = write_cohort(build_config(
-        SynthConfig, {"out_dir": root / "cohort", "n_cases": 2, "min_slides_per_case": 1,
-                      "max_slides_per_case": 2, "width": 1024, "height": 1024, "seed": 5}))
-    tiles = root / "tiles"
-    report = run_tiling(build_config(
-        TileConfig, {"manifest": written.manifest, "out_dir": tiles, "tile_size": 32,
-                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 40, "pool.workers": 1,
-                     "slides_per_commit": 1}))
-    assert report.complete
-    return {"root": root, "tiles": tiles, "masks": written.masks_dir}
+def cohort(tiled_cohort: TiledCohort, ray_session: None) -> dict[str, Path]:
+    """The shared tiled cohort: tiles at 5x and 20x (32 px), one chunk per slide."""
+    return {"root": tiled_cohort.root, "tiles": tiled_cohort.tiles, "masks": tiled_cohort.masks}
 
 
 def embed_cfg(tiles: Path, out: Path, **extra: Any) -> EmbedConfig:
@@ -62,7 +48,7 @@ def read(path: Path) -> pd.DataFrame:
     return pq.read_table(committed_files(path)).to_pandas()
 
 
-def bare_embeddings(encoder: ResNetEncoder, tiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def bare_embeddings(encoder: Backbone, tiles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     stacked = torch.from_numpy(np.stack([decode_tile(b) for b in tiles.image]))
     head, features = embed_tensor(encoder, preprocess(stacked, 1.0))
     return head.numpy(), features.numpy()
@@ -92,7 +78,7 @@ def test_random_init_embeddings_match_a_bare_loop_on_two_actors(
 
 def test_project_checkpoint_of_another_resnet_and_resume(cohort: dict[str, Path], tmp_path: Path) -> None:
     torch.manual_seed(3)
-    encoder = ResNetEncoder("resnet34", dim=16, mlp=False).eval()
+    encoder = build_encoder("resnet34", dim=16, mlp=False).eval()
     path = tmp_path / "r34.pt"
     ckpt.save({"format": ckpt.ENCODER_FORMAT, "spec": encoder.spec(), "state_dict": encoder.state_dict()},
               path)
@@ -142,7 +128,7 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
     def random_classifier(cfg: DemoConfig, start: float) -> None:
         skipped.append("finetune")
         torch.manual_seed(0)
-        net = FindingClassifier("resnet18", ["normal_alveolar", "dense_fibrosis", "fibroblastic_foci"])
+        net = Backbone("resnet18", 3, classes=["normal_alveolar", "dense_fibrosis", "fibroblastic_foci"])
         folder = cfg.out_dir / "finetune" / "classifier_20x"
         folder.mkdir(parents=True)
         ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), folder / CLASSIFIER_FILE)

@@ -12,8 +12,9 @@ import pytest
 
 from mixture_ray.cli import main
 from mixture_ray.config import build_config
-from mixture_ray.errors import ConfigError
-from mixture_ray.explain.config import ExplainConfig
+from mixture_ray.errors import ConfigError, StageIncompleteError
+from mixture_ray.explain.config import ExplainApplyConfig, ExplainFitConfig
+from mixture_ray.explain.stage import run_apply
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,16 @@ def test_cli_explain_word_and_settings_guard(checked: tuple[Path, dict[str, Any]
     assert code == 0
     assert "k3" in json.loads((root / "analysis" / "summary.json").read_text())
     assert main(["explain", "apply", "--out-dir", str(root)]) == 2  # manifest is required
-    with pytest.raises(ConfigError, match="action"):
-        build_config(ExplainConfig, {"action": "transform", "out_dir": root})
+    with pytest.raises(SystemExit) as usage:  # argparse: not an action of explain
+        main(["explain", "transform", "--out-dir", str(root)])
+    assert usage.value.code == 2
+    # apply takes the network, layer and tiling from the fit; a K that was not fitted is named
+    with pytest.raises(ConfigError, match=r"K=\[5\] not fitted"):
+        run_apply(build_config(ExplainApplyConfig, {
+            "out_dir": root, "manifest": out / "cohort" / "manifest.csv", "n_classes": [5]}))
+    with pytest.raises(StageIncompleteError, match="explain fit is not complete"):  # no fit here
+        run_apply(build_config(ExplainApplyConfig, {"out_dir": out / "elsewhere",
+                                                     "manifest": out / "cohort" / "manifest.csv"}))
 
 
 def test_a_broken_slide_is_a_recorded_failure(checked: tuple[Path, dict[str, Any]],
@@ -91,11 +100,11 @@ def test_a_broken_slide_is_a_recorded_failure(checked: tuple[Path, dict[str, Any
     bad.write_bytes(b"not a slide")
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"slide_id,case_id,path,mpp\nbad,c0,{bad},0.5\n")
-    cfg = build_config(ExplainConfig, {
-        "action": "fit", "out_dir": tmp_path / "ex", "manifest": manifest,
+    cfg = build_config(ExplainFitConfig, {
+        "out_dir": tmp_path / "ex", "manifest": manifest,
         "checkpoint": out / "detector.pt", "layer": "layer3", "mpp": 1.0, "tile_size": 128,
         "stride": 64, "device": "cpu"})
-    ids, failures = build_grids(cfg)
+    ids, failures = build_grids(cfg.grid_spec(), cfg.run_settings(), manifest, tmp_path / "ex" / "grids")
     assert ids == [] and [f.item_id for f in failures] == ["bad"]
     table = pd.read_parquet(tmp_path / "ex" / "grids" / "failures.parquet")
     assert table.item_id.tolist() == ["bad"] and (tmp_path / "ex" / "grids" / "_INCOMPLETE.json").exists()

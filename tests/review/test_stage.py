@@ -21,8 +21,8 @@ from mixture_ray.review.stage import run as run_review
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import TILE_ID_COLUMNS
 from mixture_ray.synth.config import SynthConfig
-from mixture_ray.tile.config import TileConfig
-from mixture_ray.tile.images import import_image_folder
+from mixture_ray.tile.config import ImportImagesConfig, TileConfig
+from mixture_ray.tile.images import run_import
 from mixture_ray.tile.stage import run as run_tiling
 from tests.conftest import TILES_DIR, require_shared
 
@@ -51,10 +51,10 @@ def lung(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataF
     One tile's slide id is replaced by a script tag to check that the page escapes it.
     """
     root = tmp_path_factory.mktemp("lung")
-    cfg = build_config(
-        TileConfig, {"from_images": require_shared(TILES_DIR / "tcga_luad_lusc"), "out_dir": root / "tiles"}
+    cfg = build_config(ImportImagesConfig, {"images": require_shared(TILES_DIR / "tcga_luad_lusc"),
+                                            "out_dir": root / "tiles"}
     )
-    assert import_image_folder(cfg).complete
+    assert run_import(cfg).complete
     tiles = pq.read_table(committed_files(root / "tiles")).to_pandas()
     rng = np.random.default_rng(0)
     clusters = np.where(tiles.label == "LUAD", 0, 1)

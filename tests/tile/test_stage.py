@@ -253,7 +253,7 @@ def test_image_folder_import_keeps_classes_and_reports_bad_files(tmp_path: Path)
     (tree / "train" / "LUAD" / "README.txt").write_text("not an image")
     (tree / "train" / "LUSC" / "broken.jpg").write_bytes(b"\xff\xd8garbage")
     out = tmp_path / "store"
-    code = main(["tile", "--from-images", str(tree), "--out-dir", str(out)])
+    code = main(["import-images", "--images", str(tree), "--out-dir", str(out)])
     assert code == EXIT_PARTIAL
     tiles = read_store(out, complete=False)
     expected = {p.relative_to(source).with_suffix("").as_posix() for p in source.rglob("*.jpg")}
@@ -267,7 +267,7 @@ def test_image_folder_import_keeps_classes_and_reports_bad_files(tmp_path: Path)
     # Fix the tree and rerun: only the previously failed items are attempted, then complete.
     (tree / "train" / "LUAD" / "README.txt").unlink()
     (tree / "train" / "LUSC" / "broken.jpg").unlink()
-    assert main(["tile", "--from-images", str(tree), "--out-dir", str(out)]) == EXIT_OK
+    assert main(["import-images", "--images", str(tree), "--out-dir", str(out)]) == EXIT_OK
     assert len(read_store(out)) == len(expected)
 
 

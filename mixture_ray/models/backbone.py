@@ -1,0 +1,146 @@
+"""The one network of the project: a torchvision ResNet behind timm's model contract.
+
+Pretraining (MoCo encoder with a projection head), embedding, fine-tuning, classification and
+explanation all build a :class:`Backbone`. It follows the contract of ``timm`` models, so code
+written against it also takes a timm model:
+
+- ``forward_features(x)`` -> the last conv feature map (B, num_features, h, w), unpooled;
+- ``forward_head(x, pre_logits=False)`` -> pooled features (B, num_features) when ``pre_logits``,
+  else the head's output (B, num_classes);
+- ``forward(x)`` = ``forward_head(forward_features(x))``;
+- ``reset_classifier(num_classes)`` replaces the head (0 = no head, pooled features out);
+- ``get_classifier()``, ``num_features`` and ``num_classes``.
+
+The sub-modules keep torchvision's names (``conv1`` ... ``layer4``, ``fc``), so a torchvision
+ResNet ``state_dict`` loads as it is and layers are named as in torchvision (``layer4``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import torch
+import torchvision
+from torch import nn
+
+from mixture_ray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+         "wide_resnet50_2")
+HeadKind = Literal["linear", "mlp"]
+
+
+def check_arch(arch: str) -> None:
+    """Raise a :class:`ConfigError` naming the choices when ``arch`` is not a supported ResNet."""
+    if arch not in ARCHS:
+        raise ConfigError(f"arch: {arch!r} is not one of {', '.join(ARCHS)}")
+
+
+class Backbone(nn.Module):
+    """A torchvision ResNet (``weights=None``) with a replaceable head, timm-style.
+
+    Args:
+        arch: a torchvision ResNet name (see ``ARCHS``).
+        num_classes: outputs of the head; 0 means no head (``forward`` returns pooled features).
+        head: ``linear`` (one layer) or ``mlp`` (Linear-ReLU-Linear, the MoCo v2 projection).
+        classes: names of the outputs, when the head is a classifier (kept in exported files).
+
+    Example:
+        >>> net = Backbone("resnet18", num_classes=2, classes=("tumour", "stroma"))
+        >>> net.forward_features(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 512, 2, 2])
+    """
+
+    def __init__(self, arch: str = "resnet18", num_classes: int = 0, *, head: HeadKind = "linear",
+                 classes: Sequence[str] = ()) -> None:
+        super().__init__()
+        check_arch(arch)
+        resnet: torchvision.models.ResNet = getattr(torchvision.models, arch)(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        self.avgpool = resnet.avgpool
+        self.arch = arch
+        self.num_features: int = resnet.fc.in_features
+        self.fc: nn.Module = nn.Identity()
+        self.num_classes, self.head_kind, self.classes = 0, head, tuple(classes)
+        self.reset_classifier(num_classes, head=head, classes=classes)
+
+    def reset_classifier(self, num_classes: int, *, head: HeadKind = "linear",
+                         classes: Sequence[str] = ()) -> None:
+        """Replace the head with a freshly initialised one of ``num_classes`` outputs (0: none)."""
+        if classes and len(classes) != num_classes:
+            raise ConfigError(f"classes: {len(classes)} names for a head of {num_classes} outputs")
+        width = self.num_features
+        if num_classes <= 0:
+            self.fc = nn.Identity()
+        elif head == "mlp":
+            self.fc = nn.Sequential(
+                nn.Linear(width, width), nn.ReLU(inplace=True), nn.Linear(width, num_classes)
+            )
+        else:
+            self.fc = nn.Linear(width, num_classes)
+        self.num_classes, self.head_kind, self.classes = max(num_classes, 0), head, tuple(classes)
+
+    def get_classifier(self) -> nn.Module:
+        """The head (``nn.Identity`` when there is none)."""
+        return self.fc
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv feature map (B, num_features, h, w) of normalised images (B, 3, H, W)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out: torch.Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return out
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool a feature map; return the pooled features or the head's output."""
+        pooled = torch.flatten(self.avgpool(x), 1)
+        if pre_logits:
+            return pooled
+        out: torch.Tensor = self.fc(pooled)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Head output (B, num_classes), or pooled features when there is no head."""
+        return self.forward_head(self.forward_features(x))
+
+    def spec(self) -> dict[str, object]:
+        """What is needed to rebuild this network (kept in checkpoint files)."""
+        return {"arch": self.arch, "num_classes": self.num_classes, "head": self.head_kind,
+                "classes": list(self.classes)}
+
+
+def from_spec(spec: Mapping[str, object]) -> Backbone:
+    """A :class:`Backbone` from :meth:`Backbone.spec`, or from an older encoder spec (arch, dim, mlp)."""
+    if "dim" in spec:  # mixture_ray.resnet_encoder/1 files
+        head: HeadKind = "mlp" if spec.get("mlp", True) else "linear"
+        return Backbone(str(spec["arch"]), int(str(spec["dim"])), head=head)
+    kind = str(spec.get("head", "linear"))
+    if kind not in ("linear", "mlp"):
+        raise ConfigError(f"head: {kind!r} is not linear or mlp")
+    names = spec.get("classes") or []
+    assert isinstance(names, list)
+    return Backbone(str(spec["arch"]), int(str(spec["num_classes"])),
+                    head="mlp" if kind == "mlp" else "linear", classes=[str(n) for n in names])
+
+
+def upgrade_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the keys of files written before the one backbone (``backbone.*``, ``head.*``).
+
+    Args:
+        state: a state dict of this or an earlier version.
+
+    Returns:
+        The state dict with :class:`Backbone`'s (torchvision's) key names.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("backbone."):
+            key = key.removeprefix("backbone.")
+        elif key.startswith("head."):
+            key = "fc." + key.removeprefix("head.")
+        out[key] = value
+    return out

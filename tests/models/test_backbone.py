@@ -1,0 +1,72 @@
+"""The one backbone: timm's contract, torchvision weights, and files of earlier versions still load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from mixture_ray.errors import ConfigError
+from mixture_ray.models import checkpoint as ckpt
+from mixture_ray.models.backbone import Backbone
+from mixture_ray.models.classifier import CLASSIFIER_FORMAT, load_classifier
+from mixture_ray.models.encoder import build_encoder, load_encoder
+
+
+def test_timm_contract_pooled_features_and_head() -> None:
+    torch.manual_seed(0)
+    net = Backbone("resnet18", 3, classes=("a", "b", "c")).eval()
+    x = torch.randn(2, 3, 64, 64)
+    fmap = net.forward_features(x)
+    assert fmap.shape == (2, net.num_features, 2, 2) == (2, 512, 2, 2)
+    pooled = net.forward_head(fmap, pre_logits=True)
+    torch.testing.assert_close(pooled, fmap.mean(dim=(2, 3)))
+    torch.testing.assert_close(net(x), net.get_classifier()(pooled))
+    net.reset_classifier(0)
+    assert isinstance(net.get_classifier(), nn.Identity) and net.num_classes == 0
+    torch.testing.assert_close(net(x), pooled)
+    net.reset_classifier(7, head="mlp")
+    assert net(x).shape == (2, 7) and isinstance(net.get_classifier(), nn.Sequential)
+    with pytest.raises(ConfigError, match="2 names for a head of 3"):
+        net.reset_classifier(3, classes=("a", "b"))
+    with pytest.raises(ConfigError, match="vgg16"):
+        Backbone("vgg16")
+
+
+def test_torchvision_resnet_weights_load_as_they_are() -> None:
+    torch.manual_seed(1)
+    tv = torchvision.models.resnet18(weights=None, num_classes=2).eval()
+    net = Backbone("resnet18", 2)
+    net.load_state_dict(tv.state_dict())  # same key names
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(net.eval()(x), tv(x))
+
+
+def _old_encoder_state(encoder: Backbone) -> dict[str, torch.Tensor]:
+    """The same weights under the key names of the ResNetEncoder of earlier versions."""
+    return {(f"head.{k[3:]}" if k.startswith("fc.") else f"backbone.{k}"): v
+            for k, v in encoder.state_dict().items()}
+
+
+def test_encoder_and_classifier_files_of_earlier_versions_load(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    encoder = build_encoder("resnet18", dim=16, mlp=True).eval()
+    old = tmp_path / "old_elex.pt"
+    ckpt.save({"format": "mixture_ray.resnet_encoder/1", "spec": {"arch": "resnet18", "dim": 16, "mlp": True},
+               "state_dict": _old_encoder_state(encoder)}, old)
+    again = load_encoder(str(old))
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(again(x), encoder(x))
+    assert (again.num_classes, again.head_kind) == (16, "mlp")
+
+    classifier = Backbone("resnet18", 2, classes=("x", "y")).eval()
+    state = {(k if k.startswith("fc.") else f"backbone.{k}"): v for k, v in classifier.state_dict().items()}
+    file = tmp_path / "classifier.pt"
+    ckpt.save({"format": CLASSIFIER_FORMAT, "arch": "resnet18", "classes": ["x", "y"],
+               "state_dict": state}, file)
+    net, payload = load_classifier(file)
+    assert net.classes == ("x", "y") and payload["classes"] == ["x", "y"]
+    torch.testing.assert_close(net(x), classifier(x))
