@@ -105,6 +105,7 @@ def run_stage(spec: StageSpec, cfg: Any, *, verbose: bool = False) -> int:
         0 when the report is complete, 3 when some items failed.
     """
     from mixture_ray.ray_runtime import route_ray_logs
+    from mixture_ray.store.folder import FAILURES
 
     out_dir = getattr(cfg, "out_dir", None)
     route_ray_logs(out_dir / "_logs" / "ray.log" if out_dir is not None else None, verbose=verbose)
@@ -113,7 +114,7 @@ def run_stage(spec: StageSpec, cfg: Any, *, verbose: bool = False) -> int:
     if report.complete:
         return EXIT_OK
     where = getattr(report, "out_dir", None)
-    table = where / "failures.parquet" if where is not None else "the stage's failures table"
+    table = where / FAILURES if where is not None else "the stage's failures table"
     print(f"{len(report.failures)} items failed; see {table}:", file=sys.stderr)
     print("\n".join(report.failure_lines()), file=sys.stderr)
     return EXIT_PARTIAL

@@ -141,6 +141,16 @@ def parse_overrides(pairs: Iterable[str], cls: type | None = None) -> dict[str, 
     return out
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in ``path``; errors name ``what`` and the file."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from exc
+
+
 def load_config(
     cls: type[C],
     path: Path | str | None = None,
@@ -162,12 +172,7 @@ def load_config(
     """
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+        loaded = read_yaml(Path(path), "config file")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping of key: value at the top")
         values = _nest(loaded or {})

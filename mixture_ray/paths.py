@@ -4,7 +4,7 @@
   (relative to the working directory of the command, also for keys in a ``--config`` YAML file
   or a pipeline job: config files are command lines written down), so no worker and no later
   step resolves it a second time.
-* A path written into a file (mapping files, ``settings.json``, ``_SUCCESS`` records, reports)
+* A path written into a file (mapping files, ``_settings.json``, ``_SUCCESS`` records, reports)
   is written absolute.
 * A relative path read from a data file (a hand-written mapping file, a manifest row) is resolved
   against the folder of the file that holds it, never against the reader's working directory.

@@ -36,5 +36,5 @@ class Report:
         """``item: reason`` for the first ``limit`` failures."""
         lines = [f"  {f.item_id}: {f.error}" for f in list(self.failures)[:limit]]
         if len(self.failures) > limit:
-            lines.append(f"  ... and {len(self.failures) - limit} more (see failures.parquet)")
+            lines.append(f"  ... and {len(self.failures) - limit} more (see _failures.csv)")
         return lines

@@ -71,6 +71,8 @@ STAGES: tuple[StageSpec, ...] = (
           "class weights of the fitted NMF on slides: heatmaps and overlays", "stage:run_apply"),
     _spec("explain analyse", "explain", "ExplainAnalyseConfig",
           "class correlations, logistic regression, GradCAM and truth IoU", "stage:run_analyse"),
+    _spec("export", "export", "ExportConfig",
+          "QuPath GeoJSON, AnnData .h5ad and TRIDENT/CLAM .h5 from a run's stores"),
     _spec("pipeline", "pipeline", "PipelineConfig",
           "run several stages in order from one YAML file (all configs checked first)", "job:run"),
     _spec("demo", "pipeline", "DemoConfig", "run the pipeline on small synthetic cohorts (local Ray)",

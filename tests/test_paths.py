@@ -115,7 +115,7 @@ def test_manifest_rows_resolve_against_the_manifest(tmp_path: Path) -> None:
 
 
 def test_settings_and_success_record_absolute_paths(tmp_path: Path) -> None:
-    """settings.json and _SUCCESS hold absolute paths; a rerun from another working directory
+    """_settings.json and _SUCCESS hold absolute paths; a rerun from another working directory
     naming the same folders relatively is the same settings, not a mismatch."""
     with working_dir(tmp_path / "a"):
         cfg = build_config(IntegrateConfig, {"mappings": ["m.yaml"], "out_dir": "labels", "findings": ["x"]})

@@ -2,7 +2,7 @@
 
 Each committed tile chunk becomes one committed prediction chunk, so a rerun skips slides
 already classified and an interrupted run never looks complete. The class order is kept in the
-store's ``settings.json`` (``classes``); :func:`load_predictions` reads it back.
+store's ``_settings.json`` (``classes``); :func:`load_predictions` reads it back.
 """
 
 from __future__ import annotations

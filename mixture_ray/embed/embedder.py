@@ -12,13 +12,12 @@ from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.faults import crash_once
 from mixture_ray.models.augment import centre_crop, normalise, to_float
-from mixture_ray.models.encoder import load_encoder
 from mixture_ray.store.codec import decode_tile_rows
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, embedding_schema
 
 if TYPE_CHECKING:
-    from mixture_ray.embed.config import EmbedConfig
     from mixture_ray.models.backbone import Backbone
+    from mixture_ray.models.encoder import EncoderSpec
 
 KEY_COLUMNS = TILE_ID_COLUMNS
 
@@ -49,16 +48,16 @@ def _fixed(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
 class TileEmbedder:
     """``map_batches`` class: tile rows (with encoded pixels) -> embedding rows."""
 
-    def __init__(self, cfg: EmbedConfig) -> None:
+    def __init__(self, encoder: EncoderSpec, *, crop_fraction: float, threads: int) -> None:
         self.cuda = torch.cuda.is_available()
         self.device = torch.device("cuda" if self.cuda else "cpu")
         if not self.cuda:
-            torch.set_num_threads(cfg.torch_threads or max(1, int(cfg.pool.actor_cpus)))
-        self.encoder = load_encoder(cfg.model, arch=cfg.arch, dim=cfg.dim, mlp=cfg.mlp, seed=cfg.seed)
+            torch.set_num_threads(max(1, threads))
+        self.encoder = encoder.load()
         self.encoder = self.encoder.to(self.device)
         if self.cuda:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
-        self.crop = cfg.crop_fraction
+        self.crop = crop_fraction
         self.schema = embedding_schema(self.encoder.num_classes, self.encoder.num_features)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -18,7 +18,7 @@ import torch
 
 from mixture_ray.embed.embedder import KEY_COLUMNS, TileEmbedder
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.encoder import RANDOM
+from mixture_ray.models.encoder import RANDOM, EncoderSpec
 from mixture_ray.ray_runtime import cluster_resources, ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
@@ -57,7 +57,9 @@ def build_dataset(files: list[Path], slides: list[str] | None, *, cfg: EmbedConf
     gpus = 1 if cluster_resources().get("GPU", 0) > 0 else 0
     return ds.map_batches(
         TileEmbedder,
-        fn_constructor_kwargs={"cfg": cfg},
+        fn_constructor_kwargs={"encoder": EncoderSpec(cfg.model, cfg.arch, cfg.dim, cfg.mlp, cfg.seed),
+                               "crop_fraction": cfg.crop_fraction,
+                               "threads": cfg.torch_threads or int(cfg.pool.actor_cpus)},
         batch_size=cfg.pool.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=cfg.pool.workers),

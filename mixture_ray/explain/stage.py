@@ -16,7 +16,13 @@ from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.explain.config import GridSpec
 from mixture_ray.explain.extract import extract_slide, load_grid
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.folder import SETTINGS, SUCCESS, StageFolder, require_complete, write_json_atomic
+from mixture_ray.store.folder import (
+    SUCCESS,
+    StageFolder,
+    read_settings,
+    require_complete,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from mixture_ray.explain.config import (
@@ -92,7 +98,7 @@ def run_fit(cfg: ExplainFitConfig) -> ExplainReport:
     """Grids of the training slides, then NMF per K on a sample of their feature vectors.
 
     Args:
-        cfg: the fit settings; the grid settings are recorded in ``out_dir/nmf/settings.json``.
+        cfg: the fit settings; the grid settings are recorded in ``out_dir/nmf/_settings.json``.
 
     Returns:
         The report: one line per K (vectors, relative error, iterations), failed slides.
@@ -124,7 +130,7 @@ def fitted_nmf(cfg: ExplainApplyConfig) -> tuple[Path, GridSpec, tuple[int, ...]
     """The fitted NMF folder (complete), its grid settings, and the K values to apply."""
     path = Path(cfg.nmf_dir) if cfg.nmf_dir is not None else Path(cfg.out_dir) / "nmf"
     require_complete(path, "explain fit")
-    fitted = json.loads((path / SETTINGS).read_text())
+    fitted = read_settings(path)
     if "grid" not in fitted:
         raise ConfigError(f"{path} was fitted by an earlier version of mixture_ray; rerun explain fit")
     spec = build_config(GridSpec, fitted["grid"])

@@ -5,7 +5,7 @@ Output folder::
     out_dir/<slide>.png     thumbnail + finding colours + legend (written to a temporary name first)
     out_dir/agreement.csv   per slide: tiles, accuracy against ground truth (when truth_cohort is set)
     out_dir/legend.json     [{finding, rgb}] in class order, the same for every slide
-    out_dir/failures.parquet, and _SUCCESS (all slides drawn) or _INCOMPLETE.json
+    out_dir/_failures.csv, and _SUCCESS (all slides drawn) or _INCOMPLETE.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mixture_ray.maps.draw import overlay_tiles, with_legend
-from mixture_ray.maps.palette import finding_colours
+from mixture_ray.palette import finding_colours
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder, write_json_atomic
 from mixture_ray.store.manifest import read_manifest

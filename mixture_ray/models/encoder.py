@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -10,6 +11,21 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.backbone import Backbone, from_spec, upgrade_state_dict
 
 RANDOM = "random"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """Which encoder to load: a checkpoint, or ``random`` built from arch, dim, mlp and seed."""
+
+    model: str
+    arch: str = "resnet18"
+    dim: int = 128
+    mlp: bool = True
+    seed: int = 0
+
+    def load(self) -> Backbone:
+        """The eval-mode encoder (:func:`load_encoder`)."""
+        return load_encoder(self.model, arch=self.arch, dim=self.dim, mlp=self.mlp, seed=self.seed)
 
 
 def build_encoder(arch: str = "resnet18", dim: int = 128, mlp: bool = True) -> Backbone:

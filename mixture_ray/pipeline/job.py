@@ -30,9 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from mixture_ray.config import load_config
+from mixture_ray.config import load_config, read_yaml
 from mixture_ray.errors import ConfigError, MixtureRayError
 from mixture_ray.paths import resolve_recorded
 from mixture_ray.report import Failure, Report
@@ -95,12 +93,7 @@ def load_pipeline(path: Path) -> list[Step]:
         ConfigError: the file, an entry or a stage's config is invalid; the message names the file,
             the stage number, the verb and the key.
     """
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"pipeline file {path}: cannot read it ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"pipeline file {path}: not valid YAML: {exc}") from exc
+    loaded = read_yaml(Path(path), "pipeline file")
     entries = loaded.get("stages") if isinstance(loaded, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"pipeline file {path}: expected `stages:` with a list of {{stage, config}} items")

@@ -64,10 +64,39 @@ def check_slide_file(path: Path) -> None:
         raise SlideError(str(path), "file is empty (0 bytes); re-copy or re-export the slide")
 
 
-def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int = 64 << 20) -> SlideReader:
-    """Open ``path`` with ``backend`` (openslide, tiffslide, cucim) or the first that works.
+def probe_decode(reader: SlideReader) -> None:
+    """Decode a small region at the origin of level 0 and of the coarsest level.
 
-    ``tile_cache_bytes`` bounds the decoded-tile cache of backends that keep one (tiffslide).
+    A backend can open a file whose tiles it cannot decode (tiffslide on Hamamatsu NDPI: "Not a
+    JPEG file"); ``auto`` then moves on to the next backend instead of failing every tile.
+
+    Raises:
+        SlideError: the backend cannot decode the slide's pixels.
+    """
+    for level in sorted({0, len(reader.level_dimensions) - 1}):
+        width, height = reader.level_dimensions[level]
+        reader.read_region((0, 0), level, (max(1, min(16, width)), max(1, min(16, height))))
+
+
+def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int = 64 << 20) -> SlideReader:
+    """Open a whole-slide image with one backend, or with the first that can decode it.
+
+    Args:
+        path: the slide file (SVS, generic tiled TIFF, NDPI, MRXS, ... as the backends read them).
+        backend: ``openslide``, ``tiffslide``, ``cucim``, or ``auto``: each available backend in
+            turn (cuCIM with a GPU, tiffslide, OpenSlide), keeping the first that opens the file
+            and decodes a probe region (:func:`probe_decode`).
+        tile_cache_bytes: bound of the decoded-tile cache of backends that keep one (tiffslide).
+
+    Returns:
+        An open reader; close it when done.
+
+    Raises:
+        SlideError: no backend can read the file; the message gives each backend's reason.
+
+    Example:
+        >>> with contextlib.closing(open_slide("slide.svs")) as reader:
+        ...     region = reader.read_region((0, 0), 0, (256, 256))
     """
     path = Path(path)
     if backend != "auto" and backend not in _OPENERS:
@@ -78,9 +107,17 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
     reasons = []
     for name in available_backends():
         try:
-            return _OPENERS[name](path, tile_cache_bytes)
+            reader = _OPENERS[name](path, tile_cache_bytes)
         except SlideError as exc:
             reasons.append(f"{name}: {exc.reason}")
+            continue
+        try:
+            probe_decode(reader)
+        except SlideError as exc:
+            reader.close()
+            reasons.append(f"{name}: opens the file but cannot decode it: {exc.reason}")
+            continue
+        return reader
     hint = ""
     if _looks_like_tiff(path):
         hint = (

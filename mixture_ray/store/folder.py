@@ -3,16 +3,21 @@
 Layout::
 
     out_dir/
-      settings.json            settings the data were made with (a rerun must match)
-      chunk-<id>/*.parquet     data of committed items (stages that commit items in chunks)
-      chunk-<id>/_COMMITTED.json   written last: items and row counts of the chunk
-      failures.parquet         items that failed in the latest run, with the reason
-      _SUCCESS                 written only when every requested item is done
-      _INCOMPLETE.json         written instead when some failed
+      chunk-<id>/*.parquet         data of committed items (stages that commit items in chunks)
+      chunk-<id>/_COMMITTED.json   its items and row counts; the folder appears only when complete
+      _settings.json               settings the data were made with (a rerun must match)
+      _failures.csv                items that failed in the latest run, with the reason
+      _SUCCESS                     written only when every requested item is done
+      _INCOMPLETE.json             written instead when some failed
 
-A chunk folder without ``_COMMITTED.json`` (a killed run) is never read and is removed by
-the next run; temporary folders start with ``.tmp-``. Stages whose items are files of their own
-(maps, explain grids) use the same class without chunks (``item_column=None``).
+Every name but the committed chunks starts with ``_``, and nothing else in the folder is Parquet,
+so pandas, pyarrow, DuckDB (``out_dir/**/*.parquet``) and ``ray.data.read_parquet`` pointed at
+the folder read exactly the committed rows. A chunk is written in a hidden folder beside
+``out_dir`` (``.<name>.tmp-<id>``) and renamed into place with its marker already inside; a
+killed run leaves only such a hidden folder, which the next run removes. Stages whose items are
+files of their own (maps, explain grids) use the same class without chunks (``item_column=None``).
+Folders written before this layout (``settings.json``, ``failures.parquet``) are renamed on the
+next run and read as they are.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.report import Failure
-from mixture_ray.store.schemas import FAILURE_SCHEMA
+from mixture_ray.store.schemas import FAILURE_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -40,8 +46,10 @@ if TYPE_CHECKING:
 COMMITTED = "_COMMITTED.json"
 SUCCESS = "_SUCCESS"
 INCOMPLETE = "_INCOMPLETE.json"
-SETTINGS = "settings.json"
-FAILURES = "failures.parquet"
+SETTINGS = "_settings.json"
+FAILURES = "_failures.csv"
+#: Names of earlier versions: settings are renamed on the next run, a failures table is rewritten.
+OLD_SETTINGS, OLD_FAILURES = "settings.json", "failures.parquet"
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -91,6 +99,9 @@ class StageFolder:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         settings_path = self.root / SETTINGS
+        if (self.root / OLD_SETTINGS).exists() and not settings_path.exists():
+            os.replace(self.root / OLD_SETTINGS, settings_path)
+        (self.root / OLD_FAILURES).unlink(missing_ok=True)
         wanted = json.loads(json.dumps(dict(settings), default=str))
         if settings_path.exists():
             previous = json.loads(settings_path.read_text())
@@ -104,10 +115,10 @@ class StageFolder:
                 )
         write_json_atomic(settings_path, wanted)
         self.start()
-        for child in self.root.iterdir():
-            stale_tmp = child.name.startswith(".tmp-")
-            uncommitted = child.name.startswith("chunk-") and not (child / COMMITTED).exists()
-            if child.is_dir() and (stale_tmp or uncommitted):
+        stale = [*self.root.parent.glob(f".{self.root.name}.tmp-*"), *self.root.glob(".tmp-*")]
+        stale += [c for c in self.root.glob("chunk-*") if not (c / COMMITTED).exists()]  # older versions
+        for child in stale:
+            if child.is_dir():
                 shutil.rmtree(child)
 
     def start(self) -> None:
@@ -117,8 +128,8 @@ class StageFolder:
             (self.root / marker).unlink(missing_ok=True)
 
     def new_tmp_dir(self) -> Path:
-        """A fresh temporary folder inside the store for one chunk's writes."""
-        return self.root / f".tmp-{uuid.uuid4().hex}"
+        """A fresh hidden folder beside the store (same file system) for one chunk's writes."""
+        return self.root.parent / f".{self.root.name}.tmp-{uuid.uuid4().hex}"
 
     def commit(self, tmp: Path, expected: Mapping[str, str]) -> CommitResult:
         """Commit a chunk written to ``tmp``; items with error rows are removed and reported.
@@ -156,10 +167,9 @@ class StageFolder:
         if not rows:
             shutil.rmtree(tmp, ignore_errors=True)
             return CommitResult({}, failures)
-        chunk = self.root / f"chunk-{uuid.uuid4().hex}"
-        os.replace(tmp, chunk)
-        kept = sorted(p.name for p in chunk.glob("*.parquet"))
-        write_json_atomic(chunk / COMMITTED, {"items": dict(rows), "files": kept})
+        kept = sorted(p.name for p in tmp.glob("*.parquet"))
+        write_json_atomic(tmp / COMMITTED, {"items": dict(rows), "files": kept})
+        os.replace(tmp, self.root / f"chunk-{uuid.uuid4().hex}")  # the commit: all or nothing
         return CommitResult(dict(rows), failures)
 
     def _drop_items(self, files: Iterable[Path], items: set[str]) -> None:
@@ -190,17 +200,12 @@ class StageFolder:
             True when complete. With chunks, an item is done when committed; without, when it
             is not among the failures.
         """
-        table = pa.table(
-            {
-                "stage": [self.stage] * len(failures),
-                "item_id": [f.item_id for f in failures],
-                "source": [f.source for f in failures],
-                "error": [f.error for f in failures],
-            },
-            schema=FAILURE_SCHEMA,
-        )
+        table = pd.DataFrame({"stage": [self.stage] * len(failures),
+                              "item_id": [f.item_id for f in failures],
+                              "source": [f.source for f in failures],
+                              "error": [f.error for f in failures]}, columns=list(FAILURE_COLUMNS))
         tmp = self.root / f".{FAILURES}.tmp"
-        pq.write_table(table, tmp)
+        table.to_csv(tmp, index=False)
         os.replace(tmp, self.root / FAILURES)
         requested = list(requested)
         if self.item_column is None:
@@ -240,7 +245,7 @@ def committed_files(root: Path, *, require_complete: bool = True) -> list[Path]:
     root = Path(root)
     if require_complete and not (root / SUCCESS).exists():
         why = (
-            "it finished with failures (see failures.parquet)"
+            f"it finished with failures (see {FAILURES})"
             if (root / INCOMPLETE).exists()
             else ("it has no _SUCCESS marker (not run, still running, or interrupted)")
         )
@@ -248,6 +253,24 @@ def committed_files(root: Path, *, require_complete: bool = True) -> list[Path]:
             f"{root}: output is not complete: {why}; rerun the stage or allow partial input"
         )
     return StageFolder(root, stage="").data_files()
+
+
+def read_settings(root: Path) -> dict[str, Any]:
+    """The settings a stage folder was made with (this layout's ``_settings.json`` or an older one)."""
+    root = Path(root)
+    for name in (SETTINGS, OLD_SETTINGS):
+        if (root / name).exists():
+            settings: dict[str, Any] = json.loads((root / name).read_text())
+            return settings
+    raise StageIncompleteError(f"{root}: no {SETTINGS}; not a stage output folder, or the stage never ran")
+
+
+def read_failures(root: Path) -> pd.DataFrame:
+    """The failures table of a stage folder's latest run (stage, item_id, source, error)."""
+    path = Path(root) / FAILURES
+    if not path.exists():
+        return pd.DataFrame(columns=list(FAILURE_COLUMNS))
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def require_complete(root: Path, what: str) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mixture_ray.store.folder import SETTINGS, committed_files
+from mixture_ray.store.folder import committed_files, read_settings
 from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS
 
 
@@ -26,7 +24,7 @@ class Predictions:
 def load_predictions(store: Path, *, probabilities: bool = False) -> Predictions:
     """Rows of a complete prediction store (refuses a partial one) and its classes."""
     files = committed_files(store)
-    settings: dict[str, Any] = json.loads((Path(store) / SETTINGS).read_text())
+    settings = read_settings(Path(store))
     columns = [*PREDICTION_ID_COLUMNS, "finding", "class_index", "confidence"]
     if probabilities:
         columns.append("probabilities")

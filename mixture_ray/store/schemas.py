@@ -65,15 +65,8 @@ TILE_SCHEMA = pa.schema(
     ]
 )
 
-#: One row per item (slide or image) that failed in a stage.
-FAILURE_SCHEMA = pa.schema(
-    [
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("source", pa.string()),
-        pa.field("error", pa.string(), nullable=False),
-    ]
-)
+#: Columns of a stage's failures table (``_failures.csv``): one row per item that failed.
+FAILURE_COLUMNS = ("stage", "item_id", "source", "error")
 
 
 def empty_table(schema: pa.Schema) -> pa.Table:

@@ -141,18 +141,5 @@ def run_import(cfg: ImportImagesConfig) -> TilingReport:
             .write_parquet(str(tmp))
         )
         failures.extend(store.commit(tmp, {r["slide_id"]: r["path"] for r in chunk}).failures)
-    complete = store.finish(
-        requested=[r["slide_id"] for r in records],
-        failures=failures,
-        extra={"config": dataclasses.asdict(cfg)},
-    )
-    committed = store.committed_items()
-    return TilingReport(
-        out_dir=cfg.out_dir,
-        slides_requested=len(records),
-        slides_skipped=len(records) - len(todo),
-        slides_committed=len(committed),
-        tiles_written=sum(committed.values()),
-        failures=failures,
-        complete=complete,
-    )
+    return TilingReport.finish(store, requested=[r["slide_id"] for r in records],
+                               skipped=len(records) - len(todo), failures=failures, config=cfg)

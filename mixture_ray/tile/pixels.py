@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ from mixture_ray.store.schemas import TILE_SCHEMA
 from mixture_ray.tile.coords import failure_row, slide_coordinates
 
 if TYPE_CHECKING:
-    from mixture_ray.tile.config import TileConfig
+    from mixture_ray.tile.config import StoredPixels, TileConfig
 
 
 def describe(exc: BaseException) -> str:
@@ -67,18 +67,26 @@ class SlideCoordinates:
         return pa.concat_tables(tables)
 
 
+def pixel_reader_kwargs(cfg: TileConfig) -> dict[str, Any]:
+    """The few settings a :class:`TilePixelReader` takes, from the tiling config."""
+    return {"pixels": cfg.pixels(), "tile_size": cfg.tile_size, "max_background": cfg.max_background,
+            "backend": cfg.backend, "tile_cache_mb": cfg.tile_cache_mb}
+
+
 class TilePixelReader:
     """Actor: read each tile's pixels, apply the exact background rule, encode."""
 
-    def __init__(self, cfg: TileConfig, max_open_slides: int = 4) -> None:
-        self.cfg = cfg
+    def __init__(self, pixels: StoredPixels, *, tile_size: int, max_background: float, backend: str,
+                 tile_cache_mb: int, max_open_slides: int = 4) -> None:
+        self.pixels, self.tile_size, self.max_background = pixels, tile_size, max_background
+        self.backend, self.cache_bytes = backend, tile_cache_mb << 20
         self.max_open = max_open_slides
         self._open: OrderedDict[str, SlideReader] = OrderedDict()
 
     def _reader(self, path: str) -> SlideReader:
         reader = self._open.get(path)
         if reader is None:
-            reader = open_slide(Path(path), self.cfg.backend, tile_cache_bytes=self.cfg.tile_cache_mb << 20)
+            reader = open_slide(Path(path), self.backend, tile_cache_bytes=self.cache_bytes)
             self._open[path] = reader
             if len(self._open) > self.max_open:
                 self._open.popitem(last=False)[1].close()
@@ -89,7 +97,7 @@ class TilePixelReader:
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Read, resize and encode each tile; drop background tiles; keep error rows."""
         crash_once("tile.pixels")
-        cfg = self.cfg
+        spec = self.pixels
         rows = batch.to_pylist()
         keep: list[int] = []
         images: list[bytes | None] = []
@@ -106,11 +114,11 @@ class TilePixelReader:
                 reader = self._reader(row["source"])
                 side = row["read_size"]
                 pixels = reader.read_region((row["x"], row["y"]), row["level"], (side, side))
-                pixels = resize_rgb(pixels, (cfg.tile_size, cfg.tile_size))
-                fraction = background_fraction(pixels, cfg.background_threshold)
-                if fraction > cfg.max_background:
+                pixels = resize_rgb(pixels, (self.tile_size, self.tile_size))
+                fraction = background_fraction(pixels, spec.background_threshold)
+                if fraction > self.max_background:
                     continue
-                image = encode_tile(pixels, cfg.encoding, cfg.jpeg_quality)
+                image = encode_tile(pixels, spec.encoding, spec.jpeg_quality)
                 error = None
             except Exception as exc:
                 image, fraction, error = (
@@ -136,7 +144,7 @@ class TilePixelReader:
                 "tile_size": kept["tile_size"],
                 "size_level0": kept["size_level0"],
                 "background_fraction": pa.array(np.asarray(fractions, np.float32)),
-                "encoding": pa.array([cfg.encoding] * n, pa.string()),
+                "encoding": pa.array([spec.encoding] * n, pa.string()),
                 "image": pa.array(images, pa.binary()),
                 "label": pa.nulls(n, pa.string()),
                 "split": pa.nulls(n, pa.string()),

@@ -7,7 +7,6 @@ slides and an interrupted run leaves nothing that looks complete.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, cast
 
 import ray
@@ -15,7 +14,7 @@ import ray
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
-from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader
+from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader, pixel_reader_kwargs
 from mixture_ray.tile.report import TilingReport
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def build_chunk_dataset(records: list[dict[str, Any]], cfg: TileConfig) -> ray.d
         .repartition(target_num_rows_per_block=cfg.pool.batch_size * 4)
         .map_batches(
             TilePixelReader,
-            fn_constructor_kwargs={"cfg": cfg},
+            fn_constructor_kwargs=pixel_reader_kwargs(cfg),
             batch_size=cfg.pool.batch_size,
             batch_format="pyarrow",
             # The pool starts at one actor and grows: the coordinate tasks need a CPU slot first.
@@ -94,16 +93,5 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
         write_chunk(build_chunk_dataset(chunk, cfg), tmp)
         result = store.commit(tmp, {r["slide_id"]: r["path"] for r in chunk})
         failures.extend(result.failures)
-    complete = store.finish(
-        requested=manifest["slide_id"], failures=failures, extra={"config": dataclasses.asdict(cfg)}
-    )
-    committed = store.committed_items()
-    return TilingReport(
-        out_dir=cfg.out_dir,
-        slides_requested=len(manifest),
-        slides_skipped=len(manifest) - len(todo),
-        slides_committed=len(committed),
-        tiles_written=sum(committed.values()),
-        failures=failures,
-        complete=complete,
-    )
+    return TilingReport.finish(store, requested=manifest["slide_id"].tolist(),
+                               skipped=len(manifest) - len(todo), failures=failures, config=cfg)

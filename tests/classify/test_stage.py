@@ -26,14 +26,14 @@ from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.errors import ConfigError
 from mixture_ray.maps.config import MapsConfig
 from mixture_ray.maps.draw import overlay_tiles
-from mixture_ray.maps.palette import finding_colours
 from mixture_ray.maps.stage import map_file
 from mixture_ray.maps.stage import run as run_maps
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.backbone import Backbone
 from mixture_ray.models.classifier import classifier_payload
+from mixture_ray.palette import finding_colours
 from mixture_ray.store.codec import decode_tile
-from mixture_ray.store.folder import INCOMPLETE, SUCCESS, committed_files
+from mixture_ray.store.folder import INCOMPLETE, SUCCESS, committed_files, read_failures
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.oracle import tile_truth
@@ -159,7 +159,7 @@ def test_maps_record_a_slide_missing_from_the_manifest(
     assert code == EXIT_PARTIAL
     record = json.loads((tmp_path / "maps" / INCOMPLETE).read_text())
     assert record["failed_items"] == [dropped]
-    failures = pq.read_table(tmp_path / "maps" / "failures.parquet").to_pandas()
+    failures = read_failures(tmp_path / "maps")
     assert "not in the manifest" in failures.error.iloc[0]
 
 

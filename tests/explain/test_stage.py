@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from mixture_ray.cli import main
@@ -15,6 +14,7 @@ from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.explain.config import ExplainApplyConfig, ExplainFitConfig
 from mixture_ray.explain.stage import run_apply
+from mixture_ray.store.folder import read_failures
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_outputs_per_slide_and_markers(checked: tuple[Path, dict[str, Any]]) -> 
     root = out / "explain"
     for stage in ("grids", "nmf", "apply", "analysis"):
         assert (root / stage / "_SUCCESS").exists(), stage
-    assert pd.read_parquet(root / "grids" / "failures.parquet").empty
+    assert read_failures(root / "grids").empty
     slides = sorted(p.name for p in (root / "apply").iterdir() if p.is_dir())
     assert len(slides) == 3
     for slide in slides:
@@ -106,5 +106,5 @@ def test_a_broken_slide_is_a_recorded_failure(checked: tuple[Path, dict[str, Any
         "stride": 64, "device": "cpu"})
     ids, failures = build_grids(cfg.grid_spec(), cfg.run_settings(), manifest, tmp_path / "ex" / "grids")
     assert ids == [] and [f.item_id for f in failures] == ["bad"]
-    table = pd.read_parquet(tmp_path / "ex" / "grids" / "failures.parquet")
+    table = read_failures(tmp_path / "ex" / "grids")
     assert table.item_id.tolist() == ["bad"] and (tmp_path / "ex" / "grids" / "_INCOMPLETE.json").exists()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -124,3 +125,29 @@ def test_backend_without_the_codec_refuses_jpeg2000_clearly(monkeypatch: pytest.
         open_slide(require_shared(TCGA_J2K_SVS), "tiffslide")
     # auto falls back to OpenSlide, which decodes JPEG 2000 itself
     assert open_slide(require_shared(TCGA_J2K_SVS)).backend == "openslide"
+
+
+def test_auto_moves_on_when_a_backend_opens_but_cannot_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As tiffslide on a Hamamatsu NDPI: the file opens, every tile fails with "Not a JPEG file"."""
+    from mixture_ray.slides import factory
+
+    real_tiffslide = factory._OPENERS["tiffslide"]
+    opened: list[Any] = []
+
+    def undecodable(path: Path, cache_bytes: int) -> Any:
+        reader = real_tiffslide(path, cache_bytes)
+        opened.append(reader)
+
+        def fail(*_: object) -> np.ndarray:
+            raise SlideError(str(path), "cannot decode tiles with tiffslide: Not a JPEG file")
+
+        reader.read_region = fail
+        return reader
+
+    monkeypatch.setitem(factory._OPENERS, "tiffslide", undecodable)
+    reader = open_slide(require_shared(CMU_SVS))
+    assert reader.backend == "openslide" and len(opened) == 1  # tried tiffslide first, then fell back
+    assert reader.read_region((0, 0), 0, (8, 8)).shape == (8, 8, 3)
+    monkeypatch.setitem(factory._OPENERS, "openslide", undecodable)
+    with pytest.raises(SlideError, match=r"tiffslide: opens the file but cannot decode it: .*Not a JPEG"):
+        open_slide(require_shared(CMU_SVS))

@@ -20,7 +20,7 @@ from mixture_ray.config import build_config
 from mixture_ray.store.folder import COMMITTED, committed_files
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
-from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader
+from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader, pixel_reader_kwargs
 from mixture_ray.tile.stage import run as run_tiling
 from tests.conftest import REPO
 
@@ -111,7 +111,7 @@ def peak_traced_bytes(manifest: Path, cache_mb: int) -> tuple[int, int]:
     row = pd.read_csv(manifest).iloc[0]
     rows = pa.Table.from_pylist([{"slide_id": row.slide_id, "case_id": row.case_id,
                                   "path": str(manifest.parent / row.path), "mpp": None}])
-    reader = TilePixelReader(cfg)
+    reader = TilePixelReader(**pixel_reader_kwargs(cfg))
     tracemalloc.start()
     try:
         coords = SlideCoordinates(cfg)(rows)

@@ -19,7 +19,7 @@ from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.slides import open_slide
 from mixture_ray.slides.reader import resize_rgb
 from mixture_ray.store.codec import background_fraction, decode_tile, encode_tile
-from mixture_ray.store.folder import COMMITTED, committed_files
+from mixture_ray.store.folder import COMMITTED, committed_files, read_failures
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.coords import estimated_background
@@ -207,7 +207,7 @@ def test_bad_slides_fail_alone_and_exit_partial(cohort: Path, tmp_path: Path) ->
         ]
     )
     assert code == EXIT_PARTIAL
-    failures = pq.read_table(out / "failures.parquet").to_pandas().set_index("item_id")
+    failures = read_failures(out).set_index("item_id")
     assert set(failures.index) == {r[0] for r in rows[1:]}
     assert "file not found" in failures.loc["missing", "error"]
     assert "not a readable slide" in failures.loc["text", "error"]
@@ -261,7 +261,7 @@ def test_image_folder_import_keeps_classes_and_reports_bad_files(tmp_path: Path)
     assert set(tiles.label) == {"LUAD", "LUSC"} and set(tiles.split) == {"train", "test"}
     luad = tiles[tiles.slide_id.str.contains("/LUAD/")]
     assert (luad.label == "LUAD").all()
-    failures = pq.read_table(out / "failures.parquet").to_pandas().set_index("item_id")
+    failures = read_failures(out).set_index("item_id")
     assert "not an image file" in failures.loc["train/LUAD/README", "error"]
     assert "cannot decode" in failures.loc["train/LUSC/broken", "error"]
     # Fix the tree and rerun: only the previously failed items are attempted, then complete.

@@ -1,0 +1,1 @@
+"""`mixture-ray export`: the run's data in the formats of the tools pathologists and data scientists use."""

@@ -1,0 +1,56 @@
+"""`mixture-ray export` settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from mixture_ray.config import option
+from mixture_ray.errors import ConfigError
+
+ExportFormat = Literal["qupath", "anndata", "h5", "heatmaps"]
+EmbeddingColumn = Literal["features", "head"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """`mixture-ray export`: QuPath GeoJSON, AnnData .h5ad and TRIDENT/CLAM .h5 from a run's stores.
+
+    qupath: one GeoJSON per slide, a ``tile`` object per tile classified by its finding (or
+    cluster), with probabilities, confidence and cluster ids as measurements. anndata: one .h5ad of
+    the embeddings with tile identity, clusters and findings in ``obs`` and level-0 coordinates in
+    ``obsm["spatial"]``. h5: per slide and magnification, coordinates (and features) in TRIDENT's
+    layout, with CLAM's legacy attributes. heatmaps: per slide and finding, a pyramidal OME-TIFF of
+    the finding's probability in slide geometry (one pixel per tile step).
+    """
+
+    out_dir: Path = option("export folder: qupath/, anndata/, h5/, heatmaps/ are written under it")
+    formats: tuple[ExportFormat, ...] = option("formats to write: qupath, anndata, h5, heatmaps",
+                                               ["qupath", "anndata", "h5", "heatmaps"])
+    predictions: Path | None = option("prediction store of `classify` (findings per tile)", None)
+    clusters: Path | None = option("clusterings folder of `cluster` (every mag-*/k-* in it)", None)
+    embeddings: Path | None = option("embedding store of `embed` (anndata X; h5 features)", None)
+    tiles: Path | None = option("tile store of `tile` (h5 coordinates; slide files for geometry)", None)
+    embedding: EmbeddingColumn = option("embedding column exported: features (pooled) or head", "features")
+    qupath_k: int = option("k whose cluster classifies tiles when there are no predictions; 0 = smallest",
+                           0)
+
+    def validate(self) -> None:
+        """Each chosen format has its input."""
+        if not self.formats:
+            raise ConfigError("formats: choose at least one of qupath, anndata, h5")
+        missing = []
+        no_geometry = self.clusters is None or self.tiles is None
+        if "qupath" in self.formats and self.predictions is None and no_geometry:
+            missing.append("qupath needs predictions, or clusters with tiles (the tile geometry)")
+        if "anndata" in self.formats and self.embeddings is None:
+            missing.append("anndata needs embeddings")
+        if "h5" in self.formats and self.tiles is None:
+            missing.append("h5 needs tiles")
+        if "heatmaps" in self.formats and (self.predictions is None or self.tiles is None):
+            missing.append("heatmaps need predictions and tiles")
+        if missing:
+            raise ConfigError(f"formats: {'; '.join(missing)} (give the store, or leave the format out)")
+        if self.qupath_k < 0:
+            raise ConfigError(f"qupath_k: must be >= 0 (got {self.qupath_k})")
