@@ -142,14 +142,52 @@ def _tile_step(tiles: Path) -> tuple[int, int]:
 
 
 def export_heatmaps(cfg: ExportConfig) -> tuple[list[str], list[Failure]]:
-    """Per slide and finding: ``out_dir/heatmaps/<slide_id>/<finding>.ome.tif``."""
-    assert cfg.predictions is not None and cfg.tiles is not None
-    rows, classes, _ = _prediction_rows(cfg.predictions)
+    """Finding heatmaps (predictions and tiles given) and NMF class heatmaps (explain given)."""
+    lines: list[str] = []
+    failures: list[Failure] = []
+    if cfg.predictions is not None and cfg.tiles is not None:
+        lines, failures = export_finding_heatmaps(cfg.predictions, cfg.tiles, Path(cfg.out_dir) / "heatmaps")
+    if cfg.explain is not None:
+        lines.extend(export_nmf_heatmaps(cfg.explain, Path(cfg.out_dir) / "heatmaps"))
+    return lines, failures
+
+
+def export_nmf_heatmaps(explain: Path, out: Path) -> list[str]:
+    """Per applied slide, K and class: ``<slide_id>/nmf_k<K>_class<c>.ome.tif``, one pixel per grid cell.
+
+    The value is ``1 + round(254 w / max w)`` over the slide's covered cells (0 where uncovered).
+    """
+    import json
+
+    from mixture_ray.store.folder import SUCCESS, require_complete
+
+    require_complete(explain / "apply", "explain apply")
+    applied = json.loads((explain / "apply" / SUCCESS).read_text())
+    grid_mpp = float(read_settings(Path(applied["nmf_dir"]))["grid"]["mpp"])
+    files = 0
+    for slide_id in applied["slides"]:
+        meta = json.loads((explain / "grids" / slide_id / "meta.json").read_text())
+        covered = np.load(explain / "grids" / slide_id / "count.npy") > 0
+        for k in applied["n_classes"]:
+            weights = np.load(explain / "apply" / slide_id / f"k{k}_weights.npy")
+            for c in range(int(k)):
+                w = np.where(covered, weights[..., c], 0.0)
+                top = float(w.max())
+                scaled = np.round(254 * w / top) if top > 0 else np.zeros_like(w)
+                grid = np.where(covered, 1 + scaled, 0).astype(np.uint8)
+                write_heatmap(out / slide_id / f"nmf_k{k}_class{c}.ome.tif", grid, grid_mpp * meta["cell_px"],
+                              f"{slide_id}: NMF K={k} class {c} (weight / {top:.4g})")
+                files += 1
+    return [f"  heatmaps: {files} NMF class heatmaps -> {out}"]
+
+
+def export_finding_heatmaps(predictions: Path, tiles: Path, out: Path) -> tuple[list[str], list[Failure]]:
+    """Per slide and finding: ``<slide_id>/<finding>.ome.tif``, one pixel per tile step."""
+    rows, classes, _ = _prediction_rows(predictions)
     rows["magnification"] = rows["magnification"].astype(float)
-    geometry = tile_geometry(cfg.tiles)[[*KEY, "mpp", "tile_size", "source"]]
+    geometry = tile_geometry(tiles)[[*KEY, "mpp", "tile_size", "source"]]
     rows = rows.merge(geometry, on=KEY, validate="one_to_one")
-    _, step = _tile_step(cfg.tiles)
-    out = Path(cfg.out_dir) / "heatmaps"
+    _, step = _tile_step(tiles)
     failures: list[Failure] = []
     files = 0
     for slide_id, part in rows.groupby("slide_id", sort=True):
@@ -244,8 +282,9 @@ def run(cfg: ExportConfig) -> ExportReport:
     """
     folder = StageFolder(cfg.out_dir, stage="export", item_column=None)
     settings: dict[str, Any] = {k: getattr(cfg, k) for k in
-                                ("formats", "predictions", "clusters", "embeddings", "tiles", "embedding",
-                                 "qupath_k")}
+                                ("formats", "predictions", "clusters", "embeddings", "tiles", "explain",
+                                 "embedding", "qupath_k")}
+    settings["formats"] = list(cfg.chosen_formats())
     folder.prepare(settings)
     clusters = cluster_table(cfg.clusters) if cfg.clusters is not None else None
     if clusters is not None:
@@ -255,7 +294,7 @@ def run(cfg: ExportConfig) -> ExportReport:
     writers = {"qupath": lambda: export_qupath(cfg, clusters),
                "anndata": lambda: export_anndata(cfg, clusters), "h5": lambda: export_h5(cfg),
                "heatmaps": lambda: export_heatmaps(cfg)}
-    for name in cfg.formats:
+    for name in cfg.chosen_formats():
         written, failed = writers[name]()
         lines.extend(written)
         failures.extend(failed)

@@ -232,7 +232,37 @@ def test_ome_tiff_heatmaps_open_in_tiffslide_and_openslide(exported: dict[str, P
             assert (pixels > 0).sum() == len(rows)  # 0 where no tile was classified
 
 
+def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(tmp_path: Path) -> None:
+    import tiffslide
+
+    from mixture_ray.pipeline.explain_truth import known_truth_check
+
+    known_truth_check(tmp_path, n_cases=2, slide_px=1024, n_classes=(2,), per_slide=60, epochs=1)
+    explain = tmp_path / "explain"
+    report = run_export(build_config(ExportConfig, {"out_dir": tmp_path / "export", "explain": explain}))
+    assert report.complete and "NMF class heatmaps" in report.summary()
+    applied = json.loads((explain / "apply" / SUCCESS).read_text())
+    mpp = json.loads((explain / "nmf" / "_settings.json").read_text())["grid"]["mpp"]
+    for slide_id in applied["slides"]:
+        count = np.load(explain / "grids" / slide_id / "count.npy")
+        weights = np.load(explain / "apply" / slide_id / "k2_weights.npy")
+        cell_px = json.loads((explain / "grids" / slide_id / "meta.json").read_text())["cell_px"]
+        for c in range(2):
+            slide = tiffslide.TiffSlide(
+                tmp_path / "export" / "heatmaps" / slide_id / f"nmf_k2_class{c}.ome.tif"
+            )
+            pixels = np.asarray(slide.read_region((0, 0), 0, slide.level_dimensions[0]))[..., 0]
+            assert pixels.shape == count.shape
+            assert float(slide.properties["tiffslide.mpp-x"]) == pytest.approx(mpp * cell_px, rel=1e-4)
+            slide.close()
+            w = np.where(count > 0, weights[..., c], 0.0)
+            expected = np.where(count > 0, 1 + np.round(254 * w / w.max()), 0)
+            assert np.abs(pixels.astype(int) - expected).max() <= 1
+
+
 def test_missing_inputs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="formats: no input"):
+        build_config(ExportConfig, {"out_dir": tmp_path / "e"})
     values: dict[str, Any] = {"out_dir": tmp_path / "e", "formats": ["anndata", "h5"]}
     with pytest.raises(ConfigError, match="anndata needs embeddings; h5 needs tiles"):
         build_config(ExportConfig, values)
