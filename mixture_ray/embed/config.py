@@ -8,6 +8,7 @@ from typing import Literal
 
 from mixture_ray.config import ActorPool, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.models.backbone import check_arch
 
 EmbeddingColumn = Literal["features", "head"]
 
@@ -23,7 +24,7 @@ class EmbedConfig:
         "'random' = randomly initialised network (baseline)",
         path_unless=("random",),
     )
-    arch: str = option("architecture when model=random", "resnet18")
+    arch: str = option("architecture when model=random: a torchvision ResNet or timm:<name>", "resnet18")
     dim: int = option("head output dimension when model=random", 128)
     mlp: bool = option("MLP head when model=random", True)
     magnification: float | None = option("embed tiles of this magnification only; null = all", None)
@@ -36,6 +37,7 @@ class EmbedConfig:
     def validate(self) -> None:
         """Check dim > 0, crop_fraction in (0, 1], torch_threads >= 0 and that a model is given."""
         require_positive(self, "dim")
+        check_arch(self.arch)
         if not 0.0 < self.crop_fraction <= 1.0:
             raise ConfigError(f"crop_fraction: must be in (0, 1] (got {self.crop_fraction})")
         if self.torch_threads < 0:

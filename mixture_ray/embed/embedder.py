@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.faults import crash_once
-from mixture_ray.models.augment import centre_crop, normalise, to_float
+from mixture_ray.models.augment import centre_crop, normalise, resize_to, to_float
 from mixture_ray.store.codec import decode_tile_rows
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, embedding_schema
 
@@ -22,9 +22,15 @@ if TYPE_CHECKING:
 KEY_COLUMNS = TILE_ID_COLUMNS
 
 
-def preprocess(tiles: torch.Tensor, crop_fraction: float) -> torch.Tensor:
-    """uint8 (B, H, W, 3) on the model's device -> normalised float (B, 3, h, w)."""
-    return normalise(centre_crop(to_float(tiles), crop_fraction))
+def preprocess(tiles: torch.Tensor, crop_fraction: float, encoder: Backbone | None = None) -> torch.Tensor:
+    """uint8 (B, H, W, 3) on the model's device -> normalised float (B, 3, h, w).
+
+    With an ``encoder``, its own input size (timm models) and normalisation; else ImageNet's.
+    """
+    images = centre_crop(to_float(tiles), crop_fraction)
+    if encoder is None:
+        return normalise(images)
+    return normalise(resize_to(images, encoder.input_size), encoder.mean, encoder.std)
 
 
 @torch.inference_mode()
@@ -69,7 +75,7 @@ class TileEmbedder:
         tiles, ok, errors = decode_tile_rows(batch)
         if tiles:
             stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
-            h, f = embed_tensor(self.encoder, preprocess(stacked, self.crop))
+            h, f = embed_tensor(self.encoder, preprocess(stacked, self.crop, self.encoder))
             head[ok], features[ok] = h.numpy(), f.numpy()
         columns = {name: batch[name] for name in KEY_COLUMNS}
         columns["head"] = _fixed(head, self.encoder.num_classes)

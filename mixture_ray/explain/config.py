@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from mixture_ray.config import option, require_positive
 from mixture_ray.errors import ConfigError
-from mixture_ray.models.backbone import check_arch
+from mixture_ray.models.backbone import check_arch, require_resnet
 
 NonNegative = Literal["error", "relu"]
 
@@ -52,6 +52,7 @@ class GridSpec:
     def validate(self) -> None:
         """Check the arch, sizes, border, positive class and background fraction."""
         check_arch(self.arch)
+        require_resnet(self.arch, "explain")
         require_positive(self, "mpp", "tile_size", "stride", "num_classes")
         if self.border < 0 or 2 * self.border >= self.tile_size:
             raise ConfigError(f"border: must be >= 0 and leave part of the tile (got {self.border})")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.models.backbone import check_arch, require_resnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,8 @@ class FinetuneConfig:
     def validate(self) -> None:
         """Check positive sizes, a model, the split and augmentation ranges, and distinct findings."""
         require_positive(self, "epochs", "batch_size", "lr")
+        check_arch(self.arch)
+        require_resnet(self.arch, "finetune")
         if not self.model:
             raise ConfigError("model: give an ElEx checkpoint path or 'random'")
         if not 0.0 < self.val_fraction < 1.0:

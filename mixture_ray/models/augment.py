@@ -31,11 +31,19 @@ def to_float(tiles: torch.Tensor) -> torch.Tensor:
     return tiles.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """ImageNet mean/std normalisation of (B, 3, H, W) images in [0, 1]."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
-    return (images - mean) / std
+def normalise(images: torch.Tensor, mean: tuple[float, ...] = MEAN,
+              std: tuple[float, ...] = STD) -> torch.Tensor:
+    """Mean/std normalisation (ImageNet's by default) of (B, 3, H, W) images in [0, 1]."""
+    m = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    return (images - m) / s
+
+
+def resize_to(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """(B, 3, H, W) resized to ``size`` (antialiased bilinear) when the network needs a fixed size."""
+    if size is None or tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def centre_crop(images: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The one network of the project: a torchvision ResNet behind timm's model contract.
+"""The one network of the project: a torchvision ResNet (or any timm model) behind timm's contract.
 
 Pretraining (MoCo encoder with a projection head), embedding, fine-tuning, classification and
 explanation all build a :class:`Backbone`. It follows the contract of ``timm`` models, so code
@@ -11,13 +11,15 @@ written against it also takes a timm model:
 - ``reset_classifier(num_classes)`` replaces the head (0 = no head, pooled features out);
 - ``get_classifier()``, ``num_features`` and ``num_classes``.
 
-The sub-modules keep torchvision's names (``conv1`` ... ``layer4``, ``fc``), so a torchvision
-ResNet ``state_dict`` loads as it is and layers are named as in torchvision (``layer4``).
+The sub-modules of a ResNet keep torchvision's names (``conv1`` ... ``layer4``, ``fc``), so a
+torchvision ResNet ``state_dict`` loads as it is and layers are named as in torchvision (``layer4``).
+``arch: timm:<name>`` builds any timm architecture (random init, no hub download) as the trunk,
+with its own input size and normalisation (``input_size``, ``mean``, ``std``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torchvision
@@ -28,15 +30,34 @@ from mixture_ray.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+TIMM_PREFIX = "timm:"
+#: ImageNet normalisation of the torchvision ResNets.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
          "wide_resnet50_2")
 HeadKind = Literal["linear", "mlp"]
 
 
 def check_arch(arch: str) -> None:
-    """Raise a :class:`ConfigError` naming the choices when ``arch`` is not a supported ResNet."""
+    """Raise a :class:`ConfigError` naming the choices when ``arch`` is neither a ResNet nor a timm model."""
+    if arch.startswith(TIMM_PREFIX):
+        name = arch.removeprefix(TIMM_PREFIX)
+        try:
+            import timm
+        except ImportError as exc:
+            raise ConfigError(f"arch: {arch} needs the timm package (pip install timm)") from exc
+        if not timm.is_model(name):
+            raise ConfigError(f"arch: {name!r} is not a timm model name (timm.list_models() lists them)")
+        return
     if arch not in ARCHS:
-        raise ConfigError(f"arch: {arch!r} is not one of {', '.join(ARCHS)}")
+        raise ConfigError(f"arch: {arch!r} is not one of {', '.join(ARCHS)} or timm:<name>")
+
+
+def require_resnet(arch: str, where: str) -> None:
+    """Raise a :class:`ConfigError` when ``where`` cannot take a timm architecture yet."""
+    if arch.startswith(TIMM_PREFIX):
+        raise ConfigError(f"arch: {where} takes a torchvision ResNet ({', '.join(ARCHS[:3])}, ...); "
+                          f"timm models work in embed (and the stages that read embeddings)")
 
 
 class Backbone(nn.Module):
@@ -58,13 +79,28 @@ class Backbone(nn.Module):
                  classes: Sequence[str] = ()) -> None:
         super().__init__()
         check_arch(arch)
-        resnet: torchvision.models.ResNet = getattr(torchvision.models, arch)(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = (
-            resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
-        self.avgpool = resnet.avgpool
         self.arch = arch
-        self.num_features: int = resnet.fc.in_features
+        self.is_timm = arch.startswith(TIMM_PREFIX)
+        #: (height, width) the network expects, or None for any size; the input normalisation.
+        self.input_size: tuple[int, int] | None = None
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        if self.is_timm:
+            import timm
+
+            trunk: Any = timm.create_model(arch.removeprefix(TIMM_PREFIX), pretrained=False, num_classes=0)
+            self.trunk = trunk
+            self.num_features: int = int(trunk.num_features)
+            data: dict[str, Any] = dict(trunk.pretrained_cfg)
+            self.input_size = (int(data["input_size"][1]), int(data["input_size"][2]))
+            self.mean, self.std = tuple(data["mean"]), tuple(data["std"])
+        else:
+            resnet: torchvision.models.ResNet = getattr(torchvision.models, arch)(weights=None)
+            self.conv1, self.bn1, self.relu, self.maxpool = (
+                resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+            self.layer1, self.layer2, self.layer3, self.layer4 = (
+                resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+            self.avgpool = resnet.avgpool
+            self.num_features = resnet.fc.in_features
         self.fc: nn.Module = nn.Identity()
         self.num_classes, self.head_kind, self.classes = 0, head, tuple(classes)
         self.reset_classifier(num_classes, head=head, classes=classes)
@@ -90,14 +126,23 @@ class Backbone(nn.Module):
         return self.fc
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last conv feature map (B, num_features, h, w) of normalised images (B, 3, H, W)."""
+        """The last feature map (B, num_features, h, w) of normalised images (B, 3, H, W).
+
+        A timm trunk returns its own layout (tokens (B, N, C) for a ViT).
+        """
+        if self.is_timm:
+            tokens: torch.Tensor = self.trunk.forward_features(x)
+            return tokens
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         out: torch.Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return out
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool a feature map; return the pooled features or the head's output."""
-        pooled = torch.flatten(self.avgpool(x), 1)
+        if self.is_timm:
+            pooled: torch.Tensor = self.trunk.forward_head(x, pre_logits=True)
+        else:
+            pooled = torch.flatten(self.avgpool(x), 1)
         if pre_logits:
             return pooled
         out: torch.Tensor = self.fc(pooled)

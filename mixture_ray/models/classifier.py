@@ -15,7 +15,7 @@ import torch
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import normalise, to_float
-from mixture_ray.models.backbone import Backbone, upgrade_state_dict
+from mixture_ray.models.backbone import Backbone, require_resnet, upgrade_state_dict
 from mixture_ray.models.encoder import load_encoder
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def from_elex(model: str, classes: Sequence[str], *, arch: str = "resnet18", see
         The network (train mode), its projection head replaced by ``Linear(num_features, len(classes))``.
     """
     net = load_encoder(model, arch=arch, seed=seed)
+    require_resnet(net.arch, "finetune")
     torch.manual_seed(seed)
     net.reset_classifier(len(classes), classes=classes)
     return net.train()

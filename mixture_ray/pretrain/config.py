@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
-from mixture_ray.models.backbone import check_arch
+from mixture_ray.models.backbone import check_arch, require_resnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,7 @@ class PretrainConfig:
         """Check positive sizes and rates, the arch, augmentation ranges and split_bn."""
         require_positive(self, "dim", "queue_size", "temperature", "lr", "batch_size", "max_steps")
         check_arch(self.arch)
+        require_resnet(self.arch, "pretrain")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum: must be in [0, 1) (got {self.momentum})")
         if not 0.0 < self.crop_fraction <= 1.0:

@@ -12,7 +12,7 @@ from torch import nn
 from mixture_ray.errors import ConfigError
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.backbone import Backbone
-from mixture_ray.models.classifier import CLASSIFIER_FORMAT, load_classifier
+from mixture_ray.models.classifier import CLASSIFIER_FORMAT, from_elex, load_classifier
 from mixture_ray.models.encoder import build_encoder, load_encoder
 
 
@@ -70,3 +70,25 @@ def test_encoder_and_classifier_files_of_earlier_versions_load(tmp_path: Path) -
     net, payload = load_classifier(file)
     assert net.classes == ("x", "y") and payload["classes"] == ["x", "y"]
     torch.testing.assert_close(net(x), classifier(x))
+
+
+def test_a_timm_vit_behind_the_same_contract_saves_and_loads(tmp_path: Path) -> None:
+    pytest.importorskip("timm", reason="timm is a dependency (pip install -e .)")
+    torch.manual_seed(3)
+    net = Backbone("timm:vit_tiny_patch16_224", 16, head="mlp").eval()
+    assert net.input_size == (224, 224) and net.mean == (0.5, 0.5, 0.5) and net.num_features == 192
+    x = torch.randn(2, 3, 224, 224)
+    tokens = net.forward_features(x)
+    assert tokens.shape == (2, 197, 192)  # the ViT's own layout
+    pooled = net.forward_head(tokens, pre_logits=True)
+    assert pooled.shape == (2, 192)
+    torch.testing.assert_close(net(x), net.get_classifier()(pooled))
+    path = tmp_path / "vit.pt"
+    ckpt.save({"format": ckpt.ENCODER_FORMAT, "spec": net.spec(), "state_dict": net.state_dict()}, path)
+    again = load_encoder(str(path))
+    assert again.arch == "timm:vit_tiny_patch16_224" and again.is_timm
+    torch.testing.assert_close(again(x), net(x))
+    with pytest.raises(ConfigError, match="not a timm model name"):
+        Backbone("timm:not_a_model")
+    with pytest.raises(ConfigError, match="finetune takes a torchvision ResNet"):
+        from_elex(str(path), ["a", "b"])
