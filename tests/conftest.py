@@ -106,10 +106,7 @@ def tiled_cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledCoho
     from mixture_ray.tile.config import TileConfig
     from mixture_ray.tile.stage import run as run_tiling
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    started = _start_ray()
     root = tmp_path_factory.mktemp("cohort")
     written = write_cohort(build_config(
         SynthConfig, {"out_dir": root / "cohort", "n_cases": 3, "min_slides_per_case": 1,
@@ -123,3 +120,73 @@ def tiled_cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledCoho
     if started:
         ray.shutdown()
     yield TiledCohort(root, written.root, written.manifest, written.masks_dir, tiles)
+
+
+def _start_ray() -> bool:
+    """Start a local Ray session for a session fixture unless one is up; True if started here."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        return False
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    return True
+
+
+#: The outputs of a seeded random 20x finding classifier (class order fixed here).
+ANALYSIS_CLASSES = ("normal_alveolar", "dense_fibrosis", "fibroblastic_foci", "other")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysedCohort:
+    """The shared cohort run through classify, embed and cluster (read-only: tests write elsewhere)."""
+
+    root: Path
+    classifier: Path
+    predictions: Path
+    embeddings: Path
+    clusters: Path
+
+
+@pytest.fixture(scope="session")
+def analysed_cohort(
+    tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AnalysedCohort]:
+    """The shared tiled cohort's 20x tiles classified by a seeded random classifier (tiles with at most
+    70 % background), embedded by a random ResNet18, and clustered with k = 2 and 3.
+
+    Made once for the classify, maps, cases and export tests.
+    """
+    import ray
+    import torch
+
+    from mixture_ray.classify.config import ClassifyConfig
+    from mixture_ray.classify.stage import run as run_classify
+    from mixture_ray.cluster.config import ClusterConfig
+    from mixture_ray.cluster.stage import run as run_cluster
+    from mixture_ray.config import build_config
+    from mixture_ray.embed.config import EmbedConfig
+    from mixture_ray.embed.stage import run as run_embedding
+    from mixture_ray.models import checkpoint as ckpt
+    from mixture_ray.models.backbone import Backbone
+    from mixture_ray.models.classifier import classifier_payload
+
+    started = _start_ray()
+    root = tmp_path_factory.mktemp("analysed")
+    torch.manual_seed(3)
+    net = Backbone("resnet18", len(ANALYSIS_CLASSES), classes=ANALYSIS_CLASSES).eval()
+    ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), root / "classifier.pt")
+    predicted = run_classify(build_config(ClassifyConfig, {
+        "tiles": tiled_cohort.tiles, "classifier": root / "classifier.pt", "out_dir": root / "predictions",
+        "pool.batch_size": 16, "max_background": 0.7}))
+    assert predicted.complete and predicted.magnification == 20.0, predicted.summary()
+    embedded = run_embedding(build_config(EmbedConfig, {
+        "tiles": tiled_cohort.tiles, "out_dir": root / "embeddings", "model": "random",
+        "pool.batch_size": 32, "magnification": 20.0}))
+    assert embedded.complete, embedded.summary()
+    run_cluster(build_config(ClusterConfig, {"embeddings": root / "embeddings", "out_dir": root / "clusters",
+                                             "ks": [2, 3], "silhouette_sample": 0}))
+    if started:
+        ray.shutdown()
+    yield AnalysedCohort(root, root / "classifier.pt", root / "predictions", root / "embeddings",
+                         root / "clusters")

@@ -238,7 +238,7 @@ def export_h5(cfg: ExportConfig) -> tuple[list[str], list[Failure]]:
         coords = rows[["x", "y"]].to_numpy(np.int64)
         write_coords(folder / "patches" / f"{slide_id}_patches.h5", coords, attrs)
         files += 1
-        if embedded is not None:
+        if embedded is not None and mag in embedded[2]:  # features where that magnification was embedded
             index = embedded[1].reindex(pd.MultiIndex.from_frame(rows[KEY])).to_numpy()
             if np.isnan(index).any():
                 failures.append(Failure(str(slide_id), source, "h5: some tiles have no embedding"))
@@ -257,14 +257,14 @@ def _float(value: object) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _embedding_lookup(store: Path, column: str) -> tuple[np.ndarray, pd.Series]:
-    """All embeddings as one matrix and a tile key -> row index lookup."""
+def _embedding_lookup(store: Path, column: str) -> tuple[np.ndarray, pd.Series, set[float | None]]:
+    """All embeddings as one matrix, a tile key -> row index lookup, and the magnifications embedded."""
     parts = list(load_embeddings(store, column).values())
     keys = pd.concat([k[KEY] for k, _ in parts], ignore_index=True)
     keys["magnification"] = keys["magnification"].astype(float)
     matrix = np.concatenate([m for _, m in parts]) if parts else np.zeros((0, 0), np.float32)
     lookup = pd.Series(np.arange(len(keys), dtype=float), index=pd.MultiIndex.from_frame(keys))
-    return matrix, lookup
+    return matrix, lookup, {_float(m) for m in keys["magnification"].unique()}
 
 
 def run(cfg: ExportConfig) -> ExportReport:

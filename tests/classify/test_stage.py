@@ -20,9 +20,7 @@ from mixture_ray.classify.classifier_actor import class_probabilities
 from mixture_ray.classify.config import ClassifyConfig
 from mixture_ray.classify.stage import run as run_classify
 from mixture_ray.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, main
-from mixture_ray.cluster.config import ClusterConfig
 from mixture_ray.config import build_config
-from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.errors import ConfigError
 from mixture_ray.maps.config import MapsConfig
 from mixture_ray.maps.draw import overlay_tiles
@@ -30,30 +28,25 @@ from mixture_ray.maps.stage import map_file
 from mixture_ray.maps.stage import run as run_maps
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.backbone import Backbone
-from mixture_ray.models.classifier import classifier_payload
 from mixture_ray.palette import finding_colours
 from mixture_ray.store.codec import decode_tile
 from mixture_ray.store.folder import INCOMPLETE, SUCCESS, committed_files, read_failures
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.oracle import tile_truth
-from tests.conftest import TiledCohort
+from tests.conftest import ANALYSIS_CLASSES, AnalysedCohort, TiledCohort
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-CLASSES = ["normal_alveolar", "dense_fibrosis", "fibroblastic_foci", "other"]
+CLASSES = list(ANALYSIS_CLASSES)
 
 
 @pytest.fixture(scope="module")
-def cohort(tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory,
-           ray_session: None) -> dict[str, Path]:
-    """The shared tiled cohort and a seeded random 20x classifier."""
-    root = tmp_path_factory.mktemp("classify")
-    torch.manual_seed(3)
-    net = Backbone("resnet18", len(CLASSES), classes=CLASSES).eval()
-    classifier = root / "classifier.pt"
-    ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), classifier)
-    return {"root": root, "cohort": tiled_cohort.cohort, "manifest": tiled_cohort.manifest,
-            "tiles": tiled_cohort.tiles, "classifier": classifier}
+def cohort(tiled_cohort: TiledCohort, analysed_cohort: AnalysedCohort,
+           tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
+    """The shared tiled cohort, its seeded random 20x classifier, and a folder for this module's outputs."""
+    return {"root": tmp_path_factory.mktemp("classify"), "cohort": tiled_cohort.cohort,
+            "manifest": tiled_cohort.manifest, "tiles": tiled_cohort.tiles,
+            "classifier": analysed_cohort.classifier}
 
 
 def classify_cfg(cohort: dict[str, Path], out: Path, **extra: Any) -> ClassifyConfig:
@@ -63,11 +56,9 @@ def classify_cfg(cohort: dict[str, Path], out: Path, **extra: Any) -> ClassifyCo
 
 
 @pytest.fixture(scope="module")
-def predictions(cohort: dict[str, Path]) -> Path:
-    out = cohort["root"] / "predictions"
-    report = run_classify(classify_cfg(cohort, out))
-    assert report.complete and report.magnification == 20.0
-    return out
+def predictions(cohort: dict[str, Path], analysed_cohort: AnalysedCohort) -> Path:
+    """The shared prediction store (classify of the shared cohort; the settings of ``classify_cfg``)."""
+    return analysed_cohort.predictions
 
 
 def test_classify_matches_the_classifier_run_in_process_on_tissue_tiles(
@@ -173,19 +164,9 @@ def test_frequencies_normalise_within_each_magnification_after_exclusion() -> No
 
 
 @pytest.fixture(scope="module")
-def clustered(cohort: dict[str, Path]) -> dict[str, Path]:
-    """Random-init embeddings of the cohort tiles and their k-means for k = 2, 3."""
-    from mixture_ray.cluster.stage import run as run_cluster
-    from mixture_ray.embed.stage import run as run_embedding
-
-    root = cohort["root"]
-    emb = run_embedding(build_config(EmbedConfig, {"tiles": cohort["tiles"], "out_dir": root / "emb",
-                                                   "model": "random", "pool.batch_size": 32,
-                                                   "magnification": 20.0}))
-    assert emb.complete
-    run_cluster(build_config(ClusterConfig, {"embeddings": root / "emb", "out_dir": root / "clusters",
-                                             "ks": [2, 3], "silhouette_sample": 0}))
-    return {"embeddings": root / "emb", "clusters": root / "clusters"}
+def clustered(analysed_cohort: AnalysedCohort) -> dict[str, Path]:
+    """Random-init 20x embeddings of the cohort tiles and their k-means for k = 2, 3 (shared)."""
+    return {"embeddings": analysed_cohort.embeddings, "clusters": analysed_cohort.clusters}
 
 
 def test_cases_counts_frequencies_and_nearest_centroid_baseline(

@@ -11,88 +11,36 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
 from mixture_ray.export.config import ExportConfig
 from mixture_ray.export.stage import run as run_export
-from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.backbone import Backbone
-from mixture_ray.models.classifier import classifier_payload
 from mixture_ray.palette import finding_colours
 from mixture_ray.slides import open_slide
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, committed_files
 from mixture_ray.store.predictions import load_predictions
-from tests.conftest import TiledCohort
+from tests.conftest import AnalysedCohort, TiledCohort
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-CLASSES = ["normal_alveolar", "dense_fibrosis", "other"]
 KEY = ["slide_id", "x", "y", "magnification"]
 
 
 @pytest.fixture(scope="module")
 def exported(
-    tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory, ray_session: None
+    tiled_cohort: TiledCohort, analysed_cohort: AnalysedCohort, tmp_path_factory: pytest.TempPathFactory,
+    ray_session: None,
 ) -> dict[str, Path]:
-    """Random-init embeddings, k-means (k = 2, 3) and 20x predictions of the shared cohort, exported."""
-    from mixture_ray.classify.config import ClassifyConfig
-    from mixture_ray.classify.stage import run as run_classify
-    from mixture_ray.cluster.config import ClusterConfig
-    from mixture_ray.cluster.stage import run as run_cluster
-    from mixture_ray.embed.config import EmbedConfig
-    from mixture_ray.embed.stage import run as run_embedding
-
+    """The shared cohort's 20x predictions, random-init embeddings and k-means (k = 2, 3), exported."""
     root = tmp_path_factory.mktemp("export")
-    tiles = tiled_cohort.tiles
-    assert run_embedding(
-        build_config(
-            EmbedConfig,
-            {"tiles": tiles, "out_dir": root / "emb", "model": "random", "pool.batch_size": 32, "dim": 16},
-        )
-    ).complete
-    run_cluster(
-        build_config(
-            ClusterConfig,
-            {"embeddings": root / "emb", "out_dir": root / "clusters", "ks": [2, 3], "silhouette_sample": 0},
-        )
-    )
-    torch.manual_seed(0)
-    net = Backbone("resnet18", len(CLASSES), classes=CLASSES).eval()
-    ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), root / "classifier.pt")
-    assert run_classify(
-        build_config(
-            ClassifyConfig,
-            {
-                "tiles": tiles,
-                "classifier": root / "classifier.pt",
-                "out_dir": root / "pred",
-                "pool.batch_size": 32,
-            },
-        )
-    ).complete
-    report = run_export(
-        build_config(
-            ExportConfig,
-            {
-                "out_dir": root / "export",
-                "predictions": root / "pred",
-                "clusters": root / "clusters",
-                "embeddings": root / "emb",
-                "tiles": tiles,
-            },
-        )
-    )
+    stores = {"predictions": analysed_cohort.predictions, "clusters": analysed_cohort.clusters,
+              "embeddings": analysed_cohort.embeddings, "tiles": tiled_cohort.tiles}
+    report = run_export(build_config(ExportConfig, {"out_dir": root / "export", **stores}))
     assert report.complete and (root / "export" / SUCCESS).exists(), report.summary()
-    return {
-        "root": root,
-        "tiles": tiles,
-        "emb": root / "emb",
-        "pred": root / "pred",
-        "clusters": root / "clusters",
-        "export": root / "export",
-    }
+    return {"root": root, "tiles": tiled_cohort.tiles, "emb": analysed_cohort.embeddings,
+            "pred": analysed_cohort.predictions, "clusters": analysed_cohort.clusters,
+            "export": root / "export"}
 
 
 def _assignments(clusters: Path, k: int) -> pd.DataFrame:
