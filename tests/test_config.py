@@ -100,3 +100,10 @@ def test_moved_and_misplaced_keys_are_named(tmp_path: Path) -> None:
         load_config(TileConfig, None, ["out_dir=o", "manifest=m", "tile_size.x=5"])
     with pytest.raises(ConfigError, match=r"pool: workers: must be > 0"):
         load_config(TileConfig, None, ["out_dir=o", "manifest=m", "pool.workers=0"])
+
+
+def test_an_old_explain_config_with_action_names_the_sub_commands() -> None:
+    from mixture_ray.explain.config import ExplainApplyConfig
+
+    with pytest.raises(ConfigError, match=r"action: the action is the sub-command now: mixture-ray explain"):
+        load_config(ExplainApplyConfig, None, ["out_dir=o", "manifest=m", "action=apply"])

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mixture_ray.config import option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.models.backbone import check_arch, require_resnet
 
 NonNegative = Literal["error", "relu"]
+_ACTION_IS_A_COMMAND = {
+    "action": "the action is the sub-command now: mixture-ray explain fit|apply|analyse, each with its own "
+              "config (jobs/explain-fit.yaml, explain-apply.yaml, explain-analyse.yaml)",
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,6 +94,9 @@ def _check_classes(n_classes: tuple[int, ...] | None) -> None:
 class ExplainFitConfig(GridSpec, GridRun):
     """`mixture-ray explain fit`: activation grids of the manifest's slides, then NMF per K (H saved)."""
 
+    #: Keys of earlier versions, and what replaces them.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = _ACTION_IS_A_COMMAND
+
     out_dir: Path = option("explain folder: grids/ and nmf/ are written under it")
     manifest: Path = option("CSV/Parquet manifest or slide folder of the training slides")
     n_classes: tuple[int, ...] = option("NMF class counts K fitted", [4, 6, 8])
@@ -113,6 +120,9 @@ class ExplainApplyConfig(GridRun):
     The network, layer and tiling are those the NMF was fitted with (read from ``nmf_dir``).
     """
 
+    #: Keys of earlier versions, and what replaces them.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = _ACTION_IS_A_COMMAND
+
     out_dir: Path = option("explain folder: grids/ and apply/ are written under it")
     manifest: Path = option("CSV/Parquet manifest or slide folder of the slides to explain")
     nmf_dir: Path | None = option("folder of a fitted NMF; default out_dir/nmf", None)
@@ -131,6 +141,9 @@ class ExplainAnalyseConfig:
     Correlations, logistic regression to the model's prediction, GradCAM IoU/correlation, and IoU
     with ground-truth masks when ``masks_dir`` is given.
     """
+
+    #: Keys of earlier versions, and what replaces them.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = _ACTION_IS_A_COMMAND
 
     out_dir: Path = option("explain folder holding apply/ (analysis/ is written under it)")
     n_classes: tuple[int, ...] | None = option("class counts K analysed; default every applied K", None)

@@ -132,7 +132,8 @@ def fitted_nmf(cfg: ExplainApplyConfig) -> tuple[Path, GridSpec, tuple[int, ...]
     require_complete(path, "explain fit")
     fitted = read_settings(path)
     if "grid" not in fitted:
-        raise ConfigError(f"{path} was fitted by an earlier version of mixture_ray; rerun explain fit")
+        raise ConfigError(f"{path} was fitted by an earlier version of mixture_ray; rerun explain fit "
+                          "into a new out_dir (or delete that nmf/ folder first)")
     spec = build_config(GridSpec, fitted["grid"])
     ks = tuple(cfg.n_classes) if cfg.n_classes is not None else tuple(fitted["n_classes"])
     missing = [k for k in ks if k not in fitted["n_classes"]]
@@ -190,11 +191,12 @@ def run_analyse(cfg: ExplainAnalyseConfig) -> ExplainReport:
     require_complete(root / "apply", "explain apply")
     applied = json.loads((root / "apply" / SUCCESS).read_text())
     fitted = Path(applied["nmf_dir"])
-    ks = tuple(cfg.n_classes) if cfg.n_classes is not None else tuple(applied["n_classes"])
-    missing = [k for k in ks if k not in applied["n_classes"]]
+    applied_ks = applied.get("n_classes") or read_settings(root / "apply")["n_classes"]  # earlier versions
+    ks = tuple(cfg.n_classes) if cfg.n_classes is not None else tuple(applied_ks)
+    missing = [k for k in ks if k not in applied_ks]
     if missing:
         raise ConfigError(f"n_classes: K={missing} not applied in {root / 'apply'} "
-                          f"(applied: {applied['n_classes']})")
+                          f"(applied: {applied_ks})")
     out = root / "analysis"
     folder = StageFolder(out, stage="explain-analyse", item_column=None)
     folder.prepare({"n_classes": list(ks), "masks_dir": cfg.masks_dir,

@@ -123,11 +123,11 @@ def export_anndata(cfg: ExportConfig, clusters: pd.DataFrame | None) -> tuple[li
     return lines, []
 
 
-def _level0(source: str) -> tuple[tuple[tuple[int, int], ...], tuple[float, ...]]:
-    """Level sizes and downsamples of a slide file (opened and closed)."""
+def _level0(source: str, backend: str) -> tuple[tuple[tuple[int, int], ...], tuple[float, ...]]:
+    """Level sizes and downsamples of a slide file, read with the tiling's backend (its levels)."""
     from mixture_ray.slides import open_slide
 
-    reader = open_slide(Path(source))
+    reader = open_slide(Path(source), backend)
     try:
         return reader.level_dimensions, reader.level_downsamples
     finally:
@@ -163,12 +163,14 @@ def export_nmf_heatmaps(explain: Path, out: Path) -> list[str]:
 
     require_complete(explain / "apply", "explain apply")
     applied = json.loads((explain / "apply" / SUCCESS).read_text())
-    grid_mpp = float(read_settings(Path(applied["nmf_dir"]))["grid"]["mpp"])
+    fitted = read_settings(Path(applied["nmf_dir"]))
+    grid_mpp = float(fitted.get("grid", fitted)["mpp"])  # flat in folders of earlier versions
+    applied_ks = applied.get("n_classes") or read_settings(explain / "apply")["n_classes"]
     files = 0
     for slide_id in applied["slides"]:
         meta = json.loads((explain / "grids" / slide_id / "meta.json").read_text())
         covered = np.load(explain / "grids" / slide_id / "count.npy") > 0
-        for k in applied["n_classes"]:
+        for k in applied_ks:
             weights = np.load(explain / "apply" / slide_id / f"k{k}_weights.npy")
             for c in range(int(k)):
                 w = np.where(covered, weights[..., c], 0.0)
@@ -185,15 +187,17 @@ def export_finding_heatmaps(predictions: Path, tiles: Path, out: Path) -> tuple[
     """Per slide and finding: ``<slide_id>/<finding>.ome.tif``, one pixel per tile step."""
     rows, classes, _ = _prediction_rows(predictions)
     rows["magnification"] = rows["magnification"].astype(float)
+    rows = rows[rows["magnification"].notna()]  # imported images have no slide to map onto
     geometry = tile_geometry(tiles)[[*KEY, "mpp", "tile_size", "source"]]
     rows = rows.merge(geometry, on=KEY, validate="one_to_one")
     _, step = _tile_step(tiles)
+    backend = str(read_settings(tiles).get("backend", "auto"))
     failures: list[Failure] = []
     files = 0
     for slide_id, part in rows.groupby("slide_id", sort=True):
         source = str(part.source.iloc[0])
         try:
-            dims = _level0(source)[0]
+            dims = _level0(source, backend)[0]
         except Exception as exc:  # one slide that cannot be opened must not stop the others
             failures.append(Failure(str(slide_id), source, f"heatmaps: {exc}"))
             continue
@@ -212,6 +216,7 @@ def export_h5(cfg: ExportConfig) -> tuple[list[str], list[Failure]]:
     assert cfg.tiles is not None
     tile_size, step = _tile_step(cfg.tiles)
     overlap = max(0, tile_size - step)
+    backend = str(read_settings(cfg.tiles).get("backend", "auto"))
     geometry = tile_geometry(cfg.tiles)
     embedded = _embedding_lookup(cfg.embeddings, cfg.embedding) if cfg.embeddings is not None else None
     encoder = f"mixture_ray_{cfg.embedding}"
@@ -224,17 +229,17 @@ def export_h5(cfg: ExportConfig) -> tuple[list[str], list[Failure]]:
         if mag is None:
             failures.append(Failure(str(slide_id), source, "h5: imported images have no slide geometry"))
             continue
+        folder = root / trident_folder(mag, tile_size, overlap)
         try:
-            dims, downsamples = _level0(source)
-        except Exception as exc:  # one slide that cannot be opened must not stop the others
+            dims, downsamples = _level0(source, backend)
+            attrs = coords_attributes(
+                slide_id=str(slide_id), savetodir=str(folder / "patches"), patch_size=tile_size,
+                patch_size_level0=int(rows.size_level0.iloc[0]), target_magnification=mag,
+                overlap=overlap, level=int(rows.level.iloc[0]), level_dimensions=dims,
+                level_downsamples=downsamples)
+        except Exception as exc:  # one slide that cannot be read must not stop the others
             failures.append(Failure(str(slide_id), source, f"h5: {exc}"))
             continue
-        folder = root / trident_folder(mag, tile_size, overlap)
-        attrs = coords_attributes(
-            slide_id=str(slide_id), savetodir=str(folder / "patches"), patch_size=tile_size,
-            patch_size_level0=int(rows.size_level0.iloc[0]), target_magnification=mag,
-            overlap=overlap, level=int(rows.level.iloc[0]), level_dimensions=dims,
-            level_downsamples=downsamples)
         coords = rows[["x", "y"]].to_numpy(np.int64)
         write_coords(folder / "patches" / f"{slide_id}_patches.h5", coords, attrs)
         files += 1

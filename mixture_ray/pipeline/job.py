@@ -111,7 +111,10 @@ def _step(path: Path, number: int, entry: object) -> Step:
                           f"known: {', '.join(_ENTRY_KEYS)}")
     verbs = [name for name in BY_NAME if name not in NOT_A_STEP]
     if verb not in verbs:
-        raise ConfigError(f"{where}: stage: {verb!r} is not one of {', '.join(verbs)}")
+        hint = ""
+        if verb == "explain":
+            hint = "; explain is now `explain fit`, `explain apply` or `explain analyse`"
+        raise ConfigError(f"{where}: stage: {verb!r} is not one of {', '.join(verbs)}{hint}")
     where = f"{where} ({verb})"
     inline = entry.get("config") or {}
     if not isinstance(inline, dict):

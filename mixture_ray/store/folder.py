@@ -13,9 +13,11 @@ Layout::
 Every name but the committed chunks starts with ``_``, and nothing else in the folder is Parquet,
 so pandas, pyarrow, DuckDB (``out_dir/**/*.parquet``) and ``ray.data.read_parquet`` pointed at
 the folder read exactly the committed rows. A chunk is written in a hidden folder beside
-``out_dir`` (``.<name>.tmp-<id>``) and renamed into place with its marker already inside; a
-killed run leaves only such a hidden folder, which the next run removes. Stages whose items are
-files of their own (maps, explain grids) use the same class without chunks (``item_column=None``).
+``out_dir`` (``.<name>.tmp-<id>``; inside it, ``.tmp-<id>``, when ``out_dir`` is a mount point,
+which DuckDB's ``**`` glob would then see during a run) and renamed into place with its marker
+already inside; a killed run leaves only such a hidden folder, which the next run removes.
+Stages whose items are files of their own (maps, explain grids) use the same class without chunks
+(``item_column=None``).
 Folders written before this layout (``settings.json``, ``failures.parquet``) are renamed on the
 next run and read as they are.
 """
@@ -23,6 +25,7 @@ next run and read as they are.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -115,7 +118,7 @@ class StageFolder:
                 )
         write_json_atomic(settings_path, wanted)
         self.start()
-        stale = [*self.root.parent.glob(f".{self.root.name}.tmp-*"), *self.root.glob(".tmp-*")]
+        stale = [*self.root.parent.glob(f".{glob.escape(self.root.name)}.tmp-*"), *self.root.glob(".tmp-*")]
         stale += [c for c in self.root.glob("chunk-*") if not (c / COMMITTED).exists()]  # older versions
         for child in stale:
             if child.is_dir():
@@ -128,8 +131,17 @@ class StageFolder:
             (self.root / marker).unlink(missing_ok=True)
 
     def new_tmp_dir(self) -> Path:
-        """A fresh hidden folder beside the store (same file system) for one chunk's writes."""
-        return self.root.parent / f".{self.root.name}.tmp-{uuid.uuid4().hex}"
+        """A fresh hidden folder for one chunk's writes (renamed into the store when committed).
+
+        Beside the store where the rename works (same file system, writable parent), else inside
+        it (a store that is a mount point).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        parent = self.root.parent
+        beside = os.access(parent, os.W_OK) and os.stat(parent).st_dev == os.stat(self.root).st_dev
+        if beside:
+            return parent / f".{self.root.name}.tmp-{uuid.uuid4().hex}"
+        return self.root / f".tmp-{uuid.uuid4().hex}"
 
     def commit(self, tmp: Path, expected: Mapping[str, str]) -> CommitResult:
         """Commit a chunk written to ``tmp``; items with error rows are removed and reported.

@@ -33,8 +33,9 @@ def store(tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory) -
     shutil.copytree(tiled_cohort.tiles, root)
     expected = pq.read_table(committed_files(root)).to_pandas()
     folder = StageFolder(root, stage="tile")
-    folder.finish(requested=sorted(set(expected.slide_id)), failures=[Failure("gone", "/x/gone.svs", "no")],
-                  extra={})
+    folder.finish(
+        requested=sorted(set(expected.slide_id)), failures=[Failure("gone", "/x/gone.svs", "no")], extra={}
+    )
     killed = folder.new_tmp_dir()  # a chunk a killed run was writing: beside the store, hidden
     killed.mkdir()
     expected.head(5).to_parquet(killed / "part-0.parquet")
@@ -75,8 +76,9 @@ def test_failures_table_and_a_folder_of_an_earlier_version(
 ) -> None:
     root, _ = store
     failures = read_failures(root)
-    assert failures.to_dict("records") == [{"stage": "tile", "item_id": "gone", "source": "/x/gone.svs",
-                                             "error": "no"}]
+    assert failures.to_dict("records") == [
+        {"stage": "tile", "item_id": "gone", "source": "/x/gone.svs", "error": "no"}
+    ]
     old = tmp_path / "old"
     old.mkdir()
     (old / OLD_SETTINGS).write_text('{"tile_size": 32}')
@@ -89,3 +91,18 @@ def test_failures_table_and_a_folder_of_an_earlier_version(
     assert (old / SETTINGS).exists() and not (old / OLD_SETTINGS).exists()
     assert not (old / OLD_FAILURES).exists() and not killed.exists()  # and a killed run's chunk
     assert read_settings(old) == {"tile_size": 32}
+
+
+def test_a_store_on_its_own_mount_writes_its_chunks_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    folder = StageFolder(tmp_path / "store", stage="tile")
+    assert folder.new_tmp_dir().parent == tmp_path  # beside the store: outside what readers see
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode)
+    )
+    inside = folder.new_tmp_dir()  # no rename across devices or into a read-only parent
+    assert inside.parent == tmp_path / "store" and inside.name.startswith(".tmp-")
