@@ -39,6 +39,11 @@ def option(text: str, default: Any = dataclasses.MISSING, *, path_unless: tuple[
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def narrow(cls: type[C], cfg: object) -> C:
+    """The fields of ``cls`` taken from ``cfg`` (a config that derives from ``cls``): a small spec."""
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
 def require_positive(cfg: object, *names: str) -> None:
     """Raise ConfigError naming the first of ``names`` whose value on ``cfg`` is not > 0."""
     for name in names:

@@ -11,6 +11,7 @@ import dataclasses
 # Run time: the report dataclasses derive from Report, so typing.get_type_hints on them resolves
 # Report's own annotations in this module.
 from collections.abc import Sequence  # noqa: TC003
+from pathlib import Path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,3 +39,18 @@ class Report:
         if len(self.failures) > limit:
             lines.append(f"  ... and {len(self.failures) - limit} more (see _failures.csv)")
         return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class LinesReport(Report):
+    """A report that is a heading and a few lines (explain actions, export)."""
+
+    heading: str
+    out_dir: Path
+    lines: tuple[str, ...]
+    failures: list[Failure]
+    complete: bool
+
+    def summary(self) -> str:
+        """The heading, then one line per item written."""
+        return "\n".join([self.heading, *self.lines])

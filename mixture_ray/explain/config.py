@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import narrow, option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.models.backbone import check_arch, require_resnet
 
@@ -45,7 +45,7 @@ class GridSpec:
 
     def grid_spec(self) -> GridSpec:
         """Only the grid settings (what the per-slide tasks and the NMF folder keep)."""
-        return GridSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(GridSpec)})
+        return narrow(GridSpec, self)
 
     def settings(self) -> dict[str, Any]:
         """The grid settings as JSON values (recorded by fit, compared on reruns)."""
@@ -78,7 +78,7 @@ class GridRun:
 
     def run_settings(self) -> GridRun:
         """Only the run settings (what the per-slide tasks take)."""
-        return GridRun(**{f.name: getattr(self, f.name) for f in dataclasses.fields(GridRun)})
+        return narrow(GridRun, self)
 
     def validate_run(self) -> None:
         """Check the positive sizes."""

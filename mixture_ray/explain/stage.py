@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -15,7 +14,7 @@ from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.explain.config import GridSpec
 from mixture_ray.explain.extract import extract_slide, load_grid
-from mixture_ray.report import Failure, Report
+from mixture_ray.report import Failure, LinesReport
 from mixture_ray.store.folder import (
     SUCCESS,
     StageFolder,
@@ -31,21 +30,6 @@ if TYPE_CHECKING:
         ExplainFitConfig,
         GridRun,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class ExplainReport(Report):
-    """What one explain action wrote: its folder, one line per K, and failed slides."""
-
-    action: str
-    out_dir: Path
-    lines: tuple[str, ...]
-    failures: list[Failure]
-    complete: bool
-
-    def summary(self) -> str:
-        """The action's folder and one line per K (or per slide)."""
-        return "\n".join([f"explain {self.action}: {self.out_dir}", *self.lines])
 
 
 def build_grids(spec: GridSpec, run: GridRun, manifest: Path,
@@ -94,7 +78,7 @@ def raise_all_failed(failures: list[Failure]) -> None:
     raise StageIncompleteError(f"explain: no slide produced an activation grid ({detail})")
 
 
-def run_fit(cfg: ExplainFitConfig) -> ExplainReport:
+def run_fit(cfg: ExplainFitConfig) -> LinesReport:
     """Grids of the training slides, then NMF per K on a sample of their feature vectors.
 
     Args:
@@ -123,7 +107,7 @@ def run_fit(cfg: ExplainFitConfig) -> ExplainReport:
                   f"relative error {row['relative_err']:.4f}, {row['n_iter']} iterations, "
                   f"{row['seconds']:.1f}s" for row in rows)
     ok = folder.finish(requested=ids, failures=failures, extra={"fits": rows, "slides": ids})
-    return ExplainReport("fit", out, lines, failures, ok)
+    return LinesReport(f"explain fit: {out}", out, lines, failures, ok)
 
 
 def fitted_nmf(cfg: ExplainApplyConfig) -> tuple[Path, GridSpec, tuple[int, ...]]:
@@ -142,7 +126,7 @@ def fitted_nmf(cfg: ExplainApplyConfig) -> tuple[Path, GridSpec, tuple[int, ...]
     return path, spec, ks
 
 
-def run_apply(cfg: ExplainApplyConfig) -> ExplainReport:
+def run_apply(cfg: ExplainApplyConfig) -> LinesReport:
     """Grids of the manifest's slides, W with the fitted H, class maps and figures per slide and K.
 
     Args:
@@ -172,10 +156,10 @@ def run_apply(cfg: ExplainApplyConfig) -> ExplainReport:
                      f"{len(grid.tiles)} tiles -> {out / slide_id}")
     ok = folder.finish(requested=[*ids, *(f.item_id for f in failures)], failures=failures,
                        extra={"slides": ids, "nmf_dir": str(fitted), "n_classes": list(ks)})
-    return ExplainReport("apply", out, tuple(lines), failures, ok)
+    return LinesReport(f"explain apply: {out}", out, tuple(lines), failures, ok)
 
 
-def run_analyse(cfg: ExplainAnalyseConfig) -> ExplainReport:
+def run_analyse(cfg: ExplainAnalyseConfig) -> LinesReport:
     """Analyses and plots per K over every applied slide; writes ``analysis/summary.json``.
 
     Args:
@@ -211,7 +195,7 @@ def run_analyse(cfg: ExplainAnalyseConfig) -> ExplainReport:
         lines.append(f"  K={k}: {_headline(results[f'k{k}'])} ({time.perf_counter() - start:.1f}s)")
     write_json_atomic(out / "summary.json", results)
     folder.finish(requested=[], failures=[], extra={})
-    return ExplainReport("analyse", out, tuple(lines), [], True)
+    return LinesReport(f"explain analyse: {out}", out, tuple(lines), [], True)
 
 
 def _headline(result: dict[str, Any]) -> str:

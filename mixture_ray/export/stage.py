@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from mixture_ray.export.heatmaps import heatmap_grid, write_heatmap
 from mixture_ray.export.qupath import slide_features, write_feature_collection
 from mixture_ray.export.tables import cluster_column, cluster_table, label, tile_geometry
 from mixture_ray.palette import finding_colours
-from mixture_ray.report import Failure, Report
+from mixture_ray.report import Failure, LinesReport
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import StageFolder, read_settings
 from mixture_ray.store.predictions import load_predictions
@@ -26,20 +25,6 @@ if TYPE_CHECKING:
     from mixture_ray.export.config import ExportConfig
 
 KEY = list(TILE_KEY)
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportReport(Report):
-    """What an export wrote: one line per format, and the slides that failed."""
-
-    out_dir: Path
-    lines: tuple[str, ...]
-    failures: list[Failure]
-    complete: bool
-
-    def summary(self) -> str:
-        """The export folder and one line per format."""
-        return "\n".join([f"export {self.out_dir}:", *self.lines])
 
 
 def _prediction_rows(store: Path) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, str]]:
@@ -272,7 +257,7 @@ def _embedding_lookup(store: Path, column: str) -> tuple[np.ndarray, pd.Series, 
     return matrix, lookup, {_float(m) for m in keys["magnification"].unique()}
 
 
-def run(cfg: ExportConfig) -> ExportReport:
+def run(cfg: ExportConfig) -> LinesReport:
     """Write every chosen format from the given stores.
 
     Args:
@@ -304,4 +289,4 @@ def run(cfg: ExportConfig) -> ExportReport:
         lines.extend(written)
         failures.extend(failed)
     ok = folder.finish(requested=[], failures=failures, extra={"lines": lines})
-    return ExportReport(Path(cfg.out_dir), tuple(lines), failures, ok)
+    return LinesReport(f"export {cfg.out_dir}:", Path(cfg.out_dir), tuple(lines), failures, ok)

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from mixture_ray.config import ActorPool, option, require_positive
+from mixture_ray.config import ActorPool, narrow, option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.slides.factory import Backend
 
@@ -23,8 +23,7 @@ class StoredPixels:
 
     def pixels(self) -> StoredPixels:
         """Only these settings (what the per-batch functions take)."""
-        return StoredPixels(background_threshold=self.background_threshold, encoding=self.encoding,
-                            jpeg_quality=self.jpeg_quality)
+        return narrow(StoredPixels, self)
 
     def validate_pixels(self) -> None:
         """Check the threshold and the JPEG quality ranges."""
