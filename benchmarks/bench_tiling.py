@@ -64,7 +64,6 @@ def tile_config(manifest: Path, out: Path, workers: int) -> TileConfig:
             "magnifications": [20.0],
             "max_tiles_per_slide": 0,
             "pool.workers": workers,
-            "slides_per_commit": 64,
         },
     )
 
@@ -110,7 +109,7 @@ from mixture_ray.tile.config import TileConfig  # noqa: E402
 from mixture_ray.config import build_config
 from mixture_ray.tile.stage import run as run_tiling
 cfg = build_config(TileConfig, {{"manifest": {manifest!r}, "out_dir": {out!r},
-    "magnifications": [20.0], "max_tiles_per_slide": 50, "slides_per_commit": 16}})
+    "magnifications": [20.0], "max_tiles_per_slide": 50}})
 report = run_tiling(cfg)
 assert report.complete, report.failures
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

@@ -114,8 +114,7 @@ def tiled_cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledCoho
     tiles = root / "tiles"
     report = run_tiling(build_config(
         TileConfig, {"manifest": written.manifest, "out_dir": tiles, "tile_size": 32,
-                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 48, "pool.workers": 1,
-                     "slides_per_commit": 1}))
+                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 48, "pool.workers": 1}))
     assert report.complete, report.summary()
     if started:
         ray.shutdown()

@@ -64,7 +64,6 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
             "tile_size": cfg.tile_size,
             "magnifications": list(cfg.magnifications),
             "max_tiles_per_slide": cfg.max_tiles_per_slide,
-            "slides_per_commit": DEMO_SLIDES_PER_COMMIT,
             "pool.workers": cfg.workers,
             "seed": cfg.seed,
         },
@@ -132,10 +131,6 @@ class DemoHeadline(Report):
             f"class weights predict the model's output with AUC {self.explain_auc:.2f}",
         ])
 
-
-#: One tile chunk per cohort: embed and classify run one Ray Data execution per tile chunk, and
-#: the demo needs no resume granularity (each execution starts its actors and models anew).
-DEMO_SLIDES_PER_COMMIT = 256
 
 #: k of the demo's clusterings: the largest is reviewed; all are the non-integrated baseline.
 DEMO_KS = (8, 12)
@@ -315,7 +310,7 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
     tiles = run_tiling(build_config(TileConfig, {
         "manifest": cohort / "manifest.csv", "out_dir": root / "tiles", "tile_size": cfg.tile_size,
         "magnifications": [mag], "max_tiles_per_slide": 0, "max_background": 0.7,
-        "pool.workers": cfg.workers, "seed": cfg.seed, "slides_per_commit": DEMO_SLIDES_PER_COMMIT}))
+        "pool.workers": cfg.workers, "seed": cfg.seed}))
     if not tiles.complete:
         raise StageIncompleteError(f"analysis tiling left {len(tiles.failures)} slides failed")
     classified = run_classify(build_config(ClassifyConfig, {

@@ -59,6 +59,7 @@ class TileConfig(StoredPixels):
     #: Keys of earlier versions, and what replaces them.
     RENAMED_KEYS: ClassVar[dict[str, str]] = {
         "from_images": "an image folder is imported by `mixture-ray import-images --images DIR`",
+        "slides_per_commit": "each slide is now committed on its own once it is written; remove the key",
     }
 
     out_dir: Path = option("tile store folder (created; reruns skip slides already committed)")
@@ -76,7 +77,6 @@ class TileConfig(StoredPixels):
     pool: ActorPool = option("pixel-reading actors (each keeps its slides open): pool.workers, ...",
                              ActorPool(workers=2, batch_size=32))
     tile_cache_mb: int = option("decoded native-tile cache per open slide and level, in MiB", 64)
-    slides_per_commit: int = option("slides written and committed together (resume granularity)", 16)
     seed: int = option("random seed for tile sampling", 0)
 
     def validate(self) -> None:
@@ -87,7 +87,7 @@ class TileConfig(StoredPixels):
         for mag in self.magnifications:
             if not 0 < mag <= 100:
                 raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")
-        require_positive(self, "tile_size", "slides_per_commit")
+        require_positive(self, "tile_size")
         require_positive(self, "tile_cache_mb")
         if self.stride < 0:
             raise ConfigError(f"stride: must be >= 0 (got {self.stride})")

@@ -20,9 +20,12 @@ from mixture_ray.slides.factory import open_slide
 from mixture_ray.slides.reader import SlideReader, resize_rgb
 from mixture_ray.store.codec import background_fraction, encode_tile
 from mixture_ray.store.schemas import TILE_SCHEMA
+from mixture_ray.store.slide_stream import SLIDE_ROWS
 from mixture_ray.tile.coords import failure_row, slide_coordinates
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mixture_ray.tile.config import StoredPixels, TileConfig
 
 
@@ -34,14 +37,28 @@ def describe(exc: BaseException) -> str:
 
 
 class SlideCoordinates:
-    """``map_batches`` callable: manifest rows -> tile metadata rows (batch_size=1 slide)."""
+    """``map_batches`` callable: manifest rows -> blocks of tile metadata rows.
 
-    def __init__(self, cfg: TileConfig) -> None:
+    Each slide's rows carry ``_slide_rows`` (how many the slide has), so the writer's counts tell
+    the driver when the slide is finished; blocks hold at most ``block_rows`` rows, so pixel
+    reading starts on a slide's first block while its other blocks wait in the stream.
+    """
+
+    def __init__(self, cfg: TileConfig, block_rows: int = 256) -> None:
         self.cfg = cfg
+        self.block_rows = block_rows
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """Tile metadata rows for each manifest row's slide (a failure row where it cannot be read)."""
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        """Tile metadata blocks for each manifest row's slide (a failure row where it cannot be read)."""
         crash_once("tile.coordinates")
+        for table in self.slide_tables(batch):
+            totals = pa.array(np.full(table.num_rows, table.num_rows, np.int64))
+            table = table.append_column(SLIDE_ROWS, totals)
+            for start in range(0, table.num_rows, self.block_rows):
+                yield table.slice(start, self.block_rows)
+
+    def slide_tables(self, batch: pa.Table) -> list[pa.Table]:
+        """One metadata table per manifest row of ``batch``."""
         tables = []
         for row in batch.to_pylist():
             slide_id, case_id, path = row["slide_id"], row["case_id"], row["path"]
@@ -64,7 +81,7 @@ class SlideCoordinates:
                 tables.append(
                     failure_row(slide_id=slide_id, case_id=case_id, source=path, error=describe(exc))
                 )
-        return pa.concat_tables(tables)
+        return tables
 
 
 def pixel_reader_kwargs(cfg: TileConfig) -> dict[str, Any]:

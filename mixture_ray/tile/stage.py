@@ -1,8 +1,10 @@
-"""`mixture-ray tile`: manifest -> coordinates -> repartition -> pixel actors -> Parquet.
+"""`mixture-ray tile`: manifest -> coordinate tasks -> pixel actors (writing per slide) -> Parquet.
 
-Slides are processed in commit chunks (``slides_per_commit``); each chunk is one Ray Data
-pipeline whose output is committed only when it has finished, so a rerun skips committed
-slides and an interrupted run leaves nothing that looks complete.
+One Ray Data execution per run streams every pending slide: coordinate tasks emit bounded blocks
+of tile coordinates, the pixel actors (created once per run) read and encode tiles and write each
+slide's rows to a staging folder, and the driver commits each slide as soon as its last tile is
+written (:mod:`mixture_ray.store.slide_stream`). A rerun skips committed slides; an interrupted
+run leaves nothing that looks complete.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 import ray
 
+from mixture_ray.progress import ProgressLine
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
+from mixture_ray.store.slide_stream import SlidePartWriter, stream_slides
 from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader, pixel_reader_kwargs
 from mixture_ray.tile.report import TilingReport
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mixture_ray.report import Failure
     from mixture_ray.tile.config import TileConfig
 
 #: Settings that change what is written; a rerun into the same folder must match them.
@@ -35,31 +38,30 @@ DATA_SETTINGS = (
     "jpeg_quality",
     "seed",
 )
-#: Rows buffered per Parquet file (fewer, larger files than one per block).
-WRITE_ROWS_PER_FILE = 1024
 
 
-def build_chunk_dataset(records: list[dict[str, Any]], cfg: TileConfig) -> ray.data.Dataset:
-    """The lazy Ray Data pipeline for one chunk of manifest rows."""
+def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Path) -> ray.data.Dataset:
+    """The lazy pipeline of one run: a block per slide -> coordinate blocks -> pixel actors that write.
+
+    Coordinate tasks reserve no CPU (they are short: one thumbnail per slide) and run at most
+    ``pool.workers`` at a time, so they interleave with the pixel actors instead of waiting for
+    a free core.
+    """
     return (
-        ray.data.from_items(records)
-        .map_batches(SlideCoordinates(cfg).__call__, batch_size=1, batch_format="pyarrow")
-        .repartition(target_num_rows_per_block=cfg.pool.batch_size * 4)
+        ray.data.from_items(records, override_num_blocks=max(1, len(records)))
+        .map_batches(SlideCoordinates(cfg).__call__, batch_size=1, batch_format="pyarrow",
+                     compute=ray.data.TaskPoolStrategy(size=max(1, min(cfg.pool.workers, len(records)))),
+                     num_cpus=0)
         .map_batches(
-            TilePixelReader,
-            fn_constructor_kwargs=pixel_reader_kwargs(cfg),
+            SlidePartWriter,
+            fn_constructor_kwargs={"inner": TilePixelReader, "inner_kwargs": pixel_reader_kwargs(cfg),
+                                   "staging": str(staging)},
             batch_size=cfg.pool.batch_size,
             batch_format="pyarrow",
-            # The pool starts at one actor and grows: the coordinate tasks need a CPU slot first.
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cfg.pool.workers),
+            compute=ray.data.ActorPoolStrategy(size=cfg.pool.workers),
             num_cpus=cfg.pool.actor_cpus,
         )
     )
-
-
-def write_chunk(dataset: ray.data.Dataset, path: Path) -> None:
-    """Write a chunk's tiles; the writer is I/O bound so it takes no CPU slot from the actors."""
-    dataset.write_parquet(str(path), min_rows_per_file=WRITE_ROWS_PER_FILE, ray_remote_args={"num_cpus": 0})
 
 
 def run(cfg: TileConfig) -> TilingReport:
@@ -85,13 +87,12 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     done = store.committed_items()
     todo = manifest[~manifest["slide_id"].isin(list(done))]
     ensure_ray()
-    failures: list[Failure] = []
     records = cast("list[dict[str, Any]]", todo.to_dict("records"))
-    for start in range(0, len(records), cfg.slides_per_commit):
-        chunk = records[start : start + cfg.slides_per_commit]
-        tmp = store.new_tmp_dir()
-        write_chunk(build_chunk_dataset(chunk, cfg), tmp)
-        result = store.commit(tmp, {r["slide_id"]: r["path"] for r in chunk})
-        failures.extend(result.failures)
+    failures = []
+    if records:
+        staging = store.new_tmp_dir()
+        progress = ProgressLine("tile", total_items=len(records))
+        failures = stream_slides(build_dataset(records, cfg, staging), store=store, staging=staging,
+                                 sources={r["slide_id"]: r["path"] for r in records}, progress=progress)
     return TilingReport.finish(store, requested=manifest["slide_id"].tolist(),
                                skipped=len(manifest) - len(todo), failures=failures, config=cfg)

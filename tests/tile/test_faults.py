@@ -88,7 +88,7 @@ def test_killed_driver_then_rerun_skips_finished_slides(
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "mixture_ray.cli", "tile", "--manifest", str(cohort), "--out-dir",
                str(out), "--tile-size", str(TILE), "--magnifications", "[20]", "--max-tiles-per-slide", "60",
-               "--pool.batch-size", "16", "--slides-per-commit", "1"]
+               "--pool.batch-size", "16"]
     proc = subprocess.Popen(command, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
@@ -96,12 +96,17 @@ def test_killed_driver_then_rerun_skips_finished_slides(
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed_before = len(list(out.glob(f"chunk-*/{COMMITTED}")))
-    assert 1 <= committed_before < 4, "the driver was not killed mid-stage"
+    before = {m.parent.name: m.parent.stat().st_mtime_ns for m in out.glob(f"chunk-*/{COMMITTED}")}
+    assert 1 <= len(before) < 4, "the driver was not killed mid-stage"
     assert not (out / "_SUCCESS").exists()
-    report = run_tiling(tile_cfg(cohort, out, slides_per_commit=1))
+    report = run_tiling(tile_cfg(cohort, out))
     assert report.complete
-    assert report.slides_skipped == committed_before
+    assert report.slides_skipped == len(before)
+    # One commit per slide: the rerun left the slides committed before the kill as they were and
+    # wrote one new commit for each missing slide only.
+    after = {m.parent.name: m.parent.stat().st_mtime_ns for m in out.glob(f"chunk-*/{COMMITTED}")}
+    assert {k: after[k] for k in before} == before
+    assert len(after) == 4
     assert_same_tiles(tiles_of(out), clean)
 
 
@@ -114,7 +119,7 @@ def peak_traced_bytes(manifest: Path, cache_mb: int) -> tuple[int, int]:
     reader = TilePixelReader(**pixel_reader_kwargs(cfg))
     tracemalloc.start()
     try:
-        coords = SlideCoordinates(cfg)(rows)
+        coords = pa.concat_tables(list(SlideCoordinates(cfg)(rows)))
         coordinates_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         for start in range(0, coords.num_rows, cfg.pool.batch_size):

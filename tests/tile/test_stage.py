@@ -144,7 +144,7 @@ def test_rerun_skips_committed_and_recovers_from_interruption(
 ) -> None:
     _, clean = clean_run
     out = tmp_path / "store"
-    cfg = tile_cfg(cohort, out, slides_per_commit=1)
+    cfg = tile_cfg(cohort, out)
     first = run_tiling(cfg)
     assert first.slides_skipped == 0
     chunks = sorted(out.glob(f"chunk-*/{COMMITTED}"))
