@@ -82,10 +82,57 @@ class ActorPool:
     workers: int = option("actors (each keeps its model or its open slides)", 1)
     actor_cpus: float = option("CPUs each actor reserves in Ray's scheduler", 1.0)
     batch_size: int = option("tiles per batch handed to an actor", 64)
+    gpus: str = option(
+        "GPUs each model actor requests: a number (requested even when no GPU node is up yet, so an "
+        "autoscaling cluster starts one), or auto = 1 when the cluster has a GPU, else 0", "auto")
 
     def validate(self) -> None:
-        """Positive sizes."""
+        """Positive sizes; gpus is auto or a number >= 0."""
         require_positive(self, "workers", "actor_cpus", "batch_size")
+        check_gpus("pool.gpus", self.gpus)
+
+
+def check_gpus(key: str, value: str) -> None:
+    """A GPU request is ``auto`` or a number >= 0; a clear error names ``key`` otherwise."""
+    if value == "auto":
+        return
+    try:
+        amount = float(value)
+    except ValueError:
+        amount = -1.0
+    if not amount >= 0:
+        raise ConfigError(f"{key}: give auto or a number of GPUs >= 0 (got {value!r})")
+
+
+#: Where a model stage's tile pixels come from (``input.pixels``).
+PixelSource = Literal["auto", "store", "slides"]
+#: Where tile JPEGs are decoded (``input.decode``).
+DecodePlace = Literal["cpu", "model"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TileInput:
+    """How embed and classify get ready tile pixels (``input.<key>``), in CPU stages apart from the model.
+
+    Decoding (or reading from the slides), resizing and stacking run in Ray Data stages of their
+    own, so the model actors receive ready uint8 batches and only run the model.
+    """
+
+    pixels: PixelSource = option(
+        "store: the tile store's encoded tiles; slides: read each tile from its slide (coordinates-only "
+        "stores, encoding=none); auto: the store's tiles when it has them, else the slides", "auto")
+    decode: DecodePlace = option(
+        "cpu: decode JPEGs in CPU tasks; model: in the model actor, on its GPU when it has one "
+        "(torchvision decode_jpeg)", "cpu")
+    cpus: float = option("CPUs each decode task or slide-reading actor reserves", 1.0)
+    readers: int = option("slide-reading actors when pixels come from the slides", 1)
+    backend: str = option("slide reader when pixels come from the slides: auto, openslide, tiffslide, cucim",
+                          "auto")
+    tile_cache_mb: int = option("decoded native-tile cache per open slide and level, in MiB", 64)
+
+    def validate(self) -> None:
+        """Positive CPUs, readers and cache."""
+        require_positive(self, "cpus", "readers", "tile_cache_mb")
 
 
 # ---------------------------------------------------------------- loading and coercion

@@ -87,6 +87,21 @@ def cluster_resources() -> dict[str, float]:
     return resources
 
 
+def gpus_per_actor(setting: str) -> float:
+    """The GPUs a model actor requests for a ``pool.gpus`` setting.
+
+    Args:
+        setting: a number (requested as given, even when no GPU node is up yet, so an autoscaling
+            cluster starts one), or ``auto``: 1 when the running cluster has a GPU now, else 0.
+
+    Returns:
+        GPUs per actor.
+    """
+    if setting != "auto":
+        return float(setting)
+    return 1.0 if cluster_resources().get("GPU", 0.0) > 0 else 0.0
+
+
 class _RoutedFile(logging.FileHandler):
     """The log file that Ray's records are routed to (told apart from Ray's own handlers)."""
 

@@ -1,4 +1,4 @@
-"""The Ray Data callable class: decode a batch of tiles and run the finding classifier on it."""
+"""The Ray Data callable class: run the finding classifier on a batch of ready tiles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from mixture_ray.faults import crash_once
 from mixture_ray.models.augment import normalise, to_float
 from mixture_ray.models.classifier import load_classifier
-from mixture_ray.store.codec import decode_tile_rows
+from mixture_ray.models.jpeg_decode import ready_tiles
 from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS, prediction_schema
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def class_probabilities(net: Backbone, tiles: torch.Tensor) -> torch.Tensor:
 
 
 class TileClassifier:
-    """``map_batches`` class: tile rows (with encoded pixels) -> prediction rows."""
+    """``map_batches`` class: ready uint8 tiles (numpy batch) -> prediction rows; it only runs the model."""
 
     def __init__(self, classifier: Path, actor_cpus: float, torch_threads: int) -> None:
         self.cuda = torch.cuda.is_available()
@@ -53,17 +53,17 @@ class TileClassifier:
         self.classes = list(net.classes)
         self.schema = prediction_schema(self.classes)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """Classify a batch of tile rows into prediction rows (an ``error`` where a tile is undecodable)."""
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """Classify a batch into prediction rows (an ``error`` where a tile has no pixels)."""
         crash_once("classify.batch")
-        n, n_classes = batch.num_rows, len(self.classes)
+        tiles, errors = ready_tiles(batch, self.device, self.image_size)
+        n, n_classes = len(errors), len(self.classes)
         probs = np.zeros((n, n_classes), np.float32)
-        tiles, ok, errors = decode_tile_rows(batch, self.image_size)
-        if tiles:
-            stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
-            probs[ok] = class_probabilities(self.net, stacked).numpy()
+        ok = [i for i, error in enumerate(errors) if error is None]
+        if ok:
+            probs[ok] = class_probabilities(self.net, tiles[ok]).numpy()
         best = probs.argmax(axis=1)
-        columns = {name: batch[name] for name in KEY_COLUMNS}
+        columns = {name: pa.array(batch[name]) for name in KEY_COLUMNS}
         columns["finding"] = pa.array(
             [self.classes[b] if e is None else None for b, e in zip(best, errors, strict=True)], pa.string()
         )

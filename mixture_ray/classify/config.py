@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mixture_ray.config import ActorPool, option
+from mixture_ray.config import ActorPool, TileInput, option
 from mixture_ray.errors import ConfigError
 
 
@@ -24,8 +24,10 @@ class ClassifyConfig:
         "classify tiles of this magnification; null = the magnification the classifier was trained at", None
     )
     max_background: float = option("tiles whose background fraction exceeds this are not classified", 0.7)
-    pool: ActorPool = option("model actors (one model each): pool.workers, pool.batch_size, ...",
+    pool: ActorPool = option("model actors (one model each): pool.workers, pool.batch_size, pool.gpus, ...",
                              ActorPool())
+    input: TileInput = option("where ready tiles come from: input.pixels (store or slides), input.decode, "
+                              "input.cpus, ...", TileInput())
     torch_threads: int = option("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
 
     def validate(self) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from mixture_ray.config import ActorPool, option, require_positive
+from mixture_ray.config import ActorPool, TileInput, option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.models.backbone import check_arch
 
@@ -18,7 +18,7 @@ class EmbedConfig:
     """`mixture-ray embed`: 128-d head and pooled backbone features of every tile (Ray Data actors)."""
 
     tiles: Path = option("tile store folder written by `mixture-ray tile`")
-    out_dir: Path = option("embedding store folder (reruns skip committed tile chunks)")
+    out_dir: Path = option("embedding store folder (reruns skip committed slides)")
     model: str = option(
         "ResNet checkpoint: a pretrain run folder, a Ray checkpoint folder or a .pt file; "
         "'random' = randomly initialised network (baseline)",
@@ -29,8 +29,10 @@ class EmbedConfig:
     mlp: bool = option("MLP head when model=random", True)
     magnification: float | None = option("embed tiles of this magnification only; null = all", None)
     crop_fraction: float = option("centre crop edge / tile edge before the network", 1.0)
-    pool: ActorPool = option("model actors (one model each): pool.workers, pool.batch_size, ...",
+    pool: ActorPool = option("model actors (one model each): pool.workers, pool.batch_size, pool.gpus, ...",
                              ActorPool())
+    input: TileInput = option("where ready tiles come from: input.pixels (store or slides), input.decode, "
+                              "input.cpus, ...", TileInput())
     torch_threads: int = option("torch intra-op threads per actor on CPU; 0 = the actor's CPUs", 0)
     seed: int = option("seed of the random initialisation when model=random", 0)
 

@@ -1,4 +1,4 @@
-"""The Ray Data callable class: decode a batch of tiles and run the encoder (loaded once per actor)."""
+"""The Ray Data callable class: run the encoder (loaded once per actor) on a batch of ready tiles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.faults import crash_once
 from mixture_ray.models.augment import centre_crop, normalise, resize_to, to_float
-from mixture_ray.store.codec import decode_tile_rows
+from mixture_ray.models.jpeg_decode import ready_tiles
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, embedding_schema
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _fixed(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
 
 
 class TileEmbedder:
-    """``map_batches`` class: tile rows (with encoded pixels) -> embedding rows."""
+    """``map_batches`` class: ready uint8 tiles (numpy batch) -> embedding rows; it only runs the model."""
 
     def __init__(self, encoder: EncoderSpec, *, crop_fraction: float, threads: int) -> None:
         self.cuda = torch.cuda.is_available()
@@ -66,18 +66,18 @@ class TileEmbedder:
         self.crop = crop_fraction
         self.schema = embedding_schema(self.encoder.num_classes, self.encoder.num_features)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """Embed a batch of tile rows: head and pooled features per tile (an ``error`` where undecodable)."""
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """Embed a batch: head and pooled features per tile (zeros and an ``error`` where it has none)."""
         crash_once("embed.batch")
-        n = batch.num_rows
+        tiles, errors = ready_tiles(batch, self.device)
+        n = len(errors)
         head = np.zeros((n, self.encoder.num_classes), np.float32)
         features = np.zeros((n, self.encoder.num_features), np.float32)
-        tiles, ok, errors = decode_tile_rows(batch)
-        if tiles:
-            stacked = torch.from_numpy(np.stack(tiles)).to(self.device, non_blocking=True)
-            h, f = embed_tensor(self.encoder, preprocess(stacked, self.crop, self.encoder))
+        ok = [i for i, error in enumerate(errors) if error is None]
+        if ok:
+            h, f = embed_tensor(self.encoder, preprocess(tiles[ok], self.crop, self.encoder))
             head[ok], features[ok] = h.numpy(), f.numpy()
-        columns = {name: batch[name] for name in KEY_COLUMNS}
+        columns = {name: pa.array(batch[name]) for name in KEY_COLUMNS}
         columns["head"] = _fixed(head, self.encoder.num_classes)
         columns["features"] = _fixed(features, self.encoder.num_features)
         columns["error"] = pa.array(errors, pa.string())

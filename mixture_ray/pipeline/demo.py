@@ -16,6 +16,7 @@ from mixture_ray.errors import StageIncompleteError
 from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.maps.config import MapsConfig
 from mixture_ray.pretrain.config import PretrainConfig
+from mixture_ray.qc.config import QcConfig
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import IntegrateConfig, ReviewConfig
 from mixture_ray.stats.config import StatsConfig
@@ -56,6 +57,7 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
     if not (cohort_dir / "manifest.csv").exists():
         write_cohort(synth)
     print(f"[demo] synth: {cohort_dir} ({time.perf_counter() - start:.1f}s)")
+    qc_page = qc_stage(cfg, start)
     tile = build_config(
         TileConfig,
         {
@@ -75,7 +77,7 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
     )
     if not report.complete:
         raise StageIncompleteError(f"tiling left {len(report.failures)} slides failed; see {tiles_dir}")
-    headline = DemoHeadline(out_dir=cfg.out_dir)
+    headline = DemoHeadline(out_dir=cfg.out_dir, qc_page=qc_page)
     pretrain_stages(cfg, start, headline)
     review_stages(cfg, start, headline)
     finetune_stage(cfg, start)
@@ -95,6 +97,7 @@ class DemoHeadline(Report):
     failures: tuple[Failure, ...] = ()
     seconds: float = 0.0
     review_page: str = ""
+    qc_page: str = ""
     stats_report: str = ""
     maps: str = ""
     nmi_moco: float = float("nan")
@@ -117,6 +120,7 @@ class DemoHeadline(Report):
         return "\n".join([
             f"[demo] done in {self.seconds / 60:.1f} min; every output is under {out_dir}",
             "[demo] look at:",
+            f"  slide quality control (pass / flag / fail per slide): {self.qc_page}",
             f"  review page (assign clusters to findings): {self.review_page}",
             f"  statistics report: {self.stats_report}",
             f"  finding maps, one PNG per slide: {self.maps}",
@@ -130,6 +134,20 @@ class DemoHeadline(Report):
             f"  activation clustering: each NMF class's best-matching planted finding (IoU): {iou}; "
             f"class weights predict the model's output with AUC {self.explain_auc:.2f}",
         ])
+
+
+def qc_stage(cfg: DemoConfig, start: float) -> str:
+    """Slide QC of the demo cohort, kept cheap (small thumbnails, 4 sampled tiles); returns its page."""
+    from mixture_ray.qc.stage import run as run_qc
+
+    qc = build_config(QcConfig, {"manifest": cfg.out_dir / "cohort" / "manifest.csv",
+                                 "out_dir": cfg.out_dir / "qc", "thumbnail_px": 512, "tiles_per_slide": 4,
+                                 "seed": cfg.seed,
+                                 "magnifications": list(cfg.magnifications)})
+    report = run_qc(qc)
+    counts = ", ".join(f"{int((report.table.decision == d).sum())} {d}" for d in ("pass", "flag", "fail"))
+    print(f"[demo] qc: {counts} -> {report.page} ({time.perf_counter() - start:.1f}s)")
+    return str(report.page)
 
 
 #: k of the demo's clusterings: the largest is reviewed; all are the non-integrated baseline.

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mixture_ray.errors import MissingExtraError, SlideError
+from mixture_ray.slides.colour import tiff_icc_profile
 from mixture_ray.slides.reader import HeaderReader
 
 if TYPE_CHECKING:
@@ -25,11 +26,17 @@ def cucim_available() -> bool:
 
 
 class CuCIMReader(HeaderReader):
-    """``SlideReader`` over ``cucim.CuImage``; note cuCIM takes (location, size, level)."""
+    """``SlideReader`` over ``cucim.CuImage``; note cuCIM takes (location, size, level).
+
+    Args:
+        path: the slide file.
+        to_srgb: convert read pixels from the slide's ICC profile to sRGB (cuCIM does not expose
+            the profile, so it is read from the TIFF tag 34675 with tifffile).
+    """
 
     backend = "cucim"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, to_srgb: bool = False) -> None:
         try:
             from cucim import CuImage
         except ImportError as exc:
@@ -52,6 +59,7 @@ class CuCIMReader(HeaderReader):
         if self._mpp is None and "MPP" in aperio:
             self._mpp = float(aperio["MPP"])
         self._power = float(aperio["AppMag"]) if "AppMag" in aperio else None
+        self._init_colour(tiff_icc_profile(path), to_srgb)
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""
@@ -59,7 +67,7 @@ class CuCIMReader(HeaderReader):
             region = self._image.read_region(location=location, size=size, level=level)
         except Exception as exc:
             raise SlideError(str(self.path), f"cuCIM failed to decode a region: {exc}") from exc
-        return np.ascontiguousarray(np.asarray(region)[..., :3])
+        return self._colour(np.ascontiguousarray(np.asarray(region)[..., :3]))
 
     def close(self) -> None:
         """Close the slide file."""

@@ -78,7 +78,9 @@ def probe_decode(reader: SlideReader) -> None:
         reader.read_region((0, 0), level, (max(1, min(16, width)), max(1, min(16, height))))
 
 
-def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int = 64 << 20) -> SlideReader:
+def open_slide(
+    path: Path | str, backend: str = "auto", *, tile_cache_bytes: int = 64 << 20, to_srgb: bool = False
+) -> SlideReader:
     """Open a whole-slide image with one backend, or with the first that can decode it.
 
     Args:
@@ -87,6 +89,9 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
             turn (cuCIM with a GPU, tiffslide, OpenSlide), keeping the first that opens the file
             and decodes a probe region (:func:`probe_decode`).
         tile_cache_bytes: bound of the decoded-tile cache of backends that keep one (tiffslide).
+        to_srgb: convert every read region from the slide's embedded ICC profile to sRGB (Little
+            CMS via Pillow ImageCms); a slide without a profile is read as it is. The profile
+            itself is ``reader.icc_profile`` either way.
 
     Returns:
         An open reader; close it when done.
@@ -103,7 +108,7 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
         raise ValueError(f"unknown slide backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
     check_slide_file(path)
     if backend != "auto":
-        return _OPENERS[backend](path, tile_cache_bytes)
+        return _colour_managed(_OPENERS[backend](path, tile_cache_bytes), to_srgb)
     reasons = []
     for name in available_backends():
         try:
@@ -117,7 +122,7 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
             reader.close()
             reasons.append(f"{name}: opens the file but cannot decode it: {exc.reason}")
             continue
-        return reader
+        return _colour_managed(reader, to_srgb)
     hint = ""
     if _looks_like_tiff(path):
         hint = (
@@ -125,6 +130,12 @@ def open_slide(path: Path | str, backend: str = "auto", *, tile_cache_bytes: int
             "a truncated or corrupt copy? re-copy it"
         )
     raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")" + hint)
+
+
+def _colour_managed(reader: SlideReader, to_srgb: bool) -> SlideReader:
+    if to_srgb:
+        reader.set_to_srgb(True)
+    return reader
 
 
 def _looks_like_tiff(path: Path) -> bool:

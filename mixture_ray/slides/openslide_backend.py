@@ -14,11 +14,16 @@ if TYPE_CHECKING:
 
 
 class OpenSlideReader(HeaderReader):
-    """``SlideReader`` over ``openslide.OpenSlide``; RGBA is composited onto white."""
+    """``SlideReader`` over ``openslide.OpenSlide``; RGBA is composited onto white.
+
+    Args:
+        path: the slide file.
+        to_srgb: convert read pixels from the slide's ICC profile (``color_profile``) to sRGB.
+    """
 
     backend = "openslide"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, to_srgb: bool = False) -> None:
         import openslide
 
         self.path = path
@@ -33,6 +38,8 @@ class OpenSlideReader(HeaderReader):
         self._downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self._mpp = positive_number(props.get(openslide.PROPERTY_NAME_MPP_X))
         self._power = positive_number(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+        profile = self._slide.color_profile
+        self._init_colour(profile.tobytes() if profile is not None else None, to_srgb)
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level`` (composited on white)."""
@@ -42,7 +49,7 @@ class OpenSlideReader(HeaderReader):
             rgba = np.asarray(self._slide.read_region(location, level, size))
         except openslide.OpenSlideError as exc:
             raise SlideError(str(self.path), f"OpenSlide failed to decode a region: {exc}") from exc
-        return rgba_on_white(rgba)
+        return self._colour(rgba_on_white(rgba))
 
     def close(self) -> None:
         """Close the slide file."""

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from mixture_ray.slides.colour import SrgbTransform
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -38,6 +40,20 @@ class SlideReader(Protocol):
         """Scanning objective power (e.g. 20.0), or None when the file does not say."""
         ...
 
+    @property
+    def icc_profile(self) -> bytes | None:
+        """The embedded ICC colour profile, or None when the slide has none."""
+        ...
+
+    @property
+    def to_srgb(self) -> bool:
+        """True when read pixels are converted from the slide's ICC profile to sRGB."""
+        ...
+
+    def set_to_srgb(self, enabled: bool) -> None:
+        """Convert read pixels from the slide's ICC profile to sRGB from now on (or stop)."""
+        ...
+
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""
         ...
@@ -64,7 +80,8 @@ class HeaderReader:
     """The part every backend shares: the header facts it read on opening, and the thumbnail.
 
     A backend sets ``path``, ``backend``, ``_dims``, ``_downsamples``, ``_mpp`` and ``_power`` when
-    it opens the file, and implements ``read_region`` and ``close``.
+    it opens the file, calls :meth:`_init_colour` with the slide's ICC profile, implements
+    ``read_region`` and ``close``, and passes every region through :meth:`_colour` last.
     """
 
     path: Path
@@ -73,6 +90,19 @@ class HeaderReader:
     _downsamples: tuple[float, ...]
     _mpp: float | None
     _power: float | None
+    _icc: bytes | None = None
+    _srgb: SrgbTransform | None = None
+    _to_srgb: bool = False
+
+    def _init_colour(self, icc: bytes | None, to_srgb: bool) -> None:
+        """Record the ICC profile; with ``to_srgb``, build the transform every region goes through."""
+        self._icc = icc or None
+        self._to_srgb = to_srgb
+        self._srgb = SrgbTransform(icc) if to_srgb and icc else None
+
+    def _colour(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` converted to sRGB when the reader was opened with ``to_srgb`` and has a profile."""
+        return rgb if self._srgb is None else self._srgb(rgb)
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -93,6 +123,20 @@ class HeaderReader:
     def objective_power(self) -> float | None:
         """Scanning objective power, or None when the file does not say."""
         return self._power
+
+    @property
+    def icc_profile(self) -> bytes | None:
+        """The embedded ICC colour profile, or None when the slide has none."""
+        return self._icc
+
+    @property
+    def to_srgb(self) -> bool:
+        """True when read pixels are converted from the slide's ICC profile to sRGB."""
+        return self._to_srgb
+
+    def set_to_srgb(self, enabled: bool) -> None:
+        """Convert read pixels from the slide's ICC profile to sRGB from now on (or stop)."""
+        self._init_colour(self._icc, enabled)
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 array (h, w, 3) of ``size=(w, h)`` at ``level``; ``location`` in level-0 px."""

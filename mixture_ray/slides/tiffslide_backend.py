@@ -15,11 +15,20 @@ if TYPE_CHECKING:
 
 
 class TiffSlideReader(HeaderReader):
-    """``SlideReader`` over ``tiffslide.TiffSlide`` with a native-tile fast path."""
+    """``SlideReader`` over ``tiffslide.TiffSlide`` with a native-tile fast path.
+
+    Args:
+        path: the slide file.
+        native: decode native TIFF tiles directly where the level layout allows.
+        cache_bytes: bound of the decoded-tile cache.
+        to_srgb: convert read pixels from the slide's ICC profile (TIFF tag 34675) to sRGB.
+    """
 
     backend = "tiffslide"
 
-    def __init__(self, path: Path, native: bool = True, cache_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self, path: Path, native: bool = True, cache_bytes: int = 64 << 20, to_srgb: bool = False
+    ) -> None:
         import tiffslide
 
         self.path = path
@@ -35,6 +44,8 @@ class TiffSlideReader(HeaderReader):
         self._downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self._mpp = positive_number(props.get("tiffslide.mpp-x"))
         self._power = positive_number(props.get("tiffslide.objective-power"))
+        profile = self._slide.color_profile
+        self._init_colour(profile.tobytes() if profile is not None else None, to_srgb)
         self._native: dict[int, NativeTiledLevel | None] = {}
         try:
             keyframe = self._slide.ts_tifffile.series[0].levels[0].keyframe
@@ -72,13 +83,13 @@ class TiffSlideReader(HeaderReader):
         try:
             native = self._native_level(level)
             if native is not None:
-                return native.read(x, y, size[0], size[1])
+                return self._colour(native.read(x, y, size[0], size[1]))
             region = self._slide.read_region(location, level, size, as_array=True)
         except SlideError:
             raise
         except Exception as exc:
             raise SlideError(str(self.path), f"cannot decode tiles with tiffslide: {exc}") from exc
-        return np.ascontiguousarray(np.asarray(region)[..., :3])
+        return self._colour(np.ascontiguousarray(np.asarray(region)[..., :3]))
 
     def close(self) -> None:
         """Close the slide file."""

@@ -24,7 +24,7 @@ import shutil
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -158,7 +158,8 @@ def stream_slides(
     rows = 0
     stopped: str | None = None
     try:
-        for counts in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            counts = cast("pa.Table", batch)
             for slide, consumed, total in zip(counts["slide_id"].to_pylist(), counts["consumed"].to_pylist(),
                                               counts["expected"].to_pylist(), strict=True):
                 seen[slide] += consumed

@@ -7,7 +7,6 @@ few slides open so each slide is opened once per worker.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.faults import crash_once
 from mixture_ray.slides.factory import open_slide
-from mixture_ray.slides.reader import SlideReader, resize_rgb
+from mixture_ray.slides.open_cache import OpenSlides
 from mixture_ray.store.codec import background_fraction, encode_tile
 from mixture_ray.store.schemas import TILE_SCHEMA
 from mixture_ray.store.slide_stream import SLIDE_ROWS
@@ -96,20 +95,7 @@ class TilePixelReader:
     def __init__(self, pixels: StoredPixels, *, tile_size: int, max_background: float, backend: str,
                  tile_cache_mb: int, max_open_slides: int = 4) -> None:
         self.pixels, self.tile_size, self.max_background = pixels, tile_size, max_background
-        self.backend, self.cache_bytes = backend, tile_cache_mb << 20
-        self.max_open = max_open_slides
-        self._open: OrderedDict[str, SlideReader] = OrderedDict()
-
-    def _reader(self, path: str) -> SlideReader:
-        reader = self._open.get(path)
-        if reader is None:
-            reader = open_slide(Path(path), self.backend, tile_cache_bytes=self.cache_bytes)
-            self._open[path] = reader
-            if len(self._open) > self.max_open:
-                self._open.popitem(last=False)[1].close()
-        else:
-            self._open.move_to_end(path)
-        return reader
+        self.slides = OpenSlides(backend, tile_cache_bytes=tile_cache_mb << 20, max_open=max_open_slides)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Read, resize and encode each tile; drop background tiles; keep error rows."""
@@ -128,10 +114,8 @@ class TilePixelReader:
                 errors.append(row["error"])
                 continue
             try:
-                reader = self._reader(row["source"])
-                side = row["read_size"]
-                pixels = reader.read_region((row["x"], row["y"]), row["level"], (side, side))
-                pixels = resize_rgb(pixels, (self.tile_size, self.tile_size))
+                pixels = self.slides.read_tile(row["source"], level=row["level"], x=row["x"], y=row["y"],
+                                               read_size=row["read_size"], tile_size=self.tile_size)
                 fraction = background_fraction(pixels, spec.background_threshold)
                 if fraction > self.max_background:
                     continue
@@ -172,5 +156,4 @@ class TilePixelReader:
         )
 
     def __del__(self) -> None:
-        for reader in self._open.values():
-            reader.close()
+        self.slides.close()

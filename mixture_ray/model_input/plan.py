@@ -1,0 +1,96 @@
+"""Which tile rows a model stage will process: per-slide row counts from the tile store's metadata.
+
+Only the small metadata columns are read (slide id, magnification, background fraction,
+encoding); the counts let the driver commit each slide as soon as all its rows are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mixture_ray.store.folder import committed_files, read_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+
+@dataclasses.dataclass(frozen=True)
+class RowFilter:
+    """The rows of a tile store a model stage takes (the same rule when planning and reading)."""
+
+    magnification: float | None = None
+    max_background: float | None = None
+    from_slides: bool = False
+
+    def columns(self) -> list[str]:
+        """Metadata columns the rule needs."""
+        return ["slide_id", "magnification", "background_fraction", "encoding"]
+
+    def mask(self, table: pa.Table) -> pa.ChunkedArray | pa.Array:
+        """Boolean mask of the rows kept (rows without pixels are kept only when reading slides)."""
+        keep = pa.array([True] * table.num_rows)
+        if not self.from_slides:
+            keep = pc.not_equal(table["encoding"], "none")
+        if self.magnification is not None:
+            keep = pc.and_(keep, pc.equal(table["magnification"], self.magnification))
+        if self.max_background is not None:
+            keep = pc.and_(keep, pc.less_equal(table["background_fraction"], self.max_background))
+        return keep
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+    """The work of one model-stage run.
+
+    Attributes:
+        files: tile files holding pending rows.
+        expected: pending slide -> rows it will send through the pipeline.
+        sources: pending slide -> the tile chunk it came from (for the failures table).
+        requested: every slide with rows under the filter (pending or already committed).
+        skipped: slides already committed in the output store.
+    """
+
+    files: list[Path]
+    expected: dict[str, int]
+    sources: dict[str, str]
+    requested: list[str]
+    skipped: int
+
+
+def stored_encoding(tiles: Path) -> str:
+    """The encoding a tile store was written with (``none`` = coordinates only)."""
+    return str(read_settings(tiles).get("encoding", "jpeg"))
+
+
+def plan_rows(tiles: Path, rule: RowFilter, done: Collection[str]) -> TilePlan:
+    """Count the rows each slide will send through a model stage, skipping ``done`` slides.
+
+    Args:
+        tiles: a complete tile store.
+        rule: which rows the stage takes.
+        done: slides already committed in the stage's output.
+
+    Returns:
+        The plan: files with pending rows, rows per pending slide, sources, requested slides.
+    """
+    counts: Counter[str] = Counter()
+    sources: dict[str, str] = {}
+    files_of: dict[str, list[Path]] = {}
+    for file in committed_files(tiles):
+        table = pq.read_table(file, columns=rule.columns())
+        slides = table.filter(rule.mask(table))["slide_id"].to_pylist()
+        for slide, n in Counter(slides).items():
+            counts[slide] += n
+            sources[slide] = file.parent.name
+            files_of.setdefault(slide, []).append(file)
+    pending = {s: n for s, n in counts.items() if s not in done}
+    files = sorted({f for s in pending for f in files_of[s]})
+    return TilePlan(files=files, expected=pending, sources={s: sources[s] for s in pending},
+                    requested=sorted(counts), skipped=len(counts) - len(pending))
