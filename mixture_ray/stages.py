@@ -75,6 +75,8 @@ STAGES: tuple[StageSpec, ...] = (
           "class correlations, logistic regression, GradCAM and truth IoU", "stage:run_analyse"),
     _spec("export", "export", "ExportConfig",
           "QuPath GeoJSON, AnnData .h5ad and TRIDENT/CLAM .h5 from a run's stores"),
+    _spec("report", "run_report", "RunReportConfig",
+          "one self-contained HTML page of a run folder: cohort, QC, failures, montages, maps, statistics"),
     _spec("pipeline", "pipeline", "PipelineConfig",
           "run several stages in order from one YAML file (all configs checked first)", "job:run"),
     _spec("demo", "pipeline", "DemoConfig", "run the pipeline on small synthetic cohorts (local Ray)",

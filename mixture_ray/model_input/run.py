@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from mixture_ray.config import ActorPool, TileInput
+from mixture_ray.errors import ConfigError
 from mixture_ray.model_input.dataset import check_cpus, model_input
 from mixture_ray.model_input.plan import RowFilter, TilePlan, plan_rows, stored_encoding
 from mixture_ray.progress import ProgressLine
@@ -33,9 +34,17 @@ class ModelStageRun:
 
 
 def reads_slides(tiles: Path, source: TileInput) -> bool:
-    """Whether pixels come from the slides: asked for, or ``auto`` with a coordinates-only store."""
+    """Whether pixels come from the slides: asked for, or ``auto`` with a coordinates-only store.
+
+    Raises:
+        ConfigError: ``input.pixels=store`` with a store that holds no pixels.
+    """
+    encoding = stored_encoding(tiles)
+    if source.pixels == "store" and encoding == "none":
+        raise ConfigError(f"input.pixels: store, but {tiles} holds coordinates only (encoding=none); "
+                          "use input.pixels=slides (or auto) to read the tiles from the slides")
     if source.pixels == "auto":
-        return stored_encoding(tiles) == "none"
+        return encoding == "none"
     return source.pixels == "slides"
 
 

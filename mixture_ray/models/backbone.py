@@ -14,7 +14,9 @@ written against it also takes a timm model:
 The sub-modules of a ResNet keep torchvision's names (``conv1`` ... ``layer4``, ``fc``), so a
 torchvision ResNet ``state_dict`` loads as it is and layers are named as in torchvision (``layer4``).
 ``arch: timm:<name>`` builds any timm architecture (random init, no hub download) as the trunk,
-with its own input size and normalisation (``input_size``, ``mean``, ``std``).
+with its own input size and normalisation (``input_size``, ``mean``, ``std``); ``arch: preset:<name>``
+builds a pathology foundation model of :mod:`mixture_ray.models.presets` the same way (its weights
+come from a local file, see :func:`mixture_ray.models.encoder.load_encoder`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torchvision
 from torch import nn
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.models.presets import get_preset, is_preset
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -39,7 +42,10 @@ HeadKind = Literal["linear", "mlp"]
 
 
 def check_arch(arch: str) -> None:
-    """Raise a :class:`ConfigError` naming the choices when ``arch`` is neither a ResNet nor a timm model."""
+    """Raise a :class:`ConfigError` naming the choices when ``arch`` is not a ResNet, timm model or preset."""
+    if is_preset(arch):
+        get_preset(arch)
+        return
     if arch.startswith(TIMM_PREFIX):
         name = arch.removeprefix(TIMM_PREFIX)
         try:
@@ -50,12 +56,12 @@ def check_arch(arch: str) -> None:
             raise ConfigError(f"arch: {name!r} is not a timm model name (timm.list_models() lists them)")
         return
     if arch not in ARCHS:
-        raise ConfigError(f"arch: {arch!r} is not one of {', '.join(ARCHS)} or timm:<name>")
+        raise ConfigError(f"arch: {arch!r} is not one of {', '.join(ARCHS)}, timm:<name> or preset:<name>")
 
 
 def require_resnet(arch: str, where: str) -> None:
     """Raise a :class:`ConfigError` when ``where`` cannot take a timm architecture yet."""
-    if arch.startswith(TIMM_PREFIX):
+    if arch.startswith(TIMM_PREFIX) or is_preset(arch):
         raise ConfigError(f"arch: {where} takes a torchvision ResNet ({', '.join(ARCHS[:3])}, ...); "
                           f"timm models work in embed (and the stages that read embeddings)")
 
@@ -80,16 +86,27 @@ class Backbone(nn.Module):
         super().__init__()
         check_arch(arch)
         self.arch = arch
-        self.is_timm = arch.startswith(TIMM_PREFIX)
+        self.is_timm = arch.startswith(TIMM_PREFIX) or is_preset(arch)
         #: (height, width) the network expects, or None for any size; the input normalisation.
         self.input_size: tuple[int, int] | None = None
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
-        if self.is_timm:
+        #: GPU inference precision the model's card asks for (bf16, fp16, fp32); pooling of tokens.
+        self.precision: str = "bf16"
+        self.pooling: str = "default"
+        if is_preset(arch):
+            preset = get_preset(arch)
+            built: Any = preset.create()
+            self.trunk = built
+            self.num_features: int = int(built.num_features) * (2 if preset.pooling == "cls_mean" else 1)
+            self.input_size = (preset.input_size, preset.input_size)
+            self.mean, self.std = preset.mean, preset.std
+            self.precision, self.pooling = preset.precision, preset.pooling
+        elif self.is_timm:
             import timm
 
             trunk: Any = timm.create_model(arch.removeprefix(TIMM_PREFIX), pretrained=False, num_classes=0)
             self.trunk = trunk
-            self.num_features: int = int(trunk.num_features)
+            self.num_features = int(trunk.num_features)
             data: dict[str, Any] = dict(trunk.pretrained_cfg)
             self.input_size = (int(data["input_size"][1]), int(data["input_size"][2]))
             self.mean, self.std = tuple(data["mean"]), tuple(data["std"])
@@ -139,8 +156,11 @@ class Backbone(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool a feature map; return the pooled features or the head's output."""
-        if self.is_timm:
-            pooled: torch.Tensor = self.trunk.forward_head(x, pre_logits=True)
+        if self.pooling == "cls_mean":
+            patches = x[:, int(self.trunk.num_prefix_tokens) :]
+            pooled: torch.Tensor = torch.cat([x[:, 0], patches.mean(dim=1)], dim=-1)
+        elif self.is_timm:
+            pooled = self.trunk.forward_head(x, pre_logits=True)
         else:
             pooled = torch.flatten(self.avgpool(x), 1)
         if pre_logits:

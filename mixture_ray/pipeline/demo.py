@@ -19,6 +19,7 @@ from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.qc.config import QcConfig
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import IntegrateConfig, ReviewConfig
+from mixture_ray.run_report.config import RunReportConfig
 from mixture_ray.stats.config import StatsConfig
 from mixture_ray.store.folder import write_json_atomic
 from mixture_ray.store.schemas import magnification_label
@@ -68,6 +69,7 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
             "max_tiles_per_slide": cfg.max_tiles_per_slide,
             "pool.workers": cfg.workers,
             "seed": cfg.seed,
+            "qc": cfg.out_dir / "qc",
         },
     )
     report = run_tiling(tile)
@@ -85,6 +87,9 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
     explain_stage(cfg, start, headline)
     headline.seconds = time.perf_counter() - start
     write_json_atomic(cfg.out_dir / "summary.json", dataclasses.asdict(headline))
+    from mixture_ray.run_report.stage import run as run_report
+
+    print(f"[demo] run report: {run_report(build_config(RunReportConfig, {'run_dir': cfg.out_dir})).out}")
     return headline
 
 

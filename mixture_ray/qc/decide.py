@@ -22,7 +22,7 @@ def decide(m: dict[str, Any], cfg: QcConfig, resolution_problems: list[str]) -> 
     """The decision and its reasons (fail reasons first), from one slide's measurements.
 
     Args:
-        m: the slide's metrics (keys of :data:`mixture_ray.qc.table.QC_SCHEMA`).
+        m: the slide's metrics (keys of :data:`mixture_ray.store.qc_table.QC_SCHEMA`).
         cfg: the thresholds.
         resolution_problems: the mpp / magnification audit's findings.
 

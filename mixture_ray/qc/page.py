@@ -75,7 +75,7 @@ def render_page(rows: pd.DataFrame, root: Path, *, thumbnail_px: int) -> str:
     """The HTML page of a QC table.
 
     Args:
-        rows: the QC table (columns of :data:`mixture_ray.qc.table.QC_SCHEMA`).
+        rows: the QC table (columns of :data:`mixture_ray.store.qc_table.QC_SCHEMA`).
         root: the QC folder (thumbnails are read from it and embedded).
         thumbnail_px: longest edge of the embedded thumbnails.
 

@@ -18,7 +18,7 @@ from mixture_ray.qc.draw import boxes_mask, qc_thumbnail
 from mixture_ray.qc.masks import dilate, fold_mask, pen_mask, tissue_mask
 from mixture_ray.qc.modality import classify_modality
 from mixture_ray.qc.stain import estimate_stains
-from mixture_ray.qc.table import slide_file
+from mixture_ray.store.qc_table import slide_file
 from mixture_ray.slides.colour import profile_description
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def qc_slide(
         manifest_mpp: the manifest's mpp for the slide (NaN or None when not given).
 
     Returns:
-        One row of the QC table (:data:`mixture_ray.qc.table.QC_SCHEMA` keys).
+        One row of the QC table (:data:`mixture_ray.store.qc_table.QC_SCHEMA` keys).
     """
     from mixture_ray.slides.factory import open_slide
 

@@ -78,6 +78,9 @@ class TileConfig(StoredPixels):
                              ActorPool(workers=2, batch_size=32))
     tile_cache_mb: int = option("decoded native-tile cache per open slide and level, in MiB", 64)
     seed: int = option("random seed for tile sampling", 0)
+    qc: Path | None = option(
+        "output folder of `mixture-ray qc`: slides that failed QC are skipped (listed in the report and "
+        "_SUCCESS), and tiles more than half inside a flagged region (pen, fold, blur) are left out", None)
 
     def validate(self) -> None:
         """Check magnifications in (0, 100], positive sizes and in-range thresholds."""

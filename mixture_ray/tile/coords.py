@@ -20,6 +20,8 @@ READ_COLUMNS = ("read_size",)
 #: Thumbnail pixels across the smallest tile footprint for the background estimate.
 MASK_PX_PER_TILE = 8
 MAX_MASK_SIDE = 4096
+#: Tiles with more than this fraction inside a QC-flagged region are left out.
+MAX_FLAGGED = 0.5
 
 
 def sample_seed(seed: int, slide_id: str, magnification: float) -> int:
@@ -55,9 +57,14 @@ def estimated_background(
 
 
 def slide_coordinates(
-    reader: SlideReader, *, slide_id: str, case_id: str, manifest_mpp: float | None, cfg: TileConfig
+    reader: SlideReader, *, slide_id: str, case_id: str, manifest_mpp: float | None, cfg: TileConfig,
+    flagged: tuple[np.ndarray, float] | None = None,
 ) -> pa.Table:
-    """Metadata rows of the tiles to read from one slide, for every configured magnification."""
+    """Metadata rows of the tiles to read from one slide, for every configured magnification.
+
+    ``flagged`` is QC's mask of flagged regions (pen, folds, blur) and its downsample: tiles more
+    than half inside it are left out.
+    """
     width, height = reader.level_dimensions[0]
     plans = [plan_level(reader, magnification=m, manifest_mpp=manifest_mpp) for m in cfg.magnifications]
     smallest = min(p.level0_size(cfg.tile_size) for p in plans)
@@ -70,7 +77,10 @@ def slide_coordinates(
         ys = np.round(np.arange(0, height - size0 + 1, step0)).astype(np.int64)
         gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
         est = estimated_background(mask, mask_ds, gx, gy, size0)
-        keep = np.flatnonzero(est <= cfg.max_background)
+        usable = est <= cfg.max_background
+        if flagged is not None:
+            usable &= estimated_background(flagged[0], flagged[1], gx, gy, size0) <= MAX_FLAGGED
+        keep = np.flatnonzero(usable)
         if cfg.max_tiles_per_slide and keep.size > cfg.max_tiles_per_slide:
             rng = np.random.default_rng(sample_seed(cfg.seed, slide_id, magnification))
             keep = np.sort(rng.choice(keep, size=cfg.max_tiles_per_slide, replace=False))

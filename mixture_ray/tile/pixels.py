@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.faults import crash_once
@@ -72,6 +73,7 @@ class SlideCoordinates:
                             case_id=case_id,
                             manifest_mpp=mpp if mpp is not None and mpp == mpp else None,
                             cfg=self.cfg,
+                            flagged=flagged_regions(row),
                         )
                     )
                 finally:
@@ -81,6 +83,15 @@ class SlideCoordinates:
                     failure_row(slide_id=slide_id, case_id=case_id, source=path, error=describe(exc))
                 )
         return tables
+
+
+def flagged_regions(row: dict[str, Any]) -> tuple[np.ndarray, float] | None:
+    """The QC flagged-region mask of a manifest record (``qc_mask``, ``qc_downsample``), if any."""
+    path = row.get("qc_mask") or ""
+    if not path:
+        return None
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L")) > 127, float(row["qc_downsample"])
 
 
 def pixel_reader_kwargs(cfg: TileConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ run leaves nothing that looks complete.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, cast
 
 import ray
@@ -17,12 +18,15 @@ from mixture_ray.progress import ProgressLine
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
+from mixture_ray.store.qc_table import read_qc
 from mixture_ray.store.slide_stream import SlidePartWriter, stream_slides
 from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader, pixel_reader_kwargs
 from mixture_ray.tile.report import TilingReport
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pandas as pd
 
     from mixture_ray.tile.config import TileConfig
 
@@ -37,6 +41,7 @@ DATA_SETTINGS = (
     "encoding",
     "jpeg_quality",
     "seed",
+    "qc",
 )
 
 
@@ -64,6 +69,33 @@ def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Path)
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class QcUse:
+    """What the QC table means for tiling: slides to skip, and each slide's flagged-region mask."""
+
+    excluded: dict[str, str]
+    masks: dict[str, tuple[str, float]]
+
+    def columns(self, slide_id: str) -> dict[str, Any]:
+        """The mask columns of a slide's manifest record ("" when none)."""
+        path, downsample = self.masks.get(slide_id, ("", 0.0))
+        return {"qc_mask": path, "qc_downsample": downsample}
+
+
+def read_qc_use(qc: Path | None, slides: pd.Series) -> QcUse:
+    """The QC decisions for the manifest's ``slides`` (nothing without a QC folder)."""
+    if qc is None:
+        return QcUse({}, {})
+    table = read_qc(qc)
+    rows = table.rows[table.rows["slide_id"].isin(slides)]
+    failed = rows[rows["decision"] == "fail"]
+    excluded = {str(s): f"failed QC: {r}" for s, r in zip(failed["slide_id"], failed["reason"], strict=True)}
+    usable = rows[(rows["decision"] != "fail") & rows["mask"].notna() & (rows["mask"] != "")]
+    masks = {str(s): (str(table.root / str(m)), float(d)) for s, m, d in
+             zip(usable["slide_id"], usable["mask"], usable["mask_downsample"].astype(float), strict=True)}
+    return QcUse(excluded, masks)
+
+
 def run(cfg: TileConfig) -> TilingReport:
     """Tile the manifest's slides into a tile store (an image folder: :func:`tile.images.run_import`).
 
@@ -84,10 +116,14 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     manifest = read_manifest(cfg.manifest)
     store = StageFolder(cfg.out_dir, stage="tile", item_column="slide_id")
     store.prepare({k: getattr(cfg, k) for k in DATA_SETTINGS})
+    qc = read_qc_use(cfg.qc, manifest["slide_id"])
+    manifest = manifest[~manifest["slide_id"].isin(list(qc.excluded))]
     done = store.committed_items()
     todo = manifest[~manifest["slide_id"].isin(list(done))]
     ensure_ray()
     records = cast("list[dict[str, Any]]", todo.to_dict("records"))
+    if cfg.qc is not None:
+        records = [{**r, **qc.columns(r["slide_id"])} for r in records]
     failures = []
     if records:
         staging = store.new_tmp_dir()
@@ -95,4 +131,5 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
         failures = stream_slides(build_dataset(records, cfg, staging), store=store, staging=staging,
                                  sources={r["slide_id"]: r["path"] for r in records}, progress=progress)
     return TilingReport.finish(store, requested=manifest["slide_id"].tolist(),
-                               skipped=len(manifest) - len(todo), failures=failures, config=cfg)
+                               skipped=len(manifest) - len(todo), failures=failures, config=cfg,
+                               excluded=qc.excluded)

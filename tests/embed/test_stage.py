@@ -118,6 +118,39 @@ def test_random_timm_vit_embeds_at_its_own_input_size(cohort: dict[str, Path], t
     np.testing.assert_allclose(np.stack(both["head"].to_list()), head.numpy(), atol=1e-4)
 
 
+def test_coordinates_only_store_reads_slides_and_in_actor_decoding_match_the_pixel_store(
+    tiled_cohort: TiledCohort, tmp_path: Path
+) -> None:
+    """PNG store (lossless) vs a coordinates-only store of the same tiles read from the slides."""
+    from mixture_ray.tile.config import TileConfig
+    from mixture_ray.tile.stage import run as run_tiling
+
+    stores = {}
+    for encoding in ("png", "none"):
+        stores[encoding] = tmp_path / f"tiles-{encoding}"
+        assert run_tiling(build_config(TileConfig, {
+            "manifest": tiled_cohort.manifest, "out_dir": stores[encoding], "tile_size": 32,
+            "magnifications": [20.0], "max_tiles_per_slide": 12, "encoding": encoding,
+            "pool.workers": 1})).complete
+    runs = {"store": embed_cfg(stores["png"], tmp_path / "from-store"),
+            "slides": embed_cfg(stores["none"], tmp_path / "from-slides"),  # input.pixels=auto -> slides
+            "in-actor": embed_cfg(stores["png"], tmp_path / "in-actor", **{"input.decode": "model"})}
+    frames = {}
+    n_tiles = len(read(stores["png"]))
+    assert n_tiles == len(read(stores["none"])) > 30
+    for name, cfg in runs.items():
+        report = run_embedding(cfg)
+        assert report.complete and report.tiles_embedded == n_tiles, (name, report.failures)
+        frames[name] = read(cfg.out_dir).sort_values(["slide_id", "x", "y"]).reset_index(drop=True)
+    reference = np.stack(frames["store"]["features"].to_list())
+    assert np.abs(reference).sum() > 0
+    for name in ("slides", "in-actor"):
+        assert frames[name][["slide_id", "x", "y"]].equals(frames["store"][["slide_id", "x", "y"]])
+        np.testing.assert_allclose(np.stack(frames[name]["features"].to_list()), reference, atol=1e-4)
+    with pytest.raises(MixtureRayError, match="input.pixels"):  # a JPEG store has pixels; none has not
+        run_embedding(embed_cfg(stores["none"], tmp_path / "forced", **{"input.pixels": "store"}))
+
+
 def test_unsafe_or_missing_checkpoint_is_refused(cohort: dict[str, Path], tmp_path: Path) -> None:
     evil = tmp_path / "evil.pt"
     torch.save({"format": ckpt.ENCODER_FORMAT, "spec": object()}, evil)  # needs full pickle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,9 @@ from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
 from mixture_ray.qc.config import QcConfig
 from mixture_ray.qc.stage import QcReport, run
-from mixture_ray.qc.table import QC_SCHEMA, read_qc
 from mixture_ray.slides import open_slide
 from mixture_ray.store.folder import INCOMPLETE, SUCCESS, read_failures
+from mixture_ray.store.qc_table import QC_SCHEMA, read_qc
 from mixture_ray.synth.cohort import write_cohort
 from mixture_ray.synth.config import SynthConfig
 from tests.qc import helpers
@@ -121,6 +122,34 @@ def test_tile_api_failed_slides_and_exclusion_masks(qc_run: QcReport) -> None:
     assert 0.01 < mask.mean() < 0.1
     blurred = qc.exclusion_mask("blurred")
     assert blurred is not None and blurred[0].mean() > 0.1  # the blurry sampled tiles
+
+
+def test_tile_skips_failed_slides_and_leaves_out_flagged_regions(qc_run: QcReport, tmp_path: Path) -> None:
+    from mixture_ray.tile.config import TileConfig
+    from mixture_ray.tile.coords import estimated_background
+    from mixture_ray.tile.stage import run as run_tiling
+
+    keep = ["case000_s0", "pen", EVIL, "fluorescence", "ihc", "broken"]
+    table = qc_run.table.set_index("slide_id").loc[keep].reset_index()
+    manifest = tmp_path / "manifest.csv"
+    table.assign(mpp=0.5)[["slide_id", "case_id", "path", "mpp"]].to_csv(manifest, index=False)
+    report = run_tiling(build_config(TileConfig, {
+        "manifest": manifest, "out_dir": tmp_path / "tiles", "qc": qc_run.out_dir, "tile_size": 32,
+        "magnifications": [20.0], "max_tiles_per_slide": 0, "pool.workers": 1}))
+    assert report.complete, report.failures
+    assert set(report.excluded_by_qc) == {"fluorescence", "ihc", "broken"}
+    assert report.excluded_by_qc["broken"].startswith("failed QC: ")
+    marker = json.loads((tmp_path / "tiles" / SUCCESS).read_text())
+    assert set(marker["excluded_by_qc"]) == {"fluorescence", "ihc", "broken"}
+    tiles = pd.read_parquet(tmp_path / "tiles", columns=["slide_id", "x", "y", "size_level0"])
+    assert set(tiles.slide_id) == {"case000_s0", "pen", EVIL}
+    pen = read_qc(qc_run.out_dir).exclusion_mask("pen")
+    assert pen is not None
+    pen_tiles = tiles[tiles.slide_id == "pen"]
+    inside = estimated_background(pen[0], pen[1], pen_tiles.x.to_numpy(), pen_tiles.y.to_numpy(), 32)
+    assert (inside <= 0.5).all()
+    # The same pixels without the pen stroke keep the tiles under it.
+    assert len(pen_tiles) < (tiles.slide_id == EVIL).sum() == (tiles.slide_id == "case000_s0").sum()
 
 
 def test_other_settings_in_the_same_folder_are_refused(qc_run: QcReport) -> None:

@@ -1,0 +1,1 @@
+"""`mixture-ray report`: one self-contained HTML page summarising a run folder."""
