@@ -9,7 +9,7 @@ from typing import Literal
 from mixture_ray.config import option
 from mixture_ray.errors import ConfigError
 
-KMeansEngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml"]
+KMeansEngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml", "torch", "distributed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,15 +24,33 @@ class ClusterConfig:
     )
     standardize: bool = option("z-score each dimension before clustering", False)
     engine: KMeansEngineName = option(
-        "auto (cuML on GPU, else sklearn), sklearn, sklearn-lloyd, cuml", "auto"
+        "auto (cuML with a GPU on the driver; distributed when joined to a Ray cluster via RAY_ADDRESS; "
+        "else sklearn), sklearn, sklearn-lloyd, cuml, torch (driver, CUDA if available), "
+        "distributed (torch Lloyd steps in Ray tasks over the store's Parquet files)",
+        "auto",
     )
+    num_gpus: Literal["auto"] | float = option(
+        "distributed engine: GPUs per block task; auto = 1 when the cluster has or can autoscale to "
+        "GPUs, else 0; a number is a request even when no GPU node is up yet",
+        "auto",
+    )
+    task_cpus: float = option("distributed engine: CPUs per block task", 1.0)
+    max_iter: int = option("most Lloyd iterations (torch and distributed engines)", 300)
     per_case: bool = option("cluster each case separately (supplemental set) and merge the ids", False)
     silhouette_sample: int = option("rows sampled for the silhouette score; 0 = skip", 5000)
     seed: int = option("random seed", 0)
 
     def validate(self) -> None:
-        """Check ks holds cluster counts >= 2 and silhouette_sample >= 0."""
+        """Check ks >= 2, silhouette_sample >= 0, the distributed settings and per_case with the engine."""
         if not self.ks or any(k < 2 for k in self.ks):
             raise ConfigError(f"ks: give numbers of clusters >= 2 (got {list(self.ks)})")
         if self.silhouette_sample < 0:
             raise ConfigError(f"silhouette_sample: must be >= 0 (got {self.silhouette_sample})")
+        if self.num_gpus != "auto" and self.num_gpus < 0:
+            raise ConfigError(f"num_gpus: give auto or a number >= 0 (got {self.num_gpus})")
+        if self.task_cpus <= 0 or self.max_iter <= 0:
+            raise ConfigError(f"task_cpus, max_iter: must be > 0 (got {self.task_cpus}, {self.max_iter})")
+        if self.per_case and self.engine == "distributed":
+            raise ConfigError(
+                "engine: per_case clusters each case in the driver; choose sklearn, torch or cuml"
+            )

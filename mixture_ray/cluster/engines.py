@@ -1,4 +1,7 @@
-"""k-means engines: scikit-learn on CPU, cuML on GPU, one ``fit(x, k, seed)`` surface.
+"""k-means engines: scikit-learn on CPU, cuML on GPU, torch (CPU/CUDA, one process or Ray tasks).
+
+All share one ``fit(x, k, seed)`` surface (the torch kernels live in ``kmeans_torch``, the Ray
+fan-out over blocks in ``distributed``).
 
 The CPU engine seeds with k-means++ on a seeded subsample of at most 100k rows and then runs
 Lloyd iterations on all rows. Plain ``sklearn.cluster.KMeans`` spends most of its time on the
@@ -17,7 +20,7 @@ import numpy as np
 
 from mixture_ray.errors import MissingExtraError
 
-EngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml"]
+EngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml", "torch", "distributed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +45,8 @@ class KMeansEngine(Protocol):
         ...
 
 
-def _check(x: np.ndarray, k: int) -> np.ndarray:
+def check_matrix(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` as a C-contiguous float32 (n, d) matrix after checking shape, k and finiteness."""
     if x.ndim != 2:
         raise ValueError(f"k-means needs a 2-D matrix, got shape {x.shape}")
     if not 1 <= k <= len(x):
@@ -65,7 +69,7 @@ class SklearnSubsampleLloyd:
         """Cluster ``x`` into ``k``: k-means++ seeds from up to ``seed_rows`` rows, then Lloyd on all rows."""
         from sklearn.cluster import KMeans, kmeans_plusplus
 
-        x = _check(x, k)
+        x = check_matrix(x, k)
         start = time.perf_counter()
         rng = np.random.default_rng(seed)
         rows = (
@@ -92,7 +96,7 @@ class SklearnLloyd:
         """Cluster ``x`` into ``k`` with sklearn's KMeans defaults."""
         from sklearn.cluster import KMeans
 
-        x = _check(x, k)
+        x = check_matrix(x, k)
         start = time.perf_counter()
         model = KMeans(n_clusters=k, random_state=seed).fit(x)
         return KMeansFit(
@@ -117,7 +121,7 @@ class CumlKMeans:
             from cuml.cluster import KMeans
         except ImportError as exc:
             raise MissingExtraError("the cuML k-means engine", "gpu") from exc
-        x = _check(x, k)
+        x = check_matrix(x, k)
         start = time.perf_counter()
         device_x = cupy.asarray(x)
         model = KMeans(n_clusters=k, random_state=seed, init="scalable-k-means++").fit(device_x)
@@ -145,14 +149,32 @@ def cuml_available() -> bool:
 
 
 def get_kmeans_engine(name: EngineName = "auto") -> KMeansEngine:
-    """The engine called ``name``; ``auto`` is cuML where a GPU and cuML exist, else scikit-learn."""
+    """The engine called ``name``.
+
+    Args:
+        name: ``auto`` (cuML where a GPU and cuML exist, else scikit-learn), ``sklearn``,
+            ``sklearn-lloyd``, ``cuml``, ``torch`` (one process, CUDA when available) or
+            ``distributed`` (torch Lloyd steps in Ray tasks over row blocks; imports Ray).
+
+    Returns:
+        An engine with ``fit(x, k, seed)``.
+    """
     if name == "auto":
         return CumlKMeans() if cuml_available() else SklearnSubsampleLloyd()
+    if name == "torch":
+        from mixture_ray.cluster.kmeans_torch import TorchKMeans
+
+        return TorchKMeans()
+    if name == "distributed":
+        from mixture_ray.cluster.distributed import DistributedKMeans
+
+        return DistributedKMeans()
     engines: dict[str, type[KMeansEngine]] = {
         "sklearn": SklearnSubsampleLloyd,
         "sklearn-lloyd": SklearnLloyd,
         "cuml": CumlKMeans,
     }
     if name not in engines:
-        raise ValueError(f"unknown k-means engine {name!r}; choose auto, {', '.join(engines)}")
+        choices = ", ".join([*engines, "torch", "distributed"])
+        raise ValueError(f"unknown k-means engine {name!r}; choose auto, {choices}")
     return engines[name]()

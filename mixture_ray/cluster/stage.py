@@ -3,15 +3,23 @@
 Layout::
 
     out_dir/mag-<m>/k-<k>/assignments.parquet   slide_id, case_id, x, y, magnification, cluster
+                                                 (engine distributed: a folder of part-<block>.parquet,
+                                                 one per embedding file, read the same by pyarrow)
     out_dir/mag-<m>/k-<k>/centroids.npy          (k, d) float32, in the clustered (scaled) space
     out_dir/mag-<m>/k-<k>/scaler.json            mean/scale applied before clustering (or none)
     out_dir/mag-<m>/k-<k>/metrics.json           inertia, silhouette on a sample, engine, seconds
     out_dir/metrics.csv                          one row per (magnification, k)
-    out_dir/_SUCCESS                             written last
+    out_dir/_SUCCESS                             written last: clusterings, engine, devices, nodes
 
 With ``per_case`` each case is clustered on its own (k capped at its tile count) and the ids are
 made unique across cases (``cluster`` = offset + local id, ``case_cluster`` keeps the local id).
 Each (magnification, k) folder is written under a temporary name and renamed when complete.
+
+Engines: ``sklearn``, ``sklearn-lloyd``, ``cuml`` and ``torch`` cluster a magnification's matrix in
+the driver; ``distributed`` runs torch Lloyd steps in Ray tasks over the embedding store's Parquet
+files (read inside the tasks; only k x d sums reach the driver, labels are written per file).
+``auto`` is cuML where the driver has it and a GPU, ``distributed`` when the stage joins a Ray
+cluster (``RAY_ADDRESS`` set, as under ``ray job submit``), else ``sklearn``.
 """
 
 from __future__ import annotations
@@ -33,10 +41,11 @@ from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engi
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.clusterings import clustering_folder
 from mixture_ray.store.embeddings import load_embeddings
-from mixture_ray.store.folder import SUCCESS, write_json_atomic
+from mixture_ray.store.folder import SUCCESS, committed_files, write_json_atomic
 
 if TYPE_CHECKING:
-    from mixture_ray.cluster.config import ClusterConfig
+    from mixture_ray.cluster.config import ClusterConfig, KMeansEngineName
+    from mixture_ray.cluster.distributed import DistributedOptions, LoadedBlocks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +100,37 @@ def fit_per_case(
     return merged, local
 
 
+def resolve_engine(name: KMeansEngineName) -> str:
+    """The engine ``auto`` stands for here (see the module docstring); other names unchanged."""
+    from mixture_ray.cluster.engines import cuml_available
+
+    if name != "auto":
+        return name
+    if cuml_available():
+        return "cuml"
+    return "distributed" if os.environ.get("RAY_ADDRESS") else "sklearn"
+
+
+def _new_tmp(folder: Path) -> Path:
+    """A fresh temporary folder beside ``folder`` (renamed into place by :func:`_replace`)."""
+    tmp = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex}")
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _replace(tmp: Path, folder: Path) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def _write_side_files(tmp: Path, centroids: np.ndarray, scaler: dict[str, Any] | None,
+                      metrics: dict[str, Any]) -> None:
+    np.save(tmp / "centroids.npy", centroids)
+    (tmp / "scaler.json").write_text(json.dumps(scaler or {"mean": None, "scale": None}))
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
 def write_clustering(
     folder: Path,
     keys: pd.DataFrame,
@@ -100,33 +140,29 @@ def write_clustering(
     local: np.ndarray | None,
 ) -> None:
     """Write one (magnification, k) folder atomically (temporary name, then rename)."""
-    tmp = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex}")
-    tmp.mkdir(parents=True)
+    tmp = _new_tmp(folder)
     table = pa.Table.from_pandas(keys.reset_index(drop=True), preserve_index=False)
     table = table.append_column("cluster", pa.array(fit.labels, pa.int32()))
     if local is not None:
         table = table.append_column("case_cluster", pa.array(local, pa.int32()))
     pq.write_table(table, tmp / "assignments.parquet")
-    np.save(tmp / "centroids.npy", fit.centroids)
-    (tmp / "scaler.json").write_text(json.dumps(scaler or {"mean": None, "scale": None}))
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    _write_side_files(tmp, fit.centroids, scaler, metrics)
+    _replace(tmp, folder)
 
 
-def run(cfg: ClusterConfig) -> ClusterReport:
-    """Cluster every magnification of ``cfg.embeddings`` for every k in ``cfg.ks``.
+def _driver_engine(cfg: ClusterConfig, name: str) -> tuple[KMeansEngine, list[str]]:
+    """The in-driver engine and the devices it computes on."""
+    if name == "torch":
+        from mixture_ray.cluster.kmeans_torch import TorchKMeans, device_label
 
-    Args:
-        cfg: the embedding store, the ks, the engine and the output folder.
+        torch_engine = TorchKMeans(max_iter=cfg.max_iter)
+        return torch_engine, [device_label(torch_engine.device)]
+    engine = get_kmeans_engine(name)  # type: ignore[arg-type]  # a checked engine name
+    return engine, ["cuda (cuML)" if name == "cuml" else "cpu"]
 
-    Returns:
-        The output folder and one row of metrics per clustering written.
-    """
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / SUCCESS).unlink(missing_ok=True)
-    engine = get_kmeans_engine(cfg.engine)
+
+def _run_driver(cfg: ClusterConfig, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    engine, devices = _driver_engine(cfg, name)
     rows = []
     for magnification, (keys, x) in load_embeddings(cfg.embeddings, cfg.feature).items():
         scaler = None
@@ -152,6 +188,7 @@ def run(cfg: ClusterConfig) -> ClusterReport:
                 "per_case": cfg.per_case,
                 "feature": cfg.feature,
                 "standardize": cfg.standardize,
+                "devices": devices,
             }
             prefix = "per-case-k" if cfg.per_case else "k"
             write_clustering(
@@ -163,7 +200,90 @@ def run(cfg: ClusterConfig) -> ClusterReport:
                 local,
             )
             rows.append(metrics)
+    return rows, {"devices": devices, "nodes": {"driver": {"devices": devices}}}
+
+
+def _distributed_clustering(
+    cfg: ClusterConfig, loaded: LoadedBlocks, magnification: float, k: int, options: DistributedOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One (magnification, k) folder from blocks in Ray's object store; metrics and devices used."""
+    from mixture_ray.cluster.distributed import fit_blocks
+
+    folder = clustering_folder(cfg.out_dir, magnification, k)
+    tmp = _new_tmp(folder)
+    fit = fit_blocks(loaded, k, cfg.seed, options=options, label_dir=tmp / "assignments.parquet")
+    used = fit.devices()
+    metrics = {
+        "magnification": None if np.isnan(magnification) else magnification,
+        "k": k,
+        "clusters": len(fit.centroids),
+        "rows": fit.rows,
+        "inertia": fit.inertia,
+        "silhouette": fit.silhouette,
+        "engine": "distributed",
+        "seconds": fit.seconds,
+        "per_case": False,
+        "feature": cfg.feature,
+        "standardize": cfg.standardize,
+        "devices": used["devices"],
+        "nodes": len(used["nodes"]),
+        "num_gpus_per_task": fit.num_gpus,
+        "iterations": fit.n_iter,
+    }
+    _write_side_files(tmp, fit.centroids, fit.scaler.as_dict() if fit.scaler else None, metrics)
+    _replace(tmp, folder)
+    return metrics, used
+
+
+def _run_distributed(cfg: ClusterConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from mixture_ray.cluster.distributed import (
+        DistributedOptions,
+        ParquetBlock,
+        load_blocks,
+        store_magnifications,
+    )
+
+    options = DistributedOptions(
+        num_gpus=cfg.num_gpus, task_cpus=cfg.task_cpus, max_iter=cfg.max_iter,
+        standardize=cfg.standardize, silhouette_sample=cfg.silhouette_sample,
+    )
+    files = [str(p) for p in committed_files(cfg.embeddings)]
+    rows: list[dict[str, Any]] = []
+    nodes: dict[str, dict[str, Any]] = {}
+    gpus = 0.0
+    for magnification in store_magnifications(files):
+        loaded = load_blocks([ParquetBlock(f, cfg.feature, magnification) for f in files], options=options)
+        gpus = loaded.num_gpus
+        for k in cfg.ks:
+            if k > sum(s.rows for s in loaded.stats):
+                continue  # fewer tiles than clusters at this magnification
+            metrics, used = _distributed_clustering(cfg, loaded, magnification, k, options)
+            rows.append(metrics)
+            for node, seen in used["nodes"].items():
+                entry = nodes.setdefault(node, {"devices": [], "blocks": 0, "rows": 0})
+                entry["devices"] = sorted({*entry["devices"], *seen["devices"]})
+                entry["blocks"] = max(entry["blocks"], seen["blocks"])
+                entry["rows"] = max(entry["rows"], seen["rows"])
+        del loaded  # frees this magnification's blocks in the object store
+    devices = sorted({d for entry in nodes.values() for d in entry["devices"]})
+    return rows, {"devices": devices, "nodes": nodes, "num_gpus_per_task": gpus}
+
+
+def run(cfg: ClusterConfig) -> ClusterReport:
+    """Cluster every magnification of ``cfg.embeddings`` for every k in ``cfg.ks``.
+
+    Args:
+        cfg: the embedding store, the ks, the engine and the output folder.
+
+    Returns:
+        The output folder and one row of metrics per clustering written. ``_SUCCESS`` records
+        the engine and the devices (and, for the distributed engine, the Ray nodes) that did the work.
+    """
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.out_dir / SUCCESS).unlink(missing_ok=True)
+    name = resolve_engine(cfg.engine)
+    rows, used = _run_distributed(cfg) if name == "distributed" else _run_driver(cfg, name)
     table = pd.DataFrame(rows)
     table.to_csv(cfg.out_dir / "metrics.csv", index=False)
-    write_json_atomic(cfg.out_dir / SUCCESS, {"clusterings": len(rows)})
+    write_json_atomic(cfg.out_dir / SUCCESS, {"clusterings": len(rows), "engine": name, **used})
     return ClusterReport(cfg.out_dir, table)

@@ -73,7 +73,8 @@ def decode_rows(batch: pa.Table, *, keys: Sequence[str], size: int) -> dict[str,
         except Exception as exc:
             tiles.append(None)
             errors.append(f"tile ({batch['x'][i]}, {batch['y'][i]}): {exc}")
-    return {**_keys(batch, keys), "pixels": stack_tiles(tiles, size), "error": np.array([e or "" for e in errors], dtype=object)}
+    return {**_keys(batch, keys), "pixels": stack_tiles(tiles, size),
+            "error": np.array([e or "" for e in errors], dtype=object)}
 
 
 class SlidePixelReader:

@@ -18,8 +18,8 @@ from mixture_ray.qc.draw import boxes_mask, qc_thumbnail
 from mixture_ray.qc.masks import dilate, fold_mask, pen_mask, tissue_mask
 from mixture_ray.qc.modality import classify_modality
 from mixture_ray.qc.stain import estimate_stains
-from mixture_ray.store.qc_table import slide_file
 from mixture_ray.slides.colour import profile_description
+from mixture_ray.store.qc_table import slide_file
 
 if TYPE_CHECKING:
     from mixture_ray.qc.config import QcConfig

@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 from mixture_ray.qc.decide import DECISIONS, FAIL
 from mixture_ray.qc.page import render_page
 from mixture_ray.qc.slide import MASKS, THUMBNAILS, qc_slide
-from mixture_ray.store.qc_table import CSV, TABLE, to_table
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
+from mixture_ray.store.qc_table import CSV, TABLE, to_table
 
 if TYPE_CHECKING:
     from mixture_ray.qc.config import QcConfig

@@ -147,7 +147,7 @@ def test_coordinates_only_store_reads_slides_and_in_actor_decoding_match_the_pix
     for name in ("slides", "in-actor"):
         assert frames[name][["slide_id", "x", "y"]].equals(frames["store"][["slide_id", "x", "y"]])
         np.testing.assert_allclose(np.stack(frames[name]["features"].to_list()), reference, atol=1e-4)
-    with pytest.raises(MixtureRayError, match="input.pixels"):  # a JPEG store has pixels; none has not
+    with pytest.raises(MixtureRayError, match=r"input\.pixels"):  # a JPEG store has pixels; none has not
         run_embedding(embed_cfg(stores["none"], tmp_path / "forced", **{"input.pixels": "store"}))
 
 
