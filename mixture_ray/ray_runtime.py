@@ -68,6 +68,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(
+            address="local",
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             configure_logging=True,

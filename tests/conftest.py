@@ -57,6 +57,7 @@ def ray_session(_fault_folder: Path) -> Iterator[None]:
     if ray.is_initialized():  # started by a stage called outside this fixture: restart with faults
         ray.shutdown()
     ray.init(
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         logging_level=logging.WARNING,
@@ -128,7 +129,7 @@ def _start_ray() -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():
         return False
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     return True
 
 

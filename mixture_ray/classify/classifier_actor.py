@@ -63,7 +63,7 @@ class TileClassifier:
         if ok:
             probs[ok] = class_probabilities(self.net, tiles[ok]).numpy()
         best = probs.argmax(axis=1)
-        columns = {name: pa.array(batch[name]) for name in KEY_COLUMNS}
+        columns = {name: pa.array(batch[name], from_pandas=True) for name in KEY_COLUMNS}
         columns["finding"] = pa.array(
             [self.classes[b] if e is None else None for b, e in zip(best, errors, strict=True)], pa.string()
         )

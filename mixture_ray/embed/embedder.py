@@ -77,7 +77,7 @@ class TileEmbedder:
         if ok:
             h, f = embed_tensor(self.encoder, preprocess(tiles[ok], self.crop, self.encoder))
             head[ok], features[ok] = h.numpy(), f.numpy()
-        columns = {name: pa.array(batch[name]) for name in KEY_COLUMNS}
+        columns = {name: pa.array(batch[name], from_pandas=True) for name in KEY_COLUMNS}
         columns["head"] = _fixed(head, self.encoder.num_classes)
         columns["features"] = _fixed(features, self.encoder.num_features)
         columns["error"] = pa.array(errors, pa.string())

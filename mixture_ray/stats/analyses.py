@@ -17,7 +17,6 @@ from mixture_ray.stats.diagnosis import (
     ModelResult,
     Split,
     comparisons,
-    out_of_fold_class,
     split_cases,
 )
 from mixture_ray.stats.features import (
@@ -27,6 +26,7 @@ from mixture_ray.stats.features import (
     row_sum_note,
     select_feature_sets,
 )
+from mixture_ray.stats.km import KMGroups, km_groups
 from mixture_ray.stats.survival import SurvivalByGroup
 
 
@@ -44,6 +44,7 @@ class Analyses:
     baseline: DiagnosisAnalysis | None
     baseline_comparison: dict[str, Any] | None
     predicted: pd.Series
+    km: KMGroups
     survival: SurvivalByGroup
     cox: CoxAnalysis
     notes: list[str]
@@ -85,7 +86,8 @@ def analyse(cfg: StatsConfig) -> Analyses:
         notes += more
         baseline, baseline_row = run_baseline(cfg, split, labels, tables, best)
         rows.append(baseline_row)
-    predicted = out_of_fold_class(cfg, best.model, frame[best.features], labels)
+    km = km_groups(cfg, diagnosis, frame, labels)
+    predicted = km.predicted
     names = {1: f"predicted {clinical.positive}", 0: f"predicted {clinical.negative}"}
     survival = SurvivalByGroup(cfg.horizon, cfg.ci_level)
     survival.fit(clin["time"], clin["event"], predicted.map(names))
@@ -98,4 +100,4 @@ def analyse(cfg: StatsConfig) -> Analyses:
     cox = CoxAnalysis(cfg, frame[cox_columns], freq.magnification, clin).fit()
     notes += cox.notes
     return Analyses(cfg, freq, clinical, cases, split, diagnosis, rows, baseline, baseline_row, predicted,
-                    survival, cox, notes)
+                    km, survival, cox, notes)

@@ -1,7 +1,8 @@
 """The non-integrated baseline: the same classifiers on per-case k-means cluster frequencies.
 
 One table per k (``k<k>.csv|parquet``: case_id + ``<mag>x/c<cluster>``), every magnification column
-used, fitted and tested on exactly the integrated run's split so the paired DeLong test applies.
+used, fitted and tested on exactly the integrated run's split so the paired DeLong and bootstrap
+tests apply.
 """
 
 from __future__ import annotations
@@ -77,5 +78,6 @@ def run_baseline(
 ) -> tuple[DiagnosisAnalysis, dict[str, Any]]:
     """Fit the baseline models; compare the best baseline (by test AUC) with the best integrated model."""
     analysis = DiagnosisAnalysis(cfg, split, source="baseline").fit(tables, labels)
-    row = compare(best_integrated, analysis.best(), "best integrated vs best baseline")
+    row = compare(best_integrated, analysis.best(), "best integrated vs best baseline",
+                  iterations=cfg.bootstrap_iterations, seed=cfg.seed, ci_level=cfg.ci_level)
     return analysis, row

@@ -15,9 +15,10 @@ class StatsConfig:
     """`mixture-ray stats`: diagnosis and survival statistics from per-case finding frequencies.
 
     Random forest and SVM per magnification feature set on a seeded, label-stratified split (ROC AUC
-    with DeLong 95 % CI, paired DeLong tests), the non-integrated baseline tables, Kaplan-Meier and
-    log-rank by out-of-fold predicted class, Cox per finding (univariable, multivariable without
-    collinear findings, proportional-hazards check, subgroups); tables (CSV + JSON), PNG plots,
+    with DeLong 95 % CI, paired DeLong and bootstrap tests), the non-integrated baseline tables,
+    Kaplan-Meier and log-rank by out-of-fold predicted class, Cox per finding (univariable,
+    multivariable without collinear findings, proportional-hazards check, subgroups); tables
+    (CSV + JSON), PNG plots (with the paper's score and correlation figures),
     report.html and summary.json, then _SUCCESS. Runs on the driver (no Ray).
     """
 
@@ -56,8 +57,26 @@ class StatsConfig:
     test_fraction: float = option("share of cases in the label-stratified test split", 0.3)
     cv_folds: int = option("stratified folds of the out-of-fold predicted class (Kaplan-Meier groups)", 5)
     rf_trees: int = option("random forest trees", 500)
+    forest: Literal["classifier", "regressor"] = option(
+        "random forest kind: classifier (score = predicted probability) or regressor on the 0/1 label "
+        "(score = the regression prediction, as the MIXTURE paper); importance is impurity-based either way",
+        "classifier",
+    )
     svm_c: float = option("SVM (RBF kernel, standardised features) regularisation C", 1.0)
     ci_level: float = option("confidence level of every interval", 0.95)
+    bootstrap_iterations: int = option(
+        "iterations of the paired stratified bootstrap AUC comparison reported next to each DeLong test "
+        "(0 = no bootstrap)", 5000
+    )
+    km_model: tuple[str, ...] = option(
+        "[feature_set, model] whose out-of-fold predicted class splits the Kaplan-Meier curves "
+        "(e.g. [5x, random_forest]); empty = the model with the highest test AUC",
+        [],
+    )
+    km_threshold: float | None = option(
+        "Kaplan-Meier groups: predicted positive when the out-of-fold score >= this; "
+        "null = the model's own predicted class (score > 0.5)", None
+    )
     horizon: float = option("survival is reported at this time (unit of the time column)", 5.0)
     cox_feature_set: str = option("'+'-joined magnifications of the Cox findings; empty = all", "")
     hr_per: float = option(
@@ -90,6 +109,10 @@ class StatsConfig:
             raise ConfigError(f"max_correlation: must be in (0, 1] (got {self.max_correlation})")
         if self.max_vif <= 1.0:
             raise ConfigError(f"max_vif: must be > 1 (got {self.max_vif})")
+        if self.bootstrap_iterations < 0 or self.bootstrap_iterations == 1:
+            raise ConfigError(f"bootstrap_iterations: must be 0 (off) or >= 2 "
+                              f"(got {self.bootstrap_iterations})")
+        self._validate_km()
         if self.cox_penalizer < 0 or self.n_jobs == 0:
             raise ConfigError("cox_penalizer: must be >= 0; n_jobs: must not be 0")
         if not self.feature_sets:
@@ -111,3 +134,18 @@ class StatsConfig:
         clash = sorted(set(self.covariates) & set(columns))
         if clash:
             raise ConfigError(f"covariates: {clash} are already the id, label, time or event column")
+
+    def _validate_km(self) -> None:
+        from mixture_ray.stats.diagnosis import MODELS
+        from mixture_ray.stats.features import parse_feature_set
+
+        if self.km_model:
+            if len(self.km_model) != 2 or self.km_model[1] not in MODELS:
+                raise ConfigError(f"km_model: give [feature_set, model] with model one of {list(MODELS)} "
+                                  f"(got {list(self.km_model)})")
+            try:
+                parse_feature_set(self.km_model[0])
+            except ValueError as exc:
+                raise ConfigError(f"km_model: {exc}") from exc
+        if self.km_threshold is not None and not 0.0 <= self.km_threshold <= 1.0:
+            raise ConfigError(f"km_threshold: must be in [0, 1] or null (got {self.km_threshold})")

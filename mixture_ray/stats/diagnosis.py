@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import is_classifier
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import roc_curve
-from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from mixture_ray.stats.bootstrap import paired_bootstrap
 from mixture_ray.stats.delong import delong
 from mixture_ray.stats.errors import StatsInputError
 
@@ -32,22 +33,32 @@ MODELS = ("random_forest", "svm")
 
 
 def make_model(name: str, cfg: StatsConfig, calibration_folds: int = 5) -> Any:
-    """An unfitted classifier: ``random_forest`` or ``svm`` (standard scaling + RBF SVC).
+    """An unfitted model: ``random_forest`` (classifier or regressor, ``cfg.forest``) or ``svm``.
 
-    The SVM's probabilities are Platt scaling fitted on internal K-fold predictions
-    (``CalibratedClassifierCV(SVC(), ensemble=False)``: what ``SVC(probability=True)`` did, which
-    scikit-learn 1.9 deprecates). The sigmoid is monotone, so the AUC is that of the SVM's decision
-    function fitted on all training cases.
+    The regressor is fitted on the 0/1 label and its prediction is the score (the MIXTURE paper's
+    random forest). The SVM is standard scaling + RBF SVC; its probabilities are Platt scaling fitted
+    on internal K-fold predictions (``CalibratedClassifierCV(SVC(), ensemble=False)``: what
+    ``SVC(probability=True)`` did, which scikit-learn 1.9 deprecates). The sigmoid is monotone, so the
+    AUC is that of the SVM's decision function fitted on all training cases.
     """
     if name == "random_forest":
-        return RandomForestClassifier(n_estimators=cfg.rf_trees, random_state=cfg.seed, n_jobs=cfg.n_jobs)
+        forest = RandomForestRegressor if cfg.forest == "regressor" else RandomForestClassifier
+        return forest(n_estimators=cfg.rf_trees, random_state=cfg.seed, n_jobs=cfg.n_jobs)
     if name == "svm":
         svc = CalibratedClassifierCV(SVC(C=cfg.svm_c), method="sigmoid", cv=calibration_folds, ensemble=False)
         return Pipeline([("scale", StandardScaler()), ("svm", svc)])
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
 
 
-def _folds(y: np.ndarray, wanted: int) -> int:
+def score(estimator: Any, x: np.ndarray) -> np.ndarray:
+    """The positive-class score: predicted probability of a classifier, a regressor's prediction."""
+    if is_classifier(estimator):
+        return np.asarray(estimator.predict_proba(x))[:, 1]
+    return np.asarray(estimator.predict(x), dtype=float)
+
+
+def folds_for(y: np.ndarray, wanted: int) -> int:
+    """``wanted`` folds, fewer when the smaller class has fewer cases; raises below 2."""
     folds = min(wanted, int(np.bincount(y, minlength=2).min()))
     if folds < 2:
         raise StatsInputError(f"too few cases: each class needs at least 2 cases here (got {np.bincount(y)})")
@@ -107,11 +118,11 @@ class DiagnosisAnalysis:
         """Fit every model on every table (name -> features indexed by case id)."""
         train, test = list(self.split.train), list(self.split.test)
         y_train, y_test = labels.loc[train].to_numpy(), labels.loc[test].to_numpy()
-        folds = _folds(y_train, 5)
+        folds = folds_for(y_train, 5)
         for set_name, table in tables.items():
             for model in MODELS:
                 est = make_model(model, self.cfg, folds).fit(table.loc[train].to_numpy(), y_train)
-                scores = est.predict_proba(table.loc[test].to_numpy())[:, 1]
+                scores = score(est, table.loc[test].to_numpy())
                 d = delong(y_test, scores)
                 fpr, tpr, _ = roc_curve(y_test, scores)
                 self.results.append(ModelResult(
@@ -145,32 +156,46 @@ class DiagnosisAnalysis:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def compare(a: ModelResult, b: ModelResult, kind: str) -> dict[str, Any]:
-    """Paired DeLong test of two models scored on the same test cases (one table row)."""
+def compare(a: ModelResult, b: ModelResult, kind: str, *, iterations: int = 0, seed: int = 0,
+            ci_level: float = 0.95) -> dict[str, Any]:
+    """Paired DeLong test (and, with ``iterations``, paired bootstrap) of two models on the same test cases.
+
+    Args:
+        a: the first model's test result.
+        b: the second model's, scored on the same test cases.
+        kind: the comparison's name (first column of the row).
+        iterations: paired stratified bootstrap iterations; 0 = no bootstrap (NaN columns).
+        seed: the bootstrap's seed.
+        ci_level: level of the bootstrap interval of the difference.
+
+    Returns:
+        One table row: models, AUCs, difference, DeLong z and p, bootstrap interval, z and p.
+    """
     if not np.array_equal(a.y_test, b.y_test):
         raise ValueError("paired DeLong needs both models scored on the same test cases")
     z, p = delong(a.y_test, np.vstack([a.scores, b.scores])).compare(0, 1)
-    return {"comparison": kind, "model_a": a.name, "model_b": b.name, "auc_a": a.auc, "auc_b": b.auc,
-            "difference": a.auc - b.auc, "z": z, "p": p}
+    row = {"comparison": kind, "model_a": a.name, "model_b": b.name, "auc_a": a.auc, "auc_b": b.auc,
+           "difference": a.auc - b.auc, "z": z, "p": p}
+    nan = float("nan")
+    boot = {"bootstrap_ci_low": nan, "bootstrap_ci_high": nan, "bootstrap_z": nan, "bootstrap_p": nan,
+            "bootstrap_iterations": iterations}
+    if iterations:
+        r = paired_bootstrap(a.y_test, a.scores, b.scores, iterations=iterations, ci_level=ci_level,
+                             seed=seed)
+        boot |= {"bootstrap_ci_low": r.ci_low, "bootstrap_ci_high": r.ci_high, "bootstrap_z": r.z,
+                 "bootstrap_p": r.p}
+    return row | boot
 
 
 def comparisons(analysis: DiagnosisAnalysis) -> list[dict[str, Any]]:
     """RF vs SVM within each feature set, then the best model vs every other model."""
+    cfg = analysis.cfg
+    settings: dict[str, Any] = {"iterations": cfg.bootstrap_iterations, "seed": cfg.seed,
+                                "ci_level": cfg.ci_level}
     by_set: dict[str, dict[str, ModelResult]] = {}
     for r in analysis.results:
         by_set.setdefault(r.feature_set, {})[r.model] = r
-    rows = [compare(m["random_forest"], m["svm"], "random_forest vs svm")
+    rows = [compare(m["random_forest"], m["svm"], "random_forest vs svm", **settings)
             for m in by_set.values() if len(m) == 2]
     best = analysis.best()
-    return rows + [compare(best, r, "best vs other") for r in analysis.results if r is not best]
-
-
-def out_of_fold_class(cfg: StatsConfig, model: str, table: pd.DataFrame, labels: pd.Series) -> pd.Series:
-    """Predicted class of every case from a model never fitted on it (seeded stratified K-fold)."""
-    y = labels.loc[table.index].to_numpy()
-    folds = _folds(y, cfg.cv_folds)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
-    smallest_train = int(np.bincount(y).min()) * (folds - 1) // folds
-    estimator = clone(make_model(model, cfg, calibration_folds=max(2, min(5, smallest_train))))
-    predicted = cross_val_predict(estimator, table.to_numpy(), y, cv=cv)
-    return pd.Series(predicted.astype(int), index=table.index, name="predicted")
+    return rows + [compare(best, r, "best vs other", **settings) for r in analysis.results if r is not best]

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from mixture_ray.stats.analyses import Analyses
 
 TABLES = ("diagnosis_auc", "delong_comparisons", "baseline_auc", "feature_importance", "km_survival",
-          "logrank", "cox_univariable", "cox_multivariable", "collinearity", "ph_check", "subgroups", "cases")
+          "logrank", "cox_univariable", "cox_multivariable", "collinearity", "ph_check", "subgroups", "cases",
+          "roc_curves", "finding_correlation")
 
 
 def clean(value: Any) -> Any:
@@ -41,6 +42,8 @@ def build_tables(result: Analyses) -> dict[str, pd.DataFrame]:
     cases = pd.DataFrame({"case_id": result.cases, "split": [split_of[c] for c in result.cases],
                           "label": clin["label"].to_numpy(),
                           "predicted_out_of_fold": result.predicted.to_numpy(),
+                          "score_out_of_fold": result.km.score.to_numpy(),
+                          "rf_score_out_of_fold": result.km.rf_score.to_numpy(),
                           "time": clin["time"].to_numpy(), "event": clin["event"].to_numpy()})
     cox = result.cox
     tables = {
@@ -56,9 +59,31 @@ def build_tables(result: Analyses) -> dict[str, pd.DataFrame]:
         "ph_check": cox.ph_check,
         "subgroups": cox.subgroups,
         "cases": cases,
+        "roc_curves": roc_curves(result),
+        "finding_correlation": finding_correlation(result.frequencies.frame),
     }
     assert tuple(tables) == TABLES
     return tables
+
+
+def roc_curves(result: Analyses) -> pd.DataFrame:
+    """Test-split ROC points of every integrated model: feature_set, model, fpr, tpr (curve order)."""
+    frames = [pd.DataFrame({"feature_set": r.feature_set, "model": r.model, "fpr": r.fpr, "tpr": r.tpr})
+              for r in result.diagnosis.results]
+    return pd.concat(frames, ignore_index=True)
+
+
+def finding_correlation(frequencies: pd.DataFrame) -> pd.DataFrame:
+    """Pearson correlation of every pair of finding columns (all magnifications) over every case.
+
+    Args:
+        frequencies: the per-case frequency table (case id index, ``<mag>x/<finding>`` columns).
+
+    Returns:
+        ``feature`` then one column per finding: ``frequencies.corr()`` (NaN for a constant column).
+    """
+    matrix = frequencies.corr(method="pearson")
+    return matrix.rename_axis("feature").reset_index()
 
 
 def write_tables(out_dir: Path, tables: Mapping[str, pd.DataFrame]) -> None:
@@ -79,6 +104,14 @@ def _cox(frame: pd.DataFrame) -> dict[str, Any]:
     return {str(r["feature"]): {k: r[k] for k in keys} for r in records(frame)} if len(frame) else {}
 
 
+def _bootstrap(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not row or not row.get("bootstrap_iterations"):
+        return None
+    return {"difference": clean(row["difference"]), "ci_low": clean(row["bootstrap_ci_low"]),
+            "ci_high": clean(row["bootstrap_ci_high"]), "p": clean(row["bootstrap_p"]),
+            "iterations": row["bootstrap_iterations"]}
+
+
 def build_summary(result: Analyses) -> dict[str, Any]:
     """Headline figures for summary.json."""
     cfg, diag, base = result.cfg, result.diagnosis, result.baseline
@@ -94,8 +127,13 @@ def build_summary(result: Analyses) -> dict[str, Any]:
         if base and best_base else None,
         "delong_p_best_integrated_vs_best_baseline": clean(result.baseline_comparison["p"])
         if result.baseline_comparison else None,
+        "bootstrap_best_integrated_vs_best_baseline": _bootstrap(result.baseline_comparison),
+        "km_groups": {"feature_set": result.km.model.feature_set, "model": result.km.model.model,
+                      "chosen_by": result.km.chosen_by, "threshold": result.km.threshold},
         "selection": "best = highest test AUC (chosen and evaluated on the same test cases: optimistic)",
         "auc_ci": f"DeLong variance; normal interval on the AUC scale clipped to [0, 1]; {cfg.ci_level}",
+        "auc_comparison": f"paired DeLong; paired stratified bootstrap ({cfg.bootstrap_iterations} "
+        f"iterations, seed {cfg.seed}; percentile interval, p from difference / bootstrap SD)",
         "logrank": records(result.survival.logrank)[0],
         "km_survival": records(result.survival.km_table),
         "cox_univariable": _cox(result.cox.univariable),

@@ -54,9 +54,10 @@ def roc_feature_sets(results: Sequence[ModelResult], path: Path, ci_level: float
 
 
 def roc_best(
-    integrated: ModelResult, baseline: ModelResult | None, p_value: float | None, path: Path
+    integrated: ModelResult, baseline: ModelResult | None, p_value: float | None, path: Path,
+    bootstrap_p: float | None = None,
 ) -> None:
-    """Best integrated model vs best non-integrated baseline (paired DeLong p in the title)."""
+    """Best integrated model vs best non-integrated baseline (paired DeLong and bootstrap p in the title)."""
     fig, ax = plt.subplots(figsize=(5.2, 5.2))
     pairs = [(integrated, "integrated"), *([(baseline, "baseline")] if baseline is not None else [])]
     for r, kind in pairs:
@@ -65,6 +66,8 @@ def roc_best(
     title = "Best integrated vs best baseline" if baseline is not None else "Best integrated model"
     if p_value is not None:
         title += f"\nDeLong p = {p_value:.3g}"
+    if bootstrap_p is not None:
+        title += f", bootstrap p = {bootstrap_p:.3g}"
     _roc_axes(ax, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

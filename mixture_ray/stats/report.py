@@ -91,17 +91,26 @@ def texts(result: Analyses) -> dict[str, str]:
     return {
         "diagnosis": f"{len(result.cases)} cases; seeded ({cfg.seed}) split with "
         f"{cfg.test_fraction:.0%} test cases, stratified on the label. AUC CI: DeLong variance, normal "
-        f"interval clipped to [0, 1]. Best model (highest test AUC): {result.best.name}.",
+        f"interval clipped to [0, 1]. Paired comparisons: DeLong, and a stratified bootstrap "
+        f"({cfg.bootstrap_iterations} iterations, seed {cfg.seed}; 0 = off) with a percentile interval of "
+        f"the AUC difference and p from difference / bootstrap SD. Best model (highest test AUC): "
+        f"{result.best.name}. Random forest: {cfg.forest}.",
         "baseline": "The same classifiers on the non-integrated k-means frequencies (every magnification "
         "column), on the same split; the DeLong p compares the best integrated with the best baseline model "
         "(each best by test AUC).",
         "survival": f"Groups are out-of-fold predicted classes ({cfg.cv_folds}-fold stratified, seeded) "
-        "of the best model's type and feature set, so no case is scored by a model fitted on it. Survival at "
+        f"of {result.km.model.feature_set} {result.km.model.model} (chosen by {result.km.chosen_by}; "
+        f"{_threshold(result)}), so no case is scored by a model fitted on it. Survival at "
         f"{cfg.horizon:g} ({cfg.time_column}) with a Greenwood log(-log) interval.",
         "cox": f"coef = log hazard ratio per unit frequency; HR per {cfg.hr_per:g} frequency. The "
         "multivariable model leaves out one reference finding per magnification (frequencies sum to 1), "
         f"then findings with pairwise |r| > {cfg.max_correlation}, then VIF > {cfg.max_vif}.",
     }
+
+
+def _threshold(result: Analyses) -> str:
+    t = result.km.threshold
+    return "the model's own class" if t is None else f"positive when the score >= {t:g}"
 
 
 def sections(tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
@@ -110,8 +119,9 @@ def sections(tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
     return [
         Section("Diagnosis prediction", text["diagnosis"],
                 [("AUC per feature set and model (test split)", tables["diagnosis_auc"]),
-                 ("Paired DeLong tests", tables["delong_comparisons"])],
-                [("ROC per feature set", figures["roc_feature_sets"])]),
+                 ("Paired DeLong and bootstrap tests", tables["delong_comparisons"])],
+                [("ROC per feature set", figures["roc_feature_sets"]),
+                 ("Out-of-fold random forest score per case by diagnosis", figures["score_by_diagnosis"])]),
         Section("Non-integrated baseline", text["baseline"],
                 [("Baseline AUC per k and model (same test split)", tables["baseline_auc"])],
                 [("Best integrated vs best baseline", figures["roc_integrated_vs_baseline"])]),
@@ -130,6 +140,9 @@ def sections(tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
                  ("Proportional-hazards check of the multivariable model", tables["ph_check"]),
                  ("Subgroups: univariable Cox per finding within each level", tables["subgroups"])],
                 [("Forest plot", figures["forest_cox"])]),
+        Section("Findings across magnifications", "Pearson correlation of the per-case finding frequencies "
+                "(every case of the frequency table); the matrix is finding_correlation.csv.", [],
+                [("Correlation of finding frequencies", figures["finding_correlation"])]),
         Section("Cases", "Every case analysed: split, label, out-of-fold predicted class, follow-up.",
                 [("Cases", tables["cases"])]),
     ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mixture_ray.report import Failure, Report
-from mixture_ray.stats import outputs, plots
+from mixture_ray.stats import outputs, paper_plots, plots
 from mixture_ray.stats.analyses import Analyses, analyse
 from mixture_ray.stats.report import sections, texts, write_report
 from mixture_ray.store.folder import StageFolder, write_json_atomic
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mixture_ray.stats.config import StatsConfig
 
 PLOTS = ("roc_feature_sets", "roc_integrated_vs_baseline", "km_predicted_class", "forest_cox",
-         "feature_importance")
+         "feature_importance", "score_by_diagnosis", "finding_correlation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +49,19 @@ class StatsReport(Report):
         if base is not None:
             lines.append(f"  best baseline: {base['feature_set']} {base['model']} AUC {base['auc']:.3f} "
                          f"({base['ci_low']:.3f}-{base['ci_high']:.3f}); DeLong p "
-                         f"{h['delong_p_best_integrated_vs_best_baseline']:.3g}")
+                         f"{h['delong_p_best_integrated_vs_best_baseline']:.3g}" + _boot_text(h))
         if h["logrank"].get("p") is not None:
             lines.append(f"  log-rank by out-of-fold predicted class: p {h['logrank']['p']:.3g}")
         lines += [f"  note: {note}" for note in self.notes]
         lines.append(f"  report: {self.report}")
         return "\n".join(lines)
+
+
+def _boot_text(headline: dict[str, Any]) -> str:
+    boot = headline.get("bootstrap_best_integrated_vs_best_baseline")
+    if not boot or boot.get("p") is None:
+        return ""
+    return f", bootstrap p {boot['p']:.3g} ({boot['iterations']} iterations)"
 
 
 def run(cfg: StatsConfig) -> StatsReport:
@@ -71,7 +78,7 @@ def run(cfg: StatsConfig) -> StatsReport:
     folder.start()
     result = analyse(cfg)
     tables = outputs.build_tables(result)
-    figures = draw(result, tables["feature_importance"], out)
+    figures = draw(result, tables, out)
     outputs.write_tables(out, tables)
     summary = outputs.build_summary(result)
     inputs = {"frequencies": str(result.frequencies.path), "clinical": str(cfg.clinical),
@@ -83,22 +90,38 @@ def run(cfg: StatsConfig) -> StatsReport:
     return StatsReport(out, summary, tables, figures, report, tuple(result.notes))
 
 
-def draw(result: Analyses, importance: pd.DataFrame, out: Path) -> dict[str, Path]:
-    """Every figure as ``<name>.png`` in ``out``."""
-    cfg, best = result.cfg, result.best
+def draw(result: Analyses, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
+    """Every figure as ``<name>.png`` in ``out`` (``tables``: the output tables by name)."""
+    cfg, best, km = result.cfg, result.best, result.km
     figures = {name: out / f"{name}.png" for name in PLOTS}
-    p_best = result.baseline_comparison["p"] if result.baseline_comparison else None
+    versus = result.baseline_comparison
+    p_best = versus["p"] if versus else None
+    p_boot = versus["bootstrap_p"] if versus and versus["bootstrap_iterations"] else None
     plots.roc_feature_sets(result.diagnosis.results, figures["roc_feature_sets"], cfg.ci_level)
-    plots.roc_best(best, result.best_baseline, p_best, figures["roc_integrated_vs_baseline"])
+    plots.roc_best(best, result.best_baseline, p_best, figures["roc_integrated_vs_baseline"], p_boot)
     plots.kaplan_meier(result.survival, float(result.survival.logrank["p"].iloc[0]),
                        figures["km_predicted_class"],
-                       f"Out-of-fold predicted class ({best.feature_set} {best.model})",
+                       f"Out-of-fold predicted class ({km.model.feature_set} {km.model.model}"
+                       + (f", score >= {km.threshold:g})" if km.threshold is not None else ")"),
                        f"time ({cfg.time_column})")
     selection = result.cox.selection.table
     tags = {"reference": "reference", "constant": "constant", "correlation": "collinear", "vif": "high VIF"}
     dropped = {str(r.feature): f"not in multivariable: {tags[str(r.step)]}"
                for r in selection.itertuples() if not r.kept}
     plots.forest(result.cox.univariable, result.cox.multivariable, cfg.hr_per, figures["forest_cox"], dropped)
+    importance = tables["feature_importance"]
     plots.importance(importance[importance["feature_set"] == best.feature_set], figures["feature_importance"],
                      f"Random forest importance, feature set {best.feature_set}")
+    clin = result.clinical.frame.loc[result.cases]
+    if "subgroup" in clin and (clin["subgroup"] != "").any():
+        group = clin["subgroup"][clin["subgroup"] != ""]
+    else:
+        group = clin["label"].map({1: result.clinical.positive, 0: result.clinical.negative})
+    paper_plots.score_by_group(km.rf_score.loc[group.index], group, figures["score_by_diagnosis"],
+                               f"Out-of-fold random forest score\n({cfg.forest}, feature set "
+                               f"{km.model.feature_set})", "random forest score",
+                               km.threshold if km.model.model == "random_forest" else None, cfg.seed)
+    paper_plots.correlation_heatmap(tables["finding_correlation"].set_index("feature"),
+                                    figures["finding_correlation"],
+                                    "Correlation of finding frequencies across magnifications")
     return figures
