@@ -6,16 +6,19 @@ Writes ``apply/<slide_id>/k<K>_weights.npy`` (rows x cols x K, 0 where uncovered
 
 from __future__ import annotations
 
+import shutil
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from mixture_ray.explain import plots
-from mixture_ray.explain.fitting import valid_vectors
-from mixture_ray.explain.nmf import transform
+from mixture_ray.explain.extract import load_grid
+from mixture_ray.explain.fitting import load_h, valid_vectors
+from mixture_ray.explain.nmf import device_label, resolve_device, transform
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     import torch
@@ -46,3 +49,26 @@ def apply_slide(grid: SlideGrid, h: torch.Tensor, out: Path) -> None:
     plots.heatmaps(weights, valid, out / f"k{k}_heatmaps.png", f"{grid.slide_id}: K={k}")
     thumb = np.asarray(Image.open(grid.folder / "thumb.png").convert("RGB"))
     plots.overlay(thumb, np.maximum(classes, 0), valid, out / f"k{k}_overlay.png")
+
+
+def apply_grid(grid_folder: Path, nmf_dir: Path, ks: Sequence[int], *, device: str,
+               out: Path) -> tuple[str, tuple[int, int], int]:
+    """Apply every K of a fitted NMF to one slide's grid, from files to files (no Ray here).
+
+    Args:
+        grid_folder: the slide's ``grids/<slide_id>`` folder.
+        nmf_dir: the fitted NMF folder (``k<K>.pt`` per K).
+        ks: the class counts K applied.
+        device: torch device setting (``auto``: CUDA when torch sees a GPU, else CPU).
+        out: the slide's output folder (``apply/<slide_id>``), replaced.
+
+    Returns:
+        (device label ``cpu`` or ``cuda:<i>``, (rows, cols) of the grid, tiles of the slide).
+    """
+    used = resolve_device(device)
+    grid = load_grid(grid_folder)
+    shutil.rmtree(out, ignore_errors=True)
+    for k in ks:
+        apply_slide(grid, load_h(nmf_dir, k, used), out)
+    rows, cols = grid.count.shape
+    return device_label(used), (int(rows), int(cols)), len(grid.tiles)

@@ -15,6 +15,8 @@ from mixture_ray.errors import ConfigError
 from mixture_ray.models.backbone import check_arch, require_resnet
 
 NonNegative = Literal["error", "relu"]
+#: GPUs each Ray task of explain requests: ``auto`` or a number (see :class:`GridRun`).
+GpuSetting = Literal["auto"] | float
 _ACTION_IS_A_COMMAND = {
     "action": "the action is the sub-command now: mixture-ray explain fit|apply|analyse, each with its own "
               "config (jobs/explain-fit.yaml, explain-apply.yaml, explain-analyse.yaml)",
@@ -68,9 +70,18 @@ class GridSpec:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GridRun:
-    """How grids are computed (no effect on the numbers): device, batch, memory, CPUs per task."""
+    """How the Ray tasks run (no effect on the numbers): device, GPUs, batch, memory, CPUs per task.
 
-    device: str = option("torch device: auto, cpu, cuda", "auto")
+    Every GPU-capable piece of explain runs in a Ray task that requests ``num_gpus`` (the grid of
+    a slide, the NMF fit, the NMF apply of a slide), never on the driver.
+    """
+
+    device: str = option("torch device inside the tasks: auto (CUDA when the task sees a GPU), cpu, cuda",
+                         "auto")
+    num_gpus: GpuSetting = option(
+        "GPUs each Ray task (grid per slide, NMF fit, NMF apply per slide) requests: a number (requested "
+        "even when no GPU node is up yet, so an autoscaling cluster starts one), or auto = 1 when the "
+        "cluster has a GPU now, else 0; device: cpu requests none", "auto")
     batch_size: int = option("tiles per forward pass", 16)
     memmap_mb: int = option("grids larger than this many MiB are memory-mapped files", 256)
     task_cpus: float = option("CPUs each per-slide Ray task reserves", 1.0)
@@ -81,8 +92,15 @@ class GridRun:
         return narrow(GridRun, self)
 
     def validate_run(self) -> None:
-        """Check the positive sizes."""
+        """Check the positive sizes and the GPU request (auto, or a number Ray can schedule)."""
         require_positive(self, "batch_size", "memmap_mb", "task_cpus", "thumbnail_px")
+        gpus = self.num_gpus
+        if gpus != "auto" and not (gpus >= 0 and (gpus <= 1 or float(gpus).is_integer())):
+            raise ConfigError(f"num_gpus: give auto, a fraction in [0, 1] or a whole number of GPUs >= 0 "
+                              f"(got {gpus!r})")
+        if gpus == 0 and self.device.startswith("cuda"):
+            raise ConfigError(f"num_gpus: 0 gives the tasks no GPU, but device is {self.device!r}; "
+                              "use num_gpus: auto or 1, or device: auto")
 
 
 def _check_classes(n_classes: tuple[int, ...] | None) -> None:

@@ -1,4 +1,7 @@
-"""Sample feature vectors from slide grids, fit NMF per K, save and load H."""
+"""Sample feature vectors from slide grids, fit NMF per K, save and load H (no Ray here).
+
+:func:`fit_grids` is the whole fit from files to files: the body of explain fit's Ray task.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mixture_ray.explain.nmf import TorchNMF
+from mixture_ray.explain.extract import load_grid
+from mixture_ray.explain.nmf import TorchNMF, device_label, resolve_device
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -57,6 +61,31 @@ def fit_nmf(vectors: np.ndarray, ks: Sequence[int], *, max_iter: int, tol: float
                      "relative_err": model.reconstruction_err_ / norm if norm else 0.0,
                      "n_iter": model.n_iter_, "seconds": time.perf_counter() - start})
     return rows
+
+
+def fit_grids(grids: Path, slide_ids: Sequence[str], ks: Sequence[int], *, n_vectors: int,
+              max_iter: int, tol: float, seed: int, device: str,
+              out: Path) -> tuple[list[dict[str, Any]], str]:
+    """Read the slides' grids, sample their vectors, fit one NMF per K and save each H in ``out``.
+
+    Args:
+        grids: the grids folder (``<slide_id>/`` per slide).
+        slide_ids: the slides whose grids are sampled, in this order.
+        ks: the class counts K fitted.
+        n_vectors: feature vectors sampled at most (see :func:`sample_vectors`).
+        max_iter: NMF iterations at most.
+        tol: NMF stopping tolerance.
+        seed: the sampling and NMF initialisation seed.
+        device: torch device setting (``auto``: CUDA when torch sees a GPU, else CPU).
+        out: the NMF folder; ``k<K>.pt`` is written there per K.
+
+    Returns:
+        (one summary row per K as :func:`fit_nmf` gives, the device label: ``cpu`` or ``cuda:<i>``).
+    """
+    vectors = sample_vectors([load_grid(grids / i) for i in slide_ids], n_vectors, seed)
+    used = resolve_device(device)
+    rows = fit_nmf(vectors, ks, max_iter=max_iter, tol=tol, seed=seed, device=str(used), out=out)
+    return rows, device_label(used)
 
 
 def load_h(nmf_dir: Path, k: int, device: torch.device) -> torch.Tensor:

@@ -47,6 +47,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def device_label(device: torch.device) -> str:
+    """``cpu`` or ``cuda:<i>`` (the index the current process sees), for run records."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index}"
+
+
 def _as_tensor(v: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     t = torch.as_tensor(v, dtype=torch.float32, device=device)
     if t.ndim != 2:

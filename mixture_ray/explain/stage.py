@@ -1,4 +1,9 @@
-"""`mixture-ray explain fit|apply|analyse`: the three drivers (a Ray task per slide for grids)."""
+"""`mixture-ray explain fit|apply|analyse`: the three drivers.
+
+GPU work runs in Ray tasks that request ``num_gpus`` (see :mod:`mixture_ray.explain.tasks`): a task
+per slide for grids, one task for the NMF fit, a task per slide for the NMF apply. The driver only
+plans, collects small results and writes the markers.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ def build_grids(spec: GridSpec, run: GridRun, manifest: Path,
 
     Args:
         spec: the network, layer and tiling.
-        run: device, batch, memory and CPU settings of the tasks.
+        run: device, GPU, batch, memory and CPU settings of the tasks.
         manifest: the slides.
         grids: the grids folder (``<slide_id>/`` per slide).
 
@@ -46,8 +51,8 @@ def build_grids(spec: GridSpec, run: GridRun, manifest: Path,
         (ids of the slides with a grid, failed slides).
     """
     import ray
-    import torch
 
+    from mixture_ray.explain.tasks import task_gpus
     from mixture_ray.ray_runtime import ensure_ray
     from mixture_ray.store.manifest import read_manifest
 
@@ -55,7 +60,7 @@ def build_grids(spec: GridSpec, run: GridRun, manifest: Path,
     folder = StageFolder(grids, stage="explain-grids", item_column=None)
     folder.prepare(spec.settings())
     ensure_ray()
-    gpus = 1 if run.device != "cpu" and torch.cuda.is_available() else 0
+    gpus = task_gpus(run)
     task = ray.remote(extract_slide).options(num_cpus=run.task_cpus, num_gpus=gpus)
     rows: list[dict[Any, Any]] = frame.to_dict("records")
     refs = [task.remote(spec, run, grids, str(r["slide_id"]), str(r["path"]), _mpp(r.get("mpp")))
@@ -81,32 +86,34 @@ def raise_all_failed(failures: list[Failure]) -> None:
 def run_fit(cfg: ExplainFitConfig) -> LinesReport:
     """Grids of the training slides, then NMF per K on a sample of their feature vectors.
 
+    The NMF runs in one Ray task (``num_gpus`` from ``cfg``) that reads the grids and writes
+    ``k<K>.pt``; ``_SUCCESS`` records its device and node under ``devices``.
+
     Args:
         cfg: the fit settings; the grid settings are recorded in ``out_dir/nmf/_settings.json``.
 
     Returns:
         The report: one line per K (vectors, relative error, iterations), failed slides.
     """
-    from mixture_ray.explain.fitting import fit_nmf, sample_vectors
+    from mixture_ray.explain.tasks import fit_in_task
 
     np.seterr(all="ignore")
     spec = cfg.grid_spec()
-    ids, failures = build_grids(spec, cfg.run_settings(), cfg.manifest, Path(cfg.out_dir) / "grids")
+    grids = Path(cfg.out_dir) / "grids"
+    ids, failures = build_grids(spec, cfg.run_settings(), cfg.manifest, grids)
     if not ids:
         raise_all_failed(failures)
-    grids = [load_grid(Path(cfg.out_dir) / "grids" / i) for i in ids]
-    vectors = sample_vectors(grids, cfg.sample_vectors, cfg.seed)
     out = Path(cfg.out_dir) / "nmf"
     folder = StageFolder(out, stage="explain-fit", item_column=None)
     folder.prepare({"grid": spec.settings(), "n_classes": list(cfg.n_classes),
                     "sample_vectors": cfg.sample_vectors, "max_iter": cfg.max_iter, "tol": cfg.tol,
                     "seed": cfg.seed})
-    rows = fit_nmf(vectors, cfg.n_classes, max_iter=cfg.max_iter, tol=cfg.tol, seed=cfg.seed,
-                   device=cfg.device, out=out)
+    rows, devices = fit_in_task(cfg, grids, ids, out)
     lines = tuple(f"  K={row['k']}: {row['n_vectors']} vectors x {row['channels']} channels, "
                   f"relative error {row['relative_err']:.4f}, {row['n_iter']} iterations, "
                   f"{row['seconds']:.1f}s" for row in rows)
-    ok = folder.finish(requested=ids, failures=failures, extra={"fits": rows, "slides": ids})
+    ok = folder.finish(requested=ids, failures=failures,
+                       extra={"fits": rows, "slides": ids, "devices": devices})
     return LinesReport(f"explain fit: {out}", out, lines, failures, ok)
 
 
@@ -129,33 +136,32 @@ def fitted_nmf(cfg: ExplainApplyConfig) -> tuple[Path, GridSpec, tuple[int, ...]
 def run_apply(cfg: ExplainApplyConfig) -> LinesReport:
     """Grids of the manifest's slides, W with the fitted H, class maps and figures per slide and K.
 
+    The NMF apply runs in one Ray task per slide (``num_gpus`` from ``cfg``); a slide that fails
+    there is recorded in the failures table while the others finish. ``_SUCCESS`` records the
+    tasks' devices and nodes under ``devices``.
+
     Args:
         cfg: the apply settings; the network, layer and tiling come from the fitted NMF folder.
 
     Returns:
         The report: one line per slide, failed slides.
     """
-    from mixture_ray.explain.apply import apply_slide
-    from mixture_ray.explain.fitting import load_h
-    from mixture_ray.explain.nmf import resolve_device
+    from mixture_ray.explain.tasks import apply_in_tasks
 
     np.seterr(all="ignore")
     fitted, spec, ks = fitted_nmf(cfg)
-    ids, failures = build_grids(spec, cfg.run_settings(), cfg.manifest, Path(cfg.out_dir) / "grids")
+    grids = Path(cfg.out_dir) / "grids"
+    ids, failures = build_grids(spec, cfg.run_settings(), cfg.manifest, grids)
     out = Path(cfg.out_dir) / "apply"
     folder = StageFolder(out, stage="explain-apply", item_column=None)
     folder.prepare({"nmf_dir": fitted, "n_classes": list(ks)})
-    device = resolve_device(cfg.device)
-    hs = {k: load_h(fitted, k, device) for k in ks}
-    lines = []
-    for slide_id in ids:
-        grid = load_grid(Path(cfg.out_dir) / "grids" / slide_id)
-        for h in hs.values():
-            apply_slide(grid, h, out / slide_id)
-        lines.append(f"  {slide_id}: {grid.count.shape[0]}x{grid.count.shape[1]} cells, "
-                     f"{len(grid.tiles)} tiles -> {out / slide_id}")
-    ok = folder.finish(requested=[*ids, *(f.item_id for f in failures)], failures=failures,
-                       extra={"slides": ids, "nmf_dir": str(fitted), "n_classes": list(ks)})
+    done, apply_failures, devices = apply_in_tasks(grids, ids, fitted, ks, cfg.run_settings(), out)
+    lines = [f"  {slide_id}: {text} -> {out / slide_id}" for slide_id, text in done.items()]
+    requested = [*ids, *(f.item_id for f in failures)]
+    failures = [*failures, *apply_failures]
+    ok = folder.finish(requested=requested, failures=failures,
+                       extra={"slides": list(done), "nmf_dir": str(fitted), "n_classes": list(ks),
+                              "devices": devices})
     return LinesReport(f"explain apply: {out}", out, tuple(lines), failures, ok)
 
 

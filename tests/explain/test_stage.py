@@ -108,3 +108,87 @@ def test_a_broken_slide_is_a_recorded_failure(checked: tuple[Path, dict[str, Any
     assert ids == [] and [f.item_id for f in failures] == ["bad"]
     table = read_failures(tmp_path / "ex" / "grids")
     assert table.item_id.tolist() == ["bad"] and (tmp_path / "ex" / "grids" / "_INCOMPLETE.json").exists()
+
+
+def _cluster_node_ids() -> set[str]:
+    import ray
+
+    return {str(n["NodeID"]) for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
+
+
+def test_fit_and_apply_ran_in_ray_tasks(checked: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = checked
+    nodes = _cluster_node_ids()
+    for stage in ("nmf", "apply"):
+        devices = json.loads((out / "explain" / stage / "_SUCCESS").read_text())["devices"]
+        assert devices["nodes"] and set(devices["nodes"]) <= nodes, (stage, devices, nodes)
+        assert devices["nmf"] == "cpu"  # device: cpu in the known-truth check
+        assert devices["num_gpus_per_task"] == 0.0
+
+
+def test_fit_in_a_task_equals_an_in_process_fit(checked: tuple[Path, dict[str, Any]],
+                                                tmp_path: Path) -> None:
+    import torch
+
+    from mixture_ray.explain.fitting import fit_grids
+
+    out, _ = checked
+    nmf = out / "explain" / "nmf"
+    fitted = json.loads((nmf / "_settings.json").read_text())
+    done = json.loads((nmf / "_SUCCESS").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the task (task_cpus: 1)
+    try:
+        rows, device = fit_grids(out / "explain" / "grids", done["slides"], fitted["n_classes"],
+                                 n_vectors=fitted["sample_vectors"], max_iter=fitted["max_iter"],
+                                 tol=fitted["tol"], seed=fitted["seed"], device="cpu", out=tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert device == "cpu"
+    for row, recorded in zip(rows, done["fits"], strict=True):
+        k = row["k"]
+        for key in ("n_iter", "reconstruction_err", "relative_err"):
+            assert row[key] == recorded[key], key
+        here = torch.load(tmp_path / f"k{k}.pt", weights_only=True)["H"]
+        there = torch.load(nmf / f"k{k}.pt", weights_only=True)["H"]
+        assert torch.equal(here, there)
+
+
+def test_a_slide_failing_in_apply_is_recorded_while_the_others_finish(
+        checked: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    import shutil
+
+    out, _ = checked
+    grids = tmp_path / "ex" / "grids"
+    shutil.copytree(out / "explain" / "grids", grids)
+    slides = sorted(p.name for p in grids.iterdir() if p.is_dir())
+    (grids / slides[0] / "grid.npy").write_bytes(b"not a grid")  # its grid task is done (_SUCCESS)
+    report = run_apply(build_config(ExplainApplyConfig, {
+        "out_dir": tmp_path / "ex", "manifest": out / "cohort" / "manifest.csv",
+        "nmf_dir": out / "explain" / "nmf", "device": "cpu"}))
+    apply = tmp_path / "ex" / "apply"
+    assert not report.complete and [f.item_id for f in report.failures] == [slides[0]]
+    assert read_failures(apply).item_id.tolist() == [slides[0]]
+    assert (apply / "_INCOMPLETE.json").exists() and not (apply / "_SUCCESS").exists()
+    for slide in slides[1:]:
+        assert (apply / slide / "k3_classes.npy").exists()
+
+
+def test_num_gpus_is_validated(checked: tuple[Path, dict[str, Any]]) -> None:
+    from mixture_ray.explain.tasks import task_gpus
+
+    out, _ = checked
+    base = {"out_dir": out / "elsewhere", "manifest": out / "cohort" / "manifest.csv"}
+    for bad in ("many", -1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="num_gpus"):
+            build_config(ExplainApplyConfig, {**base, "num_gpus": bad})
+    with pytest.raises(ConfigError, match="num_gpus"):
+        build_config(ExplainFitConfig, {**base, "num_gpus": 0, "device": "cuda"})
+    assert build_config(ExplainFitConfig, {**base, "num_gpus": 2}).num_gpus == 2.0
+    # a number is requested as given (an autoscaler starts a GPU node); auto follows the cluster
+    assert task_gpus(build_config(ExplainApplyConfig, {**base, "num_gpus": 0.5})) == 0.5
+    assert task_gpus(build_config(ExplainApplyConfig, {**base, "num_gpus": 1, "device": "cpu"})) == 0.0
+    import ray
+
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0  # type: ignore[no-untyped-call]
+    assert task_gpus(build_config(ExplainApplyConfig, base)) == (1.0 if has_gpu else 0.0)
