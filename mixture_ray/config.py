@@ -61,6 +61,8 @@ class RayTrainRun:
 
     workers: int = option("Ray Train workers (>1: DDP across workers)", 1)
     cpus_per_worker: float = option("CPUs each training worker reserves", 1.0)
+    torch_threads: int = option(
+        "torch threads per worker on CPU; 0 = the cores of the worker's node shared among its workers", 0)
     use_gpu: bool | None = option("train on GPUs; null = when the cluster has them", None)
     checkpoint_every: int = option("report a checkpoint every this many steps (and at the end)", 100)
     keep_checkpoints: int = option("checkpoints kept in the run folder", 2)
@@ -71,6 +73,8 @@ class RayTrainRun:
         """Positive counts; max_failures >= -1."""
         require_positive(self, "workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints")
         require_positive(self, "log_every")
+        if self.torch_threads < 0:
+            raise ConfigError(f"torch_threads: must be >= 0 (got {self.torch_threads})")
         if self.max_failures < -1:
             raise ConfigError(f"max_failures: must be >= -1 (got {self.max_failures})")
 

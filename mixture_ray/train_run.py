@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,3 +73,20 @@ def report_to_ray_train(metrics: dict[str, Any], state: Mapping[str, Any] | None
         save(state, Path(folder) / filename)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
+
+
+def worker_threads(run: RayTrainRun, local_workers: int) -> int:
+    """The torch threads of a CPU training worker: ``train.torch_threads``, or the node's cores shared.
+
+    Args:
+        run: the run settings (``torch_threads`` 0 = automatic).
+        local_workers: training workers on this node (``get_local_world_size()``).
+
+    Returns:
+        At least 1; by default the node's usable cores divided among its workers, so one worker
+        alone uses every core of its node rather than only the CPUs it reserves.
+    """
+    if run.torch_threads:
+        return run.torch_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, local_workers), int(run.cpus_per_worker))

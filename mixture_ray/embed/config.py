@@ -9,6 +9,7 @@ from typing import Literal
 from mixture_ray.config import ActorPool, TileInput, option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.models.backbone import check_arch
+from mixture_ray.models.presets import is_preset, require_weights
 
 EmbeddingColumn = Literal["features", "head"]
 
@@ -46,6 +47,8 @@ class EmbedConfig:
             raise ConfigError(f"torch_threads: must be >= 0 (got {self.torch_threads})")
         if not self.model:
             raise ConfigError("model: give a checkpoint path or 'random'")
+        if is_preset(self.arch):
+            require_weights(self.arch, self.model)  # refused here, not inside a Ray actor
 
 
 @dataclasses.dataclass(frozen=True)

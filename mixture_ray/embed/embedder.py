@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from mixture_ray.models.encoder import EncoderSpec
 
 KEY_COLUMNS = TILE_ID_COLUMNS
+#: Autocast dtype on a GPU per model precision (fp32: no autocast).
+GPU_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def preprocess(tiles: torch.Tensor, crop_fraction: float, encoder: Backbone | None = None) -> torch.Tensor:
@@ -37,7 +39,8 @@ def preprocess(tiles: torch.Tensor, crop_fraction: float, encoder: Backbone | No
 def embed_tensor(encoder: Backbone, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(L2-normalised head output, pooled features) of preprocessed images, as float32 on CPU."""
     cuda = images.device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    dtype = GPU_DTYPES.get(encoder.precision)  # the model card's precision (presets); bf16 otherwise
+    autocast = torch.autocast("cuda", dtype=dtype) if cuda and dtype else contextlib.nullcontext()
     with autocast:
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)

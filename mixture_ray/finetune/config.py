@@ -14,9 +14,12 @@ from mixture_ray.models.backbone import check_arch, require_resnet
 class FinetuneConfig:
     """`mixture-ray finetune`: ElEx backbone + a linear layer over the findings, all layers trained.
 
-    Labelled tiles (`mixture-ray integrate` output) are joined to their pixels, split into
-    train/validation by case (seeded), and trained with cross-entropy and Adam on Ray Train; the
-    best epoch by validation balanced accuracy is exported as out_dir/name/classifier.pt.
+    Labelled tiles (`mixture-ray integrate` output) are located in the tile store (small columns
+    only), split into train/validation by case (seeded), and streamed to the Ray Train workers as
+    a Ray Data dataset (pixels read and decoded by CPU tasks, shuffled each epoch; the balanced
+    sampler's draws are applied to the stream); trained with cross-entropy and Adam; the best
+    epoch by validation balanced accuracy (validation streamed by the rank-0 worker) is exported
+    as out_dir/name/classifier.pt.
     """
 
     labels: Path = option("integrate output folder (labels.parquet + _SUCCESS) or its labels.parquet")

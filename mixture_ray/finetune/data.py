@@ -1,4 +1,4 @@
-"""Labelled tiles for fine-tuning: read the integrate output, join pixels, split by case.
+"""Labelled tiles for fine-tuning: read the integrate output, locate their pixels, split by case.
 
 Labels join tile rows on (slide_id, x, y, magnification); magnification is compared as float
 with NaN == NaN (imported images have none), as a pandas merge does.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 KEY = list(TILE_KEY)
 LABEL_COLUMNS = [*TILE_ID_COLUMNS, "finding"]
-TILE_COLUMNS = [*TILE_KEY, "size_level0", "encoding", "image", "split"]
+TILE_COLUMNS = [*TILE_KEY, "encoding", "split"]
 
 
 def load_labels(path: Path) -> pd.DataFrame:
@@ -64,19 +64,32 @@ def class_order(labels: pd.DataFrame, findings: Sequence[str], source: Path) -> 
 def join_tiles(
     labels: pd.DataFrame, tiles: Path, magnification: float | None, splits: Sequence[str]
 ) -> pd.DataFrame:
-    """Labelled rows with their encoded pixels (and tile split); labels without a tile are an error."""
+    """Labelled rows with the tile file holding their pixels (``path``) and their tile split.
+
+    Only the small columns of the tile store are read (no pixels); labels without a stored tile
+    with pixels are an error.
+
+    Args:
+        labels: the labels table (:func:`load_labels`).
+        tiles: the tile store folder.
+        magnification: keep only labels at this magnification (None: all).
+        splits: keep only tiles whose tile-store split is one of these (empty: all).
+
+    Returns:
+        The labels with ``path`` and ``split`` columns, one row per labelled tile.
+    """
     frames = []
     for file in committed_files(tiles):
         table = pq.read_table(file, columns=TILE_COLUMNS).to_pandas()
-        frames.append(table[table["encoding"] != "none"])
+        frames.append(table[table["encoding"] != "none"].drop(columns="encoding").assign(path=str(file)))
     rows = pd.concat(frames, ignore_index=True)
     rows["magnification"] = rows["magnification"].astype(float)
     if magnification is not None:
         labels = labels[np.isclose(labels["magnification"], magnification)]
         if labels.empty:
             raise ConfigError(f"magnification: no labelled tiles at {magnification}")
-    joined = labels.merge(rows.drop(columns="encoding"), on=KEY, how="left")
-    absent = joined["image"].isna()
+    joined = labels.merge(rows, on=KEY, how="left")
+    absent = joined["path"].isna()
     if absent.any():
         first = joined[absent].iloc[0]
         raise ConfigError(

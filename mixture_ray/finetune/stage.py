@@ -1,4 +1,4 @@
-"""`mixture-ray finetune`: prepare labelled tiles, build the TorchTrainer, fit (or resume), export.
+"""`mixture-ray finetune`: locate labelled tiles, stream them to the TorchTrainer, fit (or resume), export.
 
 Run folder ``out_dir/name``: Ray Train checkpoints, ``classifier.pt`` (best epoch by validation
 balanced accuracy, weights only), ``metrics.json`` / ``metrics_per_class.csv`` /
@@ -11,11 +11,13 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import ray
 
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.finetune import data as ftdata
+from mixture_ray.finetune.stream import labelled_dataset
 from mixture_ray.finetune.train import TRAIN_FILE, train_loop
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.classifier import CLASSIFIER_FILE
@@ -57,26 +59,40 @@ class FinetuneReport(Report):
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-    """Decoded arrays of the train and validation tiles, and the case split."""
+    """The case split, the training tiles' class indices, and both parts as lazy tile datasets."""
 
     classes: tuple[str, ...]
     split: ftdata.CaseSplit
-    arrays: dict[str, Any]
+    train_targets: np.ndarray
+    n_val: int
+    train: ray.data.Dataset
+    val: ray.data.Dataset
 
 
 def prepare(cfg: FinetuneConfig) -> Prepared:
-    """Labels -> joined pixels -> case split -> uint8 arrays and class indices."""
+    """Labels -> the tile files holding them -> case split -> lazy datasets of decoded tiles.
+
+    Only labels and the tile store's small columns are read here; pixels are read and decoded
+    by Ray Data tasks as the workers consume them (training tiles shuffled each epoch).
+
+    Args:
+        cfg: the fine-tuning settings.
+
+    Returns:
+        The classes, the case split, the training targets and the train/validation datasets.
+    """
     labels = ftdata.load_labels(cfg.labels)
     classes = ftdata.class_order(labels, cfg.findings, cfg.labels)
     joined = ftdata.join_tiles(labels, cfg.tiles, cfg.magnification, cfg.splits)
     split = ftdata.split_by_case(joined, cfg.val_fraction, cfg.seed, cfg.labels)
-    arrays: dict[str, Any] = {}
+    parts = {}
     for part, cases in (("train", split.train), ("val", split.val)):
-        rows = joined[joined["case_id"].astype(str).isin(set(cases))]
-        arrays[f"{part}_x"] = ftdata.decode_images(rows["image"].tolist(), cfg.image_size)
-        arrays[f"{part}_y"] = ftdata.encode_targets(rows["finding"], classes)
-    ftdata.check_train_classes(arrays["train_y"], classes, cfg.labels)
-    return Prepared(tuple(classes), split, arrays)
+        rows = joined[joined["case_id"].astype(str).isin(set(cases))].reset_index(drop=True)
+        parts[part] = (rows, ftdata.encode_targets(rows["finding"], classes))
+    ftdata.check_train_classes(parts["train"][1], classes, cfg.labels)
+    train = labelled_dataset(*parts["train"], cfg.image_size, shuffle_seed=cfg.seed)
+    val = labelled_dataset(*parts["val"], cfg.image_size)
+    return Prepared(tuple(classes), split, parts["train"][1], len(parts["val"][1]), train, val)
 
 
 def _resolved(cfg: FinetuneConfig) -> FinetuneConfig:
@@ -101,8 +117,10 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
     write_json_atomic(run_dir / "split.json", {"train_cases": list(prep.split.train),
                                                "val_cases": list(prep.split.val),
                                                "classes": list(prep.classes)})
-    trainer = torch_trainer(train_loop, {"cfg": cfg, "classes": prep.classes, "data": ray.put(prep.arrays)},
-                            cfg.train, storage=cfg.out_dir, name=cfg.name)
+    loop_config = {"cfg": cfg, "classes": prep.classes, "targets": ray.put(prep.train_targets),
+                   "val": prep.val}
+    trainer = torch_trainer(train_loop, loop_config, cfg.train, storage=cfg.out_dir, name=cfg.name,
+                            datasets={"train": prep.train})
     result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")
@@ -125,6 +143,6 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
     return FinetuneReport(
         run_dir=run_dir, classifier=classifier, classes=prep.classes, step=int(state["step"]),
         start_step=int(metrics.get("start_step", 0)), best_epoch=int(state["best_epoch"]),
-        val_balanced_accuracy=float(state["best_score"]), n_train=len(prep.arrays["train_y"]),
-        n_val=len(prep.arrays["val_y"]), metrics=metrics,
+        val_balanced_accuracy=float(state["best_score"]), n_train=len(prep.train_targets),
+        n_val=prep.n_val, metrics=metrics,
     )

@@ -1,4 +1,4 @@
-"""The per-worker fine-tuning loop run by Ray Train: resume, sample, step, validate, checkpoint."""
+"""The per-worker fine-tuning loop run by Ray Train: resume, stream and sample, step, validate, checkpoint."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from torch.nn import functional as F  # noqa: N812 (the torch convention)
 
 from mixture_ray.faults import crash_once
 from mixture_ray.finetune.metrics import classification_metrics
-from mixture_ray.finetune.sampler import epoch_indices
+from mixture_ray.finetune.sampler import epoch_batches, epoch_counts
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import Backbone, upgrade_state_dict
 from mixture_ray.models.classifier import classifier_payload, from_elex, predict
-from mixture_ray.train_run import report_to_ray_train
+from mixture_ray.train_run import report_to_ray_train, worker_threads
 
 if TYPE_CHECKING:
     from mixture_ray.finetune.config import FinetuneConfig
@@ -51,20 +51,39 @@ def restore(net: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     return {k: state[k] for k in _fresh_progress()}
 
 
-def _validate(net: Backbone, data: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    pred = predict(net, data["val_x"], device=device)
-    return classification_metrics(data["val_y"], pred, net.classes).to_dict()
+def validate(net: Backbone, dataset: Any, device: torch.device, batch_size: int = 128) -> dict[str, Any]:
+    """Metrics of ``net`` on a streamed validation dataset (``image``, ``target`` batches).
+
+    Args:
+        net: the classifier (put in eval mode).
+        dataset: a Ray Data dataset of decoded validation tiles, iterated here batch by batch.
+        device: where the network runs.
+        batch_size: tiles per forward pass.
+
+    Returns:
+        :meth:`ClassificationMetrics.to_dict` of the predictions against the targets.
+    """
+    truth, pred = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        truth.append(np.asarray(batch["target"], np.int64))
+        pred.append(predict(net, batch["image"], batch_size=batch_size, device=device))
+    return classification_metrics(np.concatenate(truth), np.concatenate(pred), net.classes).to_dict()
 
 
 def train_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker entry point; config holds cfg, classes and an object ref to the arrays."""
+    """Ray Train worker entry point.
+
+    ``config`` holds cfg, classes, ``targets`` (an object ref to the training tiles' class
+    indices, in the ``row`` order of the streamed tiles) and ``val`` (the validation dataset,
+    streamed by rank 0 at each epoch end); the training tiles arrive through the ``train`` shard.
+    """
     cfg: FinetuneConfig = config["cfg"]
-    data: dict[str, Any] = ray.get(config["data"])
+    targets: np.ndarray = ray.get(config["targets"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     if device.type != "cuda":
-        torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+        torch.set_num_threads(worker_threads(cfg.train, ctx.get_local_world_size()))
     net = from_elex(cfg.model, config["classes"], arch=cfg.arch, seed=cfg.seed).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     progress = restore(net, opt)
@@ -73,21 +92,23 @@ def train_loop(config: dict[str, Any]) -> None:
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    train_x, train_y = data["train_x"], data["train_y"]
-    per_epoch = steps_per_epoch(len(train_y), cfg.batch_size, world)
+    shard = ray.train.get_dataset_shard("train")
+    per_epoch = steps_per_epoch(len(targets), cfg.batch_size, world)
     total = cfg.epochs * per_epoch
     spec = AugmentSpec(crop_fraction=1.0, rotation=cfg.rotation, flips=cfg.flips)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
+    rng = np.random.default_rng([cfg.seed, rank, start])
     loss_value = float("nan")
     while step < total:
         epoch, position = divmod(step, per_epoch)
-        order = epoch_indices(train_y, len(net.classes), balanced=cfg.balanced, seed=cfg.seed, epoch=epoch)
-        order = order[rank::world]
+        counts = epoch_counts(targets, len(net.classes), balanced=cfg.balanced, seed=cfg.seed, epoch=epoch)
         model.train()
-        for b in range(position, per_epoch):
-            idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-            tiles = torch.from_numpy(train_x[idx]).to(device)
-            target = torch.from_numpy(train_y[idx]).to(device)
+        stream = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy")
+        batches = epoch_batches(stream, counts, batch_size=cfg.batch_size, steps=per_epoch - position,
+                                rng=rng)
+        for b, (x, y) in enumerate(batches, start=position):
+            tiles = torch.from_numpy(x).to(device)
+            target = torch.from_numpy(y).to(device)
             loss = F.cross_entropy(model(random_view(to_float(tiles), spec, gen)), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch.Tensor.backward is unannotated
@@ -99,8 +120,8 @@ def train_loop(config: dict[str, Any]) -> None:
             epoch_end = b == per_epoch - 1
             metrics: dict[str, Any] = {"step": step, "epoch": epoch + 1, "loss": loss_value,
                                        "start_step": start, "world_size": world}
-            if epoch_end:
-                val = _validate(net, data, device)
+            if epoch_end and rank == 0:  # only rank 0 checkpoints, so only it validates
+                val = validate(net, config["val"], device)
                 score = float(val["balanced_accuracy"] or 0.0)
                 progress["history"].append({"epoch": epoch + 1, "step": step, "loss": loss_value,
                                             "val_balanced_accuracy": score})

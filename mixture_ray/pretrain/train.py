@@ -16,7 +16,7 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import upgrade_state_dict
 from mixture_ray.pretrain.moco import MoCo
-from mixture_ray.train_run import report_to_ray_train
+from mixture_ray.train_run import report_to_ray_train, worker_threads
 
 if TYPE_CHECKING:
     from mixture_ray.pretrain.config import PretrainConfig
@@ -63,7 +63,7 @@ def train_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     cuda = device.type == "cuda"
     if not cuda:
-        torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+        torch.set_num_threads(worker_threads(cfg.train, ctx.get_local_world_size()))
     model = build_moco(cfg, world).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)

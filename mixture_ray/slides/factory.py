@@ -1,4 +1,31 @@
-"""Pick and open a slide backend: ``open_slide(path, backend="auto")``."""
+"""Pick and open a slide backend: ``open_slide(path, backend="auto")``.
+
+What ``auto`` does per format. The container is read from the file's first bytes (TIFF magic,
+DICOM preamble), else from its extension. TIFF containers go to each available backend in turn
+(cuCIM where a GPU is present, tiffslide, OpenSlide), keeping the first that opens the file and
+decodes a probe region (:func:`probe_decode`); formats tiffslide and cuCIM cannot read go to
+OpenSlide alone. "Tested" means a test in tests/slides reads the format's pixels.
+
+=========================================  ==========================  =====================================
+format (what to pass)                      auto chooses                tested
+=========================================  ==========================  =====================================
+Aperio SVS (.svs), JPEG or JPEG 2000       tiffslide                   yes: two real SVS (shared data)
+generic tiled TIFF (.tif, .tiff)           tiffslide                   yes: synthetic JPEG pyramid
+Hamamatsu NDPI (.ndpi)                     tiffslide, else OpenSlide   fallback only (decode made to fail);
+                                           (tiles tiffslide cannot     no NDPI sample
+                                           decode, e.g. huge JPEGs)
+Leica SCN, Ventana BIF, Philips TIFF       tiffslide (probe fallback   no sample; routed as TIFF
+                                           to OpenSlide)
+Trestle / Ventana .tif                     tiffslide as generic TIFF   no sample
+DICOM WSI (series folder or any .dcm)      OpenSlide (>= 4.0)          yes: synthetic 2-level JPEG series
+3DHISTECH MIRAX (.mrxs or its data folder) OpenSlide                   routing and messages only; no sample
+Hamamatsu VMS/VMU, Sakura SVSlide, Zeiss   OpenSlide                   routing only; no sample
+CZI
+=========================================  ==========================  =====================================
+
+An explicit ``backend=tiffslide`` or ``cucim`` on a format only OpenSlide reads fails at once with
+a message that says so.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mixture_ray.errors import MissingExtraError, SlideError
+from mixture_ray.slides.formats import (
+    DICOM,
+    TIFF,
+    TIFF_FAMILY,
+    SlideFormat,
+    detect_format,
+    resolve_slide_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -13,7 +48,7 @@ if TYPE_CHECKING:
     from mixture_ray.slides.reader import SlideReader
 
 BACKENDS = ("openslide", "tiffslide", "cucim")
-#: A slide backend setting: one of BACKENDS, or ``auto`` (cuCIM with a GPU, else tiffslide).
+#: A slide backend setting: one of BACKENDS, or ``auto`` (see the module docstring's table).
 Backend = Literal["auto", "openslide", "tiffslide", "cucim"]
 
 
@@ -54,21 +89,14 @@ def available_backends() -> list[str]:
     return [*order, "tiffslide", "openslide"]
 
 
-def check_slide_file(path: Path) -> None:
-    """Raise SlideError for a path that cannot be a slide (missing, empty, a folder)."""
-    if not path.exists():
-        raise SlideError(str(path), "file not found; check the path in the manifest")
-    if path.is_dir():
-        raise SlideError(str(path), "is a folder, not a slide file")
-    if path.stat().st_size == 0:
-        raise SlideError(str(path), "file is empty (0 bytes); re-copy or re-export the slide")
-
-
 def probe_decode(reader: SlideReader) -> None:
     """Decode a small region at the origin of level 0 and of the coarsest level.
 
     A backend can open a file whose tiles it cannot decode (tiffslide on Hamamatsu NDPI: "Not a
     JPEG file"); ``auto`` then moves on to the next backend instead of failing every tile.
+
+    Args:
+        reader: the reader a backend just opened.
 
     Raises:
         SlideError: the backend cannot decode the slide's pixels.
@@ -84,10 +112,16 @@ def open_slide(
     """Open a whole-slide image with one backend, or with the first that can decode it.
 
     Args:
-        path: the slide file (SVS, generic tiled TIFF, NDPI, MRXS, ... as the backends read them).
-        backend: ``openslide``, ``tiffslide``, ``cucim``, or ``auto``: each available backend in
-            turn (cuCIM with a GPU, tiffslide, OpenSlide), keeping the first that opens the file
-            and decodes a probe region (:func:`probe_decode`).
+        path: the slide file (SVS, generic tiled TIFF, NDPI, SCN, BIF, Philips TIFF, MRXS, ...), a
+            folder holding one DICOM WSI series (or any ``.dcm`` file of that series), or a MIRAX
+            data folder beside its ``.mrxs`` file (see
+            :func:`~mixture_ray.slides.formats.resolve_slide_path`). The reader's ``path`` is the
+            file the backend opened.
+        backend: ``openslide``, ``tiffslide``, ``cucim``, or ``auto``: for TIFF containers each
+            available backend in turn (cuCIM with a GPU, tiffslide, OpenSlide), keeping the first
+            that opens the file and decodes a probe region (:func:`probe_decode`); formats only
+            OpenSlide reads (DICOM, MIRAX, VMS/VMU, SVSlide, CZI) go to OpenSlide. The module
+            docstring has the table.
         tile_cache_bytes: bound of the decoded-tile cache of backends that keep one (tiffslide).
         to_srgb: convert every read region from the slide's embedded ICC profile to sRGB (Little
             CMS via Pillow ImageCms); a slide without a profile is read as it is. The profile
@@ -97,20 +131,32 @@ def open_slide(
         An open reader; close it when done.
 
     Raises:
-        SlideError: no backend can read the file; the message gives each backend's reason.
+        SlideError: no backend can read the file (the message gives each backend's reason), or
+            the chosen backend cannot read this format.
 
     Example:
         >>> with contextlib.closing(open_slide("slide.svs")) as reader:
         ...     region = reader.read_region((0, 0), 0, (256, 256))
     """
-    path = Path(path)
     if backend != "auto" and backend not in _OPENERS:
         raise ValueError(f"unknown slide backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
-    check_slide_file(path)
+    path = resolve_slide_path(Path(path))
+    fmt = detect_format(path)
     if backend != "auto":
-        return _colour_managed(_OPENERS[backend](path, tile_cache_bytes), to_srgb)
+        if fmt.openslide_only and backend != "openslide":
+            raise SlideError(
+                str(path),
+                f"{backend} cannot read {fmt.label} slides (it reads TIFF containers only: "
+                f"{TIFF_FAMILY}); use backend=openslide or auto",
+            )
+        try:
+            return _colour_managed(_OPENERS[backend](path, tile_cache_bytes), to_srgb)
+        except SlideError as exc:
+            if fmt is TIFF:  # the backend's own reason says it (a codec, a broken file)
+                raise
+            raise SlideError(str(path), exc.reason + _format_hint(fmt)) from exc
     reasons = []
-    for name in available_backends():
+    for name in ["openslide"] if fmt.openslide_only else available_backends():
         try:
             reader = _OPENERS[name](path, tile_cache_bytes)
         except SlideError as exc:
@@ -123,22 +169,30 @@ def open_slide(
             reasons.append(f"{name}: opens the file but cannot decode it: {exc.reason}")
             continue
         return _colour_managed(reader, to_srgb)
-    hint = ""
-    if _looks_like_tiff(path):
-        hint = (
+    raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")" + _format_hint(fmt))
+
+
+def _format_hint(fmt: SlideFormat) -> str:
+    """What to check when no backend read a file of format ``fmt`` (empty when nothing to add)."""
+    if fmt is TIFF:
+        return (
             "; the file starts like a TIFF but its structure is broken: "
             "a truncated or corrupt copy? re-copy it"
         )
-    raise SlideError(str(path), "not a readable slide (" + "; ".join(reasons) + ")" + hint)
+    if fmt is DICOM:
+        import openslide
+
+        version = str(openslide.__library_version__)
+        if int(version.split(".")[0]) < 4:
+            return f"; DICOM WSI needs OpenSlide >= 4.0 (openslide-bin >= 4.0), this is {version}"
+        return (
+            "; OpenSlide reads DICOM VL Whole Slide Microscopy Image series: is this another kind of "
+            "DICOM, or are files of the series missing from its folder?"
+        )
+    return ""
 
 
 def _colour_managed(reader: SlideReader, to_srgb: bool) -> SlideReader:
     if to_srgb:
         reader.set_to_srgb(True)
     return reader
-
-
-def _looks_like_tiff(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

@@ -90,4 +90,5 @@ def test_stage_under_ray_address_picks_the_distributed_engine(cluster: tuple[str
     success = json.loads((tmp_path / "clu" / "_SUCCESS").read_text())
     assert success["engine"] == "distributed" and success["clusterings"] == 2
     assert set(success["nodes"]) == {cpu_node, gpu_node}
-    assert set(report.metrics.nodes) == {2}
+    # Placement is spread, not pinned: every clustering ran somewhere, both nodes were used overall.
+    assert set(report.metrics.nodes) <= {1, 2} and len(report.metrics) == 2

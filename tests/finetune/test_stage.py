@@ -21,7 +21,7 @@ from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.finetune import data as ftdata
 from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.finetune.metrics import classification_metrics
-from mixture_ray.finetune.sampler import epoch_indices
+from mixture_ray.finetune.sampler import epoch_batches, epoch_counts, epoch_indices
 from mixture_ray.models.classifier import CLASSIFIER_FORMAT, load_classifier, predict
 from mixture_ray.store.folder import SUCCESS, committed_files, write_json_atomic
 from mixture_ray.store.schemas import TILE_ID_COLUMNS
@@ -114,6 +114,40 @@ def test_balanced_sampler_evens_out_classes() -> None:
     assert sorted(plain.tolist()) == list(range(1000))
 
 
+def _stream(rows: np.ndarray, targets: np.ndarray, chunk: int) -> list[dict[str, np.ndarray]]:
+    """Shard-like batches whose pixel value names the tile (row) they come from."""
+    image = (rows[:, None, None, None] * np.ones((1, 2, 2, 3), np.int64)).astype(np.uint8)
+    parts = [slice(i, i + chunk) for i in range(0, len(rows), chunk)]
+    return [{"image": image[p], "target": targets[rows[p]], "row": rows[p]} for p in parts]
+
+
+def test_streamed_epoch_draws_the_sampler_multiset_in_exactly_the_steps() -> None:
+    """A worker's streamed epoch trains on the same tiles as the random-access sampler drew (when
+    its share is the whole epoch), in exactly ``steps`` batches whatever the stream's length."""
+    targets = np.array([0] * 150 + [1] * 40 + [2] * 10)
+    counts = epoch_counts(targets, 3, balanced=True, seed=4, epoch=1)
+    assert np.array_equal(counts, np.bincount(epoch_indices(targets, 3, balanced=True, seed=4, epoch=1),
+                                              minlength=200))
+    order = np.random.default_rng(0).permutation(200)
+    out = list(epoch_batches(_stream(order, targets, 16), counts, batch_size=8, steps=25,
+                             rng=np.random.default_rng(1)))
+    assert len(out) == 25 and all(x.shape == (8, 2, 2, 3) and y.shape == (8,) for x, y in out)
+    drawn = np.concatenate([x[:, 0, 0, 0] for x, _ in out]).astype(np.int64)
+    assert np.array_equal(np.bincount(drawn, minlength=200), counts)  # the sampler's exact multiset
+    assert np.array_equal(np.concatenate([y for _, y in out]), targets[drawn])
+    share = np.bincount(targets[drawn], minlength=3) / len(drawn)
+    np.testing.assert_allclose(share, 1 / 3, atol=0.08)  # balanced, as before
+    # a short share (half the tiles) still gives every step, from tiles it saw; an empty one fails
+    half = list(epoch_batches(_stream(order[:100], targets, 16), counts, batch_size=8, steps=25,
+                              rng=np.random.default_rng(1)))
+    seen = {int(v) for x, _ in half for v in x[:, 0, 0, 0]}
+    assert len(half) == 25 and seen <= {int(v) for v in order[:100]}
+    unbalanced = epoch_counts(targets, 3, balanced=False, seed=4, epoch=0)
+    assert np.array_equal(unbalanced, np.ones(200, np.int64))
+    with pytest.raises(RuntimeError, match="no tiles"):
+        list(epoch_batches([], unbalanced, batch_size=8, steps=2, rng=np.random.default_rng(0)))
+
+
 def test_config_errors_name_the_key() -> None:
     base = {"labels": "l", "tiles": "t", "out_dir": "o", "model": "random"}
     with pytest.raises(ConfigError, match="val_fraction"):
@@ -195,6 +229,38 @@ def test_bad_labels_give_errors_naming_file_and_key(labelled: tuple[Path, Path],
         ]
     )
     assert code == EXIT_BAD_INPUT
+
+
+def test_prepare_holds_no_pixels_and_streams_the_labelled_tiles(
+    labelled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The driver keeps keys and targets only; the lazy datasets decode exactly the labelled tiles."""
+    import dataclasses
+
+    from mixture_ray.finetune.stage import prepare
+    from mixture_ray.store.codec import decode_tile
+
+    labels, tiles = labelled
+    prep = prepare(ft_cfg(labels, tiles, tmp_path))
+    held = {f.name: getattr(prep, f.name) for f in dataclasses.fields(prep)}
+    assert not [k for k, v in held.items() if isinstance(v, np.ndarray) and v.dtype == np.uint8]
+    frame = pq.read_table(labels / "labels.parquet").to_pandas()
+    assert len(prep.train_targets) + prep.n_val == len(frame)
+    val_rows = frame[frame.case_id.isin(prep.split.val)].reset_index(drop=True)
+    streamed = prep.val.take_all()
+    assert sorted(int(r["row"]) for r in streamed) == list(range(len(val_rows))) == list(range(prep.n_val))
+    stored = pq.read_table(committed_files(tiles), columns=["slide_id", "x", "y", "magnification", "image"])
+    columns = [stored[c].to_pylist() for c in stored.column_names]
+    by_key = {(s, x, y, float(m)): b for s, x, y, m, b in zip(*columns, strict=True)}
+    for r in streamed:
+        key = val_rows.iloc[int(r["row"])]
+        pixels = decode_tile(by_key[(key.slide_id, key.x, key.y, float(key.magnification))])
+        assert np.array_equal(r["image"], pixels)
+        assert prep.classes[int(r["target"])] == key.finding
+    train = prep.train.take_all()
+    assert len(train) == len(prep.train_targets)
+    in_order = sorted(train, key=lambda r: int(r["row"]))
+    assert [int(r["target"]) for r in in_order] == prep.train_targets.tolist()
 
 
 @pytest.mark.slow
