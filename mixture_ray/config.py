@@ -112,6 +112,8 @@ def check_gpus(key: str, value: str) -> None:
 PixelSource = Literal["auto", "store", "slides"]
 #: Where tile JPEGs are decoded (``input.decode``).
 DecodePlace = Literal["cpu", "model"]
+#: Stain normalisation of tiles read for a model (``input.stain``).
+StainNormalisation = Literal["none", "macenko"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +135,19 @@ class TileInput:
     backend: str = option("slide reader when pixels come from the slides: auto, openslide, tiffslide, cucim",
                           "auto")
     tile_cache_mb: int = option("decoded native-tile cache per open slide and level, in MiB", 64)
+    stain: StainNormalisation = option(
+        "stain normalisation of each tile before the model: none, or macenko (H&E vectors and "
+        "concentrations mapped to stain_reference; rescues faded slides)", "none")
+    stain_reference: Path | None = option(
+        "an RGB image (PNG/JPEG/TIFF) whose stains are the target; null = Macenko's reference", None)
 
     def validate(self) -> None:
-        """Positive CPUs, readers and cache."""
+        """Positive CPUs, readers and cache; stain normalisation happens in the CPU stages."""
         require_positive(self, "cpus", "readers", "tile_cache_mb")
+        if self.stain != "none" and self.decode == "model":
+            raise ConfigError("input.stain: normalisation runs in the CPU stages; set input.decode=cpu")
+        if self.stain_reference is not None and not Path(self.stain_reference).is_file():
+            raise ConfigError(f"input.stain_reference: {self.stain_reference} is not a file")
 
 
 # ---------------------------------------------------------------- loading and coercion

@@ -19,8 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
+from PIL import Image
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.model_input.stain import REFERENCE, StainEstimate, estimate_stains, normalise_stain
 from mixture_ray.slides.open_cache import OpenSlides
 from mixture_ray.store.codec import decode_tile, resize_square
 
@@ -60,15 +62,33 @@ def stack_tiles(tiles: list[np.ndarray | None], size: int) -> np.ndarray:
     return out
 
 
-def decode_rows(batch: pa.Table, *, keys: Sequence[str], size: int) -> dict[str, np.ndarray]:
-    """``map_batches`` body: stored tile bytes -> ``pixels`` uint8 and ``error`` per row, with the keys."""
+def stain_target(source: TileInput) -> StainEstimate | None:
+    """The stains tiles are normalised to (``input.stain``), or None when they are not."""
+    if source.stain == "none":
+        return None
+    if source.stain_reference is None:
+        return REFERENCE
+    with Image.open(source.stain_reference) as image:
+        return estimate_stains(np.asarray(image.convert("RGB")))
+
+
+def _normalised(tile: np.ndarray, stain: StainEstimate | None) -> np.ndarray:
+    return tile if stain is None else normalise_stain(tile, stain)
+
+
+def decode_rows(batch: pa.Table, *, keys: Sequence[str], size: int,
+                stain: StainEstimate | None = None) -> dict[str, np.ndarray]:
+    """``map_batches`` body: stored tile bytes -> ``pixels`` uint8 and ``error`` per row, with the keys.
+
+    With ``stain``, each tile's H&E stains are normalised to it (Macenko) after decoding.
+    """
     tiles: list[np.ndarray | None] = []
     errors: list[str | None] = []
     for i, data in enumerate(batch["image"].to_pylist()):
         try:
             if data is None:
                 raise ValueError("tile has no pixels (tiled with encoding=none; use input.pixels=slides)")
-            tiles.append(decode_tile(bytes(data)))
+            tiles.append(_normalised(decode_tile(bytes(data)), stain))
             errors.append(None)
         except Exception as exc:
             tiles.append(None)
@@ -87,8 +107,9 @@ class SlidePixelReader:
         tile_cache_mb: decoded native-tile cache per open slide and level.
     """
 
-    def __init__(self, *, keys: Sequence[str], size: int, backend: str, tile_cache_mb: int) -> None:
-        self.keys, self.size = tuple(keys), size
+    def __init__(self, *, keys: Sequence[str], size: int, backend: str, tile_cache_mb: int,
+                 stain: StainEstimate | None = None) -> None:
+        self.keys, self.size, self.stain = tuple(keys), size, stain
         self.slides = OpenSlides(backend, tile_cache_bytes=tile_cache_mb << 20)
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
@@ -99,8 +120,9 @@ class SlidePixelReader:
             try:
                 read_size = self.slides.level_read_size(row["source"], level=row["level"],
                                                         size_level0=row["size_level0"])
-                tiles.append(self.slides.read_tile(row["source"], level=row["level"], x=row["x"], y=row["y"],
-                                                   read_size=read_size, tile_size=row["tile_size"]))
+                tile = self.slides.read_tile(row["source"], level=row["level"], x=row["x"], y=row["y"],
+                                             read_size=read_size, tile_size=row["tile_size"])
+                tiles.append(_normalised(tile, self.stain))
                 errors.append(None)
             except Exception as exc:
                 tiles.append(None)
@@ -141,12 +163,12 @@ def model_input(plan: TilePlan, rule: RowFilter, source: TileInput, *, keys: Seq
         return rows.map_batches(
             SlidePixelReader,
             fn_constructor_kwargs={"keys": tuple(keys), "size": size, "backend": source.backend,
-                                   "tile_cache_mb": source.tile_cache_mb},
+                                   "tile_cache_mb": source.tile_cache_mb, "stain": stain_target(source)},
             batch_size=batch_size, batch_format="pyarrow", num_cpus=source.cpus,
             compute=ray.data.ActorPoolStrategy(size=source.readers))
     if source.decode == "model":
         return rows
-    decode = functools.partial(decode_rows, keys=tuple(keys), size=size)
+    decode = functools.partial(decode_rows, keys=tuple(keys), size=size, stain=stain_target(source))
     return rows.map_batches(decode, batch_size=batch_size, batch_format="pyarrow", num_cpus=source.cpus)
 
 

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from mixture_ray.model_input.stain import estimate_stains
 from mixture_ray.qc.audit import audit_resolution, tiff_pixel_size
 from mixture_ray.qc.blur import laplacian_variance, sample_tiles
 from mixture_ray.qc.decide import FAIL, decide
 from mixture_ray.qc.draw import boxes_mask, qc_thumbnail
 from mixture_ray.qc.masks import dilate, fold_mask, pen_mask, tissue_mask
 from mixture_ray.qc.modality import classify_modality
-from mixture_ray.qc.stain import estimate_stains
 from mixture_ray.slides.colour import profile_description
 from mixture_ray.store.qc_table import slide_file
 

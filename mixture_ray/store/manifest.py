@@ -10,7 +10,7 @@ from mixture_ray.errors import ManifestError
 from mixture_ray.paths import absolute_path
 
 SLIDE_SUFFIXES = frozenset(
-    {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide"}
+    {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide", ".czi", ".dcm"}
 )
 REQUIRED = ("slide_id", "case_id", "path")
 
@@ -36,8 +36,18 @@ def read_manifest(source: Path) -> pd.DataFrame:
     return validate_manifest(frame, source)
 
 
+def _is_dicom_series(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() == ".dcm" for p in folder.iterdir())
+
+
 def _from_folder(folder: Path) -> pd.DataFrame:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
+    """Slide files of a folder, and its sub-folders holding one DICOM WSI series each (``*.dcm``)."""
+    if _is_dicom_series(folder) and not any(p.is_dir() for p in folder.iterdir()):
+        series = [folder]  # the folder itself is one DICOM series
+    else:
+        series = [p for p in folder.iterdir() if _is_dicom_series(p)]
+    files = sorted([*(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES
+                      and p.suffix.lower() != ".dcm"), *series])
     if not files:
         raise ManifestError(f"folder {folder}: no slide files ({', '.join(sorted(SLIDE_SUFFIXES))}) found")
     frame = pd.DataFrame(

@@ -9,9 +9,9 @@ import pytest
 
 from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
+from mixture_ray.model_input.stain import REFERENCE, estimate_stains, normalise_stain
 from mixture_ray.qc.audit import audit_resolution
 from mixture_ray.qc.config import QcConfig
-from mixture_ray.qc.stain import REFERENCE, estimate_stains, normalise_stain
 from mixture_ray.synth.textures import render_texture
 from tests.qc import helpers
 
@@ -80,3 +80,34 @@ def test_config_checks(tmp_path: Path) -> None:
         build_config(QcConfig, {**base, "mpp_range": [2.0, 1.0]})
     with pytest.raises(ConfigError, match="blur_fraction"):
         build_config(QcConfig, {**base, "blur_fraction": 1.5})
+
+
+def test_reading_path_normalises_a_faded_tile_toward_the_original(tile: np.ndarray, tmp_path: Path) -> None:
+    """``input.stain=macenko``: decoded tiles of a faded copy come out close to the original's stains."""
+    import pyarrow as pa
+    from PIL import Image
+
+    from mixture_ray.config import TileInput
+    from mixture_ray.model_input.dataset import decode_rows, stain_target
+    from mixture_ray.store.codec import encode_tile
+
+    tile = np.ascontiguousarray(np.concatenate([tile, tile[:, ::-1]], axis=0))  # 256 x 256, both textures
+    faded = helpers.faded(tile, 0.5)
+    reference = tmp_path / "reference.png"
+    Image.fromarray(tile).save(reference)
+    batch = pa.table({"slide_id": ["s", "s"], "x": [0, 1], "y": [0, 0],
+                      "image": [encode_tile(tile, "png"), encode_tile(faded, "png")]})
+    plain = decode_rows(batch, keys=("slide_id",), size=0)
+    source = build_config(TileInput, {"stain": "macenko", "stain_reference": reference})
+    normalised = decode_rows(batch, keys=("slide_id",), size=0, stain=stain_target(source))
+    assert (plain["pixels"][1] == faded).all() and list(normalised["error"]) == ["", ""]
+
+    def error(a: np.ndarray) -> float:
+        return float(np.abs(a.astype(np.float32) - tile.astype(np.float32)).mean())
+
+    before, after = error(plain["pixels"][1]), error(normalised["pixels"][1])
+    assert after < 0.6 * before, (before, after)  # the faded tile moved most of the way back
+    with pytest.raises(ConfigError, match=r"input\.decode=cpu"):
+        build_config(TileInput, {"stain": "macenko", "decode": "model"})
+    with pytest.raises(ConfigError, match="stain_reference"):
+        build_config(TileInput, {"stain": "macenko", "stain_reference": tmp_path / "missing.png"})

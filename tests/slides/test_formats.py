@@ -168,3 +168,23 @@ def test_auto_falls_back_when_tiffslide_opens_but_cannot_decode(
     assert reader.backend == "openslide"
     assert_known_colours(reader)
     reader.close()
+
+
+def test_a_folder_manifest_lists_dicom_series_folders_beside_slide_files(
+    dicom_series: list[Path], tiled_tiff: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from mixture_ray.store.manifest import read_manifest
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(dicom_series[0].parent, cohort / "dicom_slide")
+    shutil.copy(tiled_tiff, cohort / "tiff_slide.tif")
+    manifest = read_manifest(cohort)
+    assert sorted(manifest.slide_id) == ["dicom_slide", "tiff_slide"]
+    by_id = dict(zip(manifest.slide_id, manifest.path, strict=True))
+    assert Path(by_id["dicom_slide"]).is_dir()  # the series folder, opened by OpenSlide
+    reader = open_slide(by_id["dicom_slide"], "auto")
+    assert reader.backend == "openslide"
+    reader.close()
+    assert len(read_manifest(cohort / "dicom_slide")) == 1  # a series folder given directly
