@@ -6,17 +6,24 @@ Cohort tiles (their embeddings) are assigned to the saved centroids of ``mixture
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
 
-from mixture_ray.cases.frequencies import case_counts, combine, frequencies
+from mixture_ray.cases.frequencies import combine, frequencies
 from mixture_ray.errors import ConfigError
+from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
-from mixture_ray.store.embeddings import load_embeddings
+from mixture_ray.store.embeddings import fixed_list_to_matrix
+from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import magnification_label
 
 if TYPE_CHECKING:
@@ -57,22 +64,88 @@ def clustered_feature(clusters: Path) -> str:
     return features[0]
 
 
+#: A nearest-centroid model per (magnification, k): centroids and the scaler they were fitted with.
+Models = dict[tuple[float, int], tuple[np.ndarray, dict[str, object]]]
+COUNT_SCHEMA = pa.schema([("magnification", pa.float64()), ("k", pa.int64()), ("case_id", pa.string()),
+                          ("cluster", pa.int64()), ("count", pa.int64())])
+
+
+def count_file(batch: dict[str, np.ndarray], *, feature: str, models: Models) -> pa.Table:
+    """``map_batches`` body: per-case nearest-centroid counts of one embedding file, for every k.
+
+    Only the counts leave the task (magnification, k, case_id, cluster, count); the embeddings
+    stay where they are read.
+    """
+    (path,) = batch["path"]
+    table = pq.read_table(str(path), columns=["case_id", "magnification", feature])
+    parts: list[pd.DataFrame] = []
+    for mag in set(table["magnification"].to_pylist()):
+        if mag is None:
+            raise ConfigError(f"embeddings: {path} has tiles of unknown magnification")
+        part = table.filter(pc.equal(table["magnification"], mag))
+        x = fixed_list_to_matrix(part[feature])
+        cases = np.asarray(part["case_id"].to_pylist(), dtype=object)
+        for (model_mag, k), (centroids, scaler) in models.items():
+            if model_mag != float(mag):
+                continue
+            labels = assign(x, centroids, scaler)
+            frame = pd.DataFrame({"case_id": cases, "cluster": labels})
+            counts = frame.groupby(["case_id", "cluster"]).size().rename("count").reset_index()
+            parts.append(counts.assign(magnification=float(mag), k=k))
+    columns = [f.name for f in COUNT_SCHEMA]
+    frame = pd.concat(parts)[columns] if parts else pd.DataFrame(columns=columns)
+    return pa.Table.from_pandas(frame.astype({"cluster": "int64", "count": "int64", "k": "int64"}),
+                                schema=COUNT_SCHEMA, preserve_index=False)
+
+
+def stored_magnifications(files: Sequence[Path]) -> set[float]:
+    """Magnifications present in embedding files (one small column read); unknown ones refused."""
+    found: set[float] = set()
+    for file in files:
+        for mag in set(pq.read_table(str(file), columns=["magnification"])["magnification"].to_pylist()):
+            if mag is None:
+                raise ConfigError(f"embeddings: {file} has tiles of unknown magnification")
+            found.add(float(mag))
+    return found
+
+
 def baseline_tables(embeddings: Sequence[Path], clusters: Path, ks: Sequence[int]) -> dict[int, pd.DataFrame]:
-    """Per-case cluster frequencies for each k (magnifications side by side)."""
+    """Per-case cluster frequencies for each k (magnifications side by side).
+
+    The nearest-centroid pass runs as a Ray Data map over the embedding files: each task reads one
+    file and returns only per-case counts, so the driver never holds the embeddings.
+
+    Args:
+        embeddings: complete embedding stores (one per magnification, or several magnifications).
+        clusters: the folder written by ``mixture-ray cluster`` (centroids per magnification and k).
+        ks: the k of each baseline table.
+
+    Returns:
+        k -> per-case frequencies, columns ``<mag>x/c<cluster>``.
+    """
     feature = clustered_feature(clusters)
-    per_mag = {}
-    for store in embeddings:
-        for mag, (keys, x) in load_embeddings(store, feature).items():
-            if np.isnan(mag):
-                raise ConfigError(f"embeddings: {store} has tiles of unknown magnification")
-            per_mag[mag] = (keys, x)
+    files = [f for store in embeddings for f in committed_files(store)]
+    mags = sorted(stored_magnifications(files))
+    models: Models = {(mag, k): load_centroids(clusters, mag, k) for mag in mags for k in ks}
+    ensure_ray()
+    paths = ray.data.from_items([{"path": str(f)} for f in files], override_num_blocks=max(1, len(files)))
+    count = functools.partial(count_file, feature=feature, models=models)
+    counted = paths.map_batches(count, batch_size=1, batch_format="numpy")
+    counts = pd.concat([cast("pa.Table", b).to_pandas() for b in
+                        counted.iter_batches(batch_size=None, batch_format="pyarrow")] or [pd.DataFrame()])
     out: dict[int, pd.DataFrame] = {}
     for k in ks:
         tables = []
-        for mag, (keys, x) in sorted(per_mag.items()):
-            centroids, scaler = load_centroids(clusters, mag, k)
-            labels = pd.Series(assign(x, centroids, scaler)).map(lambda c: f"c{c}")
+        for mag in mags:
+            centroids = models[(mag, k)][0]
             names = [f"c{c}" for c in range(len(centroids))]
-            tables.append(case_counts(keys, labels, names, magnification_label(mag)))
+            part = counts[(counts["k"] == k) & (counts["magnification"] == mag)] if len(counts) else counts
+            wide = part.pivot_table(index="case_id", columns="cluster", values="count", aggfunc="sum",
+                                    fill_value=0) if len(part) else pd.DataFrame()
+            wide = wide.reindex(columns=range(len(centroids)), fill_value=0)
+            wide.columns = [f"{magnification_label(mag)}/{c}" for c in names]
+            wide.index = wide.index.astype(str)
+            wide.index.name = "case_id"
+            tables.append(wide.astype(np.int64))
         out[k], _ = frequencies(combine(tables))
     return out
