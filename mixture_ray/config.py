@@ -79,6 +79,10 @@ class RayTrainRun:
             raise ConfigError(f"max_failures: must be >= -1 (got {self.max_failures})")
 
 
+#: GPUs requested per actor or task: ``auto`` or a number (YAML ``1`` or CLI ``"1"``).
+GpuRequest = Literal["auto"] | float
+
+
 @dataclasses.dataclass(frozen=True)
 class ActorPool:
     """Ray Data actor-pool settings shared by tile, embed and classify (``pool.<key>``)."""
@@ -86,7 +90,7 @@ class ActorPool:
     workers: int = option("actors (each keeps its model or its open slides)", 1)
     actor_cpus: float = option("CPUs each actor reserves in Ray's scheduler", 1.0)
     batch_size: int = option("tiles per batch handed to an actor", 64)
-    gpus: str = option(
+    gpus: GpuRequest = option(
         "GPUs each model actor requests: a number (requested even when no GPU node is up yet, so an "
         "autoscaling cluster starts one), or auto = 1 when the cluster has a GPU, else 0", "auto")
 
@@ -96,7 +100,7 @@ class ActorPool:
         check_gpus("pool.gpus", self.gpus)
 
 
-def check_gpus(key: str, value: str) -> None:
+def check_gpus(key: str, value: str | float) -> None:
     """A GPU request is ``auto`` or a number >= 0; a clear error names ``key`` otherwise."""
     if value == "auto":
         return

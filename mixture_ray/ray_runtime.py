@@ -88,7 +88,7 @@ def cluster_resources() -> dict[str, float]:
     return resources
 
 
-def gpus_per_actor(setting: str) -> float:
+def gpus_per_actor(setting: str | float) -> float:
     """The GPUs a model actor requests for a ``pool.gpus`` setting.
 
     Args:

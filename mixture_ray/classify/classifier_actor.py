@@ -10,8 +10,7 @@ import pyarrow as pa
 import torch
 
 from mixture_ray.faults import crash_once
-from mixture_ray.models.augment import normalise, to_float
-from mixture_ray.models.classifier import load_classifier
+from mixture_ray.models.classifier import load_classifier, prepare_tiles
 from mixture_ray.models.jpeg_decode import ready_tiles
 from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS, prediction_schema
 
@@ -24,12 +23,26 @@ if TYPE_CHECKING:
 KEY_COLUMNS = PREDICTION_ID_COLUMNS
 
 
+#: Autocast dtype on a GPU per model precision (fp32: no autocast).
+GPU_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @torch.inference_mode()
 def class_probabilities(net: Backbone, tiles: torch.Tensor) -> torch.Tensor:
-    """Softmax class probabilities (float32, CPU) of uint8 tiles (B, H, W, 3) on the net's device."""
+    """Softmax class probabilities of uint8 tiles at the network's own input size and normalisation.
+
+    Args:
+        net: the classifier (eval mode); its ``input_size``, ``mean``, ``std`` and GPU ``precision``
+            are used (:func:`mixture_ray.models.classifier.prepare_tiles`).
+        tiles: uint8 (B, H, W, 3) on the net's device.
+
+    Returns:
+        float32 (B, n_classes) on the CPU.
+    """
     cuda = tiles.device.type == "cuda"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-    images = normalise(to_float(tiles))
+    dtype = GPU_DTYPES.get(net.precision)
+    autocast = torch.autocast("cuda", dtype=dtype) if cuda and dtype else contextlib.nullcontext()
+    images = prepare_tiles(net, tiles)
     with autocast:
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)

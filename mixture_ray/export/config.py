@@ -18,7 +18,8 @@ class ExportConfig:
     """`mixture-ray export`: QuPath GeoJSON, AnnData .h5ad and TRIDENT/CLAM .h5 from a run's stores.
 
     qupath: one GeoJSON per slide, a ``tile`` object per tile classified by its finding (or
-    cluster), with probabilities, confidence and cluster ids as measurements. anndata: one .h5ad of
+    cluster), with probabilities, confidence and cluster ids as measurements, and with ``explain``
+    the mean NMF class weight over the tile (``nmf_k<K>_class<j>``). anndata: one .h5ad of
     the embeddings with tile identity, clusters and findings in ``obs`` and level-0 coordinates in
     ``obsm["spatial"]``. h5: per slide and magnification, coordinates (and features) in TRIDENT's
     layout, with CLAM's legacy attributes. heatmaps: per slide and finding, a pyramidal OME-TIFF of
@@ -33,7 +34,9 @@ class ExportConfig:
     clusters: Path | None = option("clusterings folder of `cluster` (every mag-*/k-* in it)", None)
     embeddings: Path | None = option("embedding store of `embed` (anndata X; h5 features)", None)
     tiles: Path | None = option("tile store of `tile` (h5 coordinates; slide files for geometry)", None)
-    explain: Path | None = option("explain folder holding a complete apply/ (NMF class heatmaps)", None)
+    explain: Path | None = option(
+        "explain folder holding a complete apply/ (NMF class heatmaps; NMF class weights per qupath tile)",
+        None)
     embedding: EmbeddingColumn = option("embedding column exported: features (pooled) or head", "features")
     qupath_k: int = option("k whose cluster classifies tiles when there are no predictions; 0 = smallest",
                            0)

@@ -12,6 +12,7 @@ import pandas as pd
 from mixture_ray.export.anndata_file import write_h5ad
 from mixture_ray.export.h5_coords import coords_attributes, trident_folder, write_coords
 from mixture_ray.export.heatmaps import heatmap_grid, write_heatmap
+from mixture_ray.export.nmf_tiles import AppliedNmf
 from mixture_ray.export.qupath import slide_features, write_feature_collection
 from mixture_ray.export.tables import cluster_column, cluster_table, label, tile_geometry
 from mixture_ray.palette import finding_colours
@@ -41,7 +42,19 @@ def _prediction_rows(store: Path) -> tuple[pd.DataFrame, tuple[str, ...], dict[s
 
 
 def export_qupath(cfg: ExportConfig, clusters: pd.DataFrame | None) -> tuple[list[str], list[Failure]]:
-    """One GeoJSON per slide (and magnification) under ``out_dir/qupath``."""
+    """One GeoJSON per slide (and magnification) under ``out_dir/qupath``.
+
+    Measurements: ``probability <finding>`` and ``confidence`` (predictions), ``cluster k=<k>`` per
+    clustering (clusters), and ``nmf_k<K>_class<j>``, the mean NMF class weight over the tile's
+    footprint (explain; :mod:`mixture_ray.export.nmf_tiles`).
+
+    Args:
+        cfg: the export settings (predictions, or clusters with tiles; optionally explain).
+        clusters: the cluster ids of every tile (:func:`cluster_table`), or None.
+
+    Returns:
+        The report line and no failures.
+    """
     if cfg.predictions is not None:
         rows, classes, measurements = _prediction_rows(cfg.predictions)
         class_column = "finding"
@@ -65,17 +78,23 @@ def export_qupath(cfg: ExportConfig, clusters: pd.DataFrame | None) -> tuple[lis
         for column in [c for c in rows.columns if c.startswith("cluster_k")]:
             rows[column] = rows[column].fillna(-1)
             measurements[f"cluster k={column.removeprefix('cluster_k')}"] = column
+    nmf = AppliedNmf.read(cfg.explain) if cfg.explain is not None else None
+    if nmf is not None:
+        measurements.update({name: name for name in nmf.names()})
     colours = finding_colours(classes)
     out = Path(cfg.out_dir) / "qupath"
     several = rows.magnification.nunique(dropna=False) > 1
     files = 0
     for (slide_id, mag), part in rows.groupby(["slide_id", "magnification"], dropna=False, sort=True):
         name = f"{slide_id}_{magnification_label(_float(mag))}" if several else str(slide_id)
+        if nmf is not None:
+            part = part.assign(**nmf.tile_means(str(slide_id), part))
         features = slide_features(part, class_column=class_column, colours=colours,
                                   measurement_columns=measurements)
         write_feature_collection(out / f"{name}.geojson", features)
         files += 1
-    return [f"  qupath: {files} GeoJSON files, {len(rows)} tile objects -> {out}"], []
+    nmf_note = f" (NMF class weights of K={list(nmf.ks)})" if nmf is not None else ""
+    return [f"  qupath: {files} GeoJSON files, {len(rows)} tile objects{nmf_note} -> {out}"], []
 
 
 def export_anndata(cfg: ExportConfig, clusters: pd.DataFrame | None) -> tuple[list[str], list[Failure]]:

@@ -7,12 +7,17 @@ from pathlib import Path
 
 from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
-from mixture_ray.models.backbone import check_arch, require_resnet
+from mixture_ray.models.backbone import check_arch
+from mixture_ray.models.presets import is_preset, require_weights
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
     """`mixture-ray finetune`: ElEx backbone + a linear layer over the findings, all layers trained.
+
+    The backbone may also be a timm model (``arch: timm:<name>``, random or its weight file) or a
+    foundation-model preset (``arch: preset:<name>``, its local weight file); tiles are then fed at
+    the model's own input size and normalisation, which classifier.pt records for classify.
 
     Labelled tiles (`mixture-ray integrate` output) are located in the tile store (small columns
     only), split into train/validation by case (seeded), and streamed to the Ray Train workers as
@@ -26,13 +31,16 @@ class FinetuneConfig:
     tiles: Path = option("tile store the labelled tiles come from (for the pixels)")
     out_dir: Path = option("Ray Train storage folder; the run lives in out_dir/name")
     model: str = option(
-        "ElEx checkpoint (pretrain run folder, Ray checkpoint folder or .pt) or 'random' (baseline)",
+        "ElEx checkpoint (pretrain run folder, Ray checkpoint folder or .pt), 'random' (baseline), or the "
+        "local weight file of arch timm:<name> (optional) or preset:<name> (required; never downloaded)",
         path_unless=("random",),
     )
     name: str = option(
         "run name; rerunning with the same name resumes from its last checkpoint", "classifier"
     )
-    arch: str = option("architecture when model=random", "resnet18")
+    arch: str = option(
+        "backbone when model is random or a weight file: a torchvision ResNet, timm:<name> or preset:<name> "
+        "(the classifier keeps the model's own input size and normalisation)", "resnet18")
     findings: tuple[str, ...] = option("class order; empty = the findings in the labels, sorted", [])
     magnification: float | None = option("train on tiles of this magnification only; null = all", None)
     splits: tuple[str, ...] = option("use only tiles whose tile-store split is one of these; empty = all", [])
@@ -49,12 +57,13 @@ class FinetuneConfig:
     seed: int = option("random seed (split, weights, sampling, augmentation)", 0)
 
     def validate(self) -> None:
-        """Check positive sizes, a model, the split and augmentation ranges, and distinct findings."""
+        """Check sizes, the arch, a model (a preset's weight file), split and augment ranges, findings."""
         require_positive(self, "epochs", "batch_size", "lr")
         check_arch(self.arch)
-        require_resnet(self.arch, "finetune")
         if not self.model:
             raise ConfigError("model: give an ElEx checkpoint path or 'random'")
+        if is_preset(self.arch):
+            require_weights(self.arch, self.model)  # refused here, not inside a Ray Train worker
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must be in (0, 1) (got {self.val_fraction})")
         if self.image_size < 0:

@@ -109,7 +109,8 @@ def train_loop(config: dict[str, Any]) -> None:
         for b, (x, y) in enumerate(batches, start=position):
             tiles = torch.from_numpy(x).to(device)
             target = torch.from_numpy(y).to(device)
-            loss = F.cross_entropy(model(random_view(to_float(tiles), spec, gen)), target)
+            views = random_view(to_float(tiles), spec, gen, size=net.input_size, mean=net.mean, std=net.std)
+            loss = F.cross_entropy(model(views), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch.Tensor.backward is unannotated
             opt.step()

@@ -73,8 +73,23 @@ def _colour_jitter(images: torch.Tensor, strength: float, gen: torch.Generator) 
     return images.clamp_(0.0, 1.0)
 
 
-def random_view(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
-    """One random view of float (B, 3, H, W) images in [0, 1]: normalised (B, 3, h, w)."""
+def random_view(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator, *,
+                size: tuple[int, int] | None = None, mean: tuple[float, ...] = MEAN,
+                std: tuple[float, ...] = STD) -> torch.Tensor:
+    """One random view of float (B, 3, H, W) images in [0, 1], normalised.
+
+    Args:
+        images: float (B, 3, H, W) images in [0, 1].
+        spec: the augmentation settings.
+        gen: random generator (on the images' device or the CPU).
+        size: (height, width) the view is resized to afterwards (a network's own input size);
+            None keeps the cropped size.
+        mean: normalisation mean (ImageNet's by default).
+        std: normalisation std.
+
+    Returns:
+        Normalised views (B, 3, h, w): ``size``, or the centre crop of (H, W) when ``size`` is None.
+    """
     b, _, h, w = images.shape
     dev = gen.device
 
@@ -93,4 +108,4 @@ def random_view(images: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -
     view = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if spec.color_jitter > 0:
         view = _colour_jitter(view, spec.color_jitter, gen)
-    return normalise(view)
+    return normalise(resize_to(view, size), mean, std)

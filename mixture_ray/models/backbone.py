@@ -63,14 +63,15 @@ def require_resnet(arch: str, where: str) -> None:
     """Raise a :class:`ConfigError` when ``where`` cannot take a timm architecture yet."""
     if arch.startswith(TIMM_PREFIX) or is_preset(arch):
         raise ConfigError(f"arch: {where} takes a torchvision ResNet ({', '.join(ARCHS[:3])}, ...); "
-                          f"timm models work in embed (and the stages that read embeddings)")
+                          f"timm models and presets work in embed, finetune and classify (and the stages "
+                          f"that read their outputs)")
 
 
 class Backbone(nn.Module):
     """A torchvision ResNet (``weights=None``) with a replaceable head, timm-style.
 
     Args:
-        arch: a torchvision ResNet name (see ``ARCHS``).
+        arch: a torchvision ResNet name (see ``ARCHS``), ``timm:<name>`` or ``preset:<name>``.
         num_classes: outputs of the head; 0 means no head (``forward`` returns pooled features).
         head: ``linear`` (one layer) or ``mlp`` (Linear-ReLU-Linear, the MoCo v2 projection).
         classes: names of the outputs, when the head is a classifier (kept in exported files).
@@ -89,7 +90,8 @@ class Backbone(nn.Module):
         self.is_timm = arch.startswith(TIMM_PREFIX) or is_preset(arch)
         #: (height, width) the network expects, or None for any size; the input normalisation.
         self.input_size: tuple[int, int] | None = None
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean: tuple[float, ...] = IMAGENET_MEAN
+        self.std: tuple[float, ...] = IMAGENET_STD
         #: GPU inference precision the model's card asks for (bf16, fp16, fp32); pooling of tokens.
         self.precision: str = "bf16"
         self.pooling: str = "default"

@@ -187,6 +187,19 @@ def load_weights(path: Path, preset: EncoderPreset) -> dict[str, torch.Tensor]:
     Returns:
         Parameter name -> tensor (a ``state_dict``/``model`` wrapper is unwrapped).
     """
+    return read_state_dict(path, f"preset {preset.name}")
+
+
+def read_state_dict(path: Path, owner: str) -> dict[str, torch.Tensor]:
+    """A state dict from a weight file: safetensors, else ``torch.load(weights_only=True)``.
+
+    Args:
+        path: the weight file (``pytorch_model.bin``, ``model.safetensors``, a ``.pth``).
+        owner: what the weights are for, named in errors (``preset uni``, ``timm:vit_small_patch16_224``).
+
+    Returns:
+        Parameter name -> tensor (a ``state_dict``/``model`` wrapper is unwrapped).
+    """
     import torch
 
     if path.suffix == ".safetensors":
@@ -200,11 +213,11 @@ def load_weights(path: Path, preset: EncoderPreset) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # refused pickle or a corrupt file
-            raise MixtureRayError(f"preset {preset.name}: {path} cannot be read as a weights-only file "
+            raise MixtureRayError(f"{owner}: {path} cannot be read as a weights-only file "
                                   f"({exc})") from exc
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict) and len(state) <= 3:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise MixtureRayError(f"preset {preset.name}: {path} holds no state dict of tensors")
+        raise MixtureRayError(f"{owner}: {path} holds no state dict of tensors")
     return dict(state)

@@ -180,14 +180,36 @@ def test_ome_tiff_heatmaps_open_in_tiffslide_and_openslide(exported: dict[str, P
             assert (pixels > 0).sum() == len(rows)  # 0 where no tile was classified
 
 
-def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(tmp_path: Path) -> None:
-    import tiffslide
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
+    """A known-truth explain run (fit and apply, K = 2) of two 1024 px slides, the same slides tiled
+    (64 px at 20x, up to 24 tiles each) and a hand-made k = 2 clustering of those tiles."""
+    import pyarrow as pa
 
     from mixture_ray.pipeline.explain_truth import known_truth_check
+    from mixture_ray.tile.config import TileConfig
+    from mixture_ray.tile.stage import run as run_tiling
 
-    known_truth_check(tmp_path, n_cases=2, slide_px=1024, n_classes=(2,), per_slide=60, epochs=1)
-    explain = tmp_path / "explain"
-    report = run_export(build_config(ExportConfig, {"out_dir": tmp_path / "export", "explain": explain}))
+    root = tmp_path_factory.mktemp("explained")
+    known_truth_check(root, n_cases=2, slide_px=1024, n_classes=(2,), per_slide=60, epochs=1)
+    tiles = root / "tiles"
+    report = run_tiling(build_config(TileConfig, {
+        "manifest": root / "cohort" / "manifest.csv", "out_dir": tiles, "tile_size": 64,
+        "magnifications": [20.0], "max_tiles_per_slide": 24, "pool.workers": 1}))
+    assert report.complete, report.summary()
+    keys = pq.read_table(committed_files(tiles), columns=KEY).to_pandas()
+    keys["cluster"] = (np.arange(len(keys)) % 2).astype(np.int32)
+    folder = root / "clusters" / "mag-20x" / "k-2"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(keys, preserve_index=False), folder / "assignments.parquet")
+    return {"root": root, "explain": root / "explain", "tiles": tiles, "clusters": root / "clusters"}
+
+
+def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(explained: dict[str, Path]) -> None:
+    import tiffslide
+
+    explain, out = explained["explain"], explained["root"] / "export_heatmaps"
+    report = run_export(build_config(ExportConfig, {"out_dir": out, "explain": explain}))
     assert report.complete and "NMF class heatmaps" in report.summary()
     applied = json.loads((explain / "apply" / SUCCESS).read_text())
     mpp = json.loads((explain / "nmf" / "_settings.json").read_text())["grid"]["mpp"]
@@ -196,9 +218,7 @@ def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(tmp_path: Path) -> None
         weights = np.load(explain / "apply" / slide_id / "k2_weights.npy")
         cell_px = json.loads((explain / "grids" / slide_id / "meta.json").read_text())["cell_px"]
         for c in range(2):
-            slide = tiffslide.TiffSlide(
-                tmp_path / "export" / "heatmaps" / slide_id / f"nmf_k2_class{c}.ome.tif"
-            )
+            slide = tiffslide.TiffSlide(out / "heatmaps" / slide_id / f"nmf_k2_class{c}.ome.tif")
             pixels = np.asarray(slide.read_region((0, 0), 0, slide.level_dimensions[0]))[..., 0]
             assert pixels.shape == count.shape
             assert float(slide.properties["tiffslide.mpp-x"]) == pytest.approx(mpp * cell_px, rel=1e-4)
@@ -206,6 +226,53 @@ def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(tmp_path: Path) -> None
             w = np.where(count > 0, weights[..., c], 0.0)
             expected = np.where(count > 0, 1 + np.round(254 * w / w.max()), 0)
             assert np.abs(pixels.astype(int) - expected).max() <= 1
+
+
+def test_qupath_tiles_carry_the_mean_nmf_class_weight_over_their_footprint(
+    explained: dict[str, Path],
+) -> None:
+    """Each tile's ``nmf_k2_class<j>`` is the mean weight of the covered grid cells whose centre lies
+    in the tile's level-0 square, computed here cell by cell from the apply's weight map."""
+    import geojson
+    from shapely.geometry import shape
+
+    explain, out = explained["explain"], explained["root"] / "export_qupath"
+    report = run_export(build_config(ExportConfig, {
+        "out_dir": out, "formats": ["qupath"], "tiles": explained["tiles"],
+        "clusters": explained["clusters"], "explain": explain}))
+    assert report.complete and "NMF class weights of K=[2]" in report.summary()
+    files = sorted((out / "qupath").glob("*.geojson"))
+    applied = json.loads((explain / "apply" / SUCCESS).read_text())
+    assert sorted(p.stem for p in files) == sorted(applied["slides"])
+    checked = multi_cell = 0
+    for path in files:
+        with path.open() as fh:
+            collection = geojson.load(fh)
+        assert collection.is_valid and len(collection["features"]) > 0
+        grid = explain / "grids" / path.stem
+        cell = json.loads((grid / "meta.json").read_text())["cell_level0"]
+        count = np.load(grid / "count.npy")
+        weights = np.load(explain / "apply" / path.stem / "k2_weights.npy")
+        rows, cols = np.mgrid[0 : count.shape[0], 0 : count.shape[1]]
+        centre_x, centre_y = (cols + 0.5) * cell, (rows + 0.5) * cell
+        for feature in collection["features"]:
+            polygon = shape(feature["geometry"])
+            assert polygon.is_valid and feature["properties"]["objectType"] == "tile"
+            numbers = feature["properties"]["measurements"]
+            assert numbers["cluster k=2"] in (0, 1)
+            x0, y0, x1, y1 = polygon.bounds
+            assert x1 - x0 > cell  # a tile spans several grid cells: the footprint is a mean
+            inside = ((centre_x >= x0) & (centre_x < x1) & (centre_y >= y0) & (centre_y < y1)
+                      & (count > 0))
+            if not inside.any():
+                assert "nmf_k2_class0" not in numbers
+                continue
+            expected = weights[inside].astype(np.float64).mean(axis=0)
+            for j in range(2):
+                assert numbers[f"nmf_k2_class{j}"] == pytest.approx(expected[j], rel=1e-6, abs=1e-9)
+            checked += 1
+            multi_cell += int(inside.sum() > 1)
+    assert checked > 0 and multi_cell > 0
 
 
 def test_missing_inputs_are_named(tmp_path: Path) -> None:

@@ -154,6 +154,12 @@ def test_config_errors_name_the_key() -> None:
         build_config(FinetuneConfig, {**base, "val_fraction": 1.0})
     with pytest.raises(ConfigError, match="findings"):
         build_config(FinetuneConfig, {**base, "findings": ["a", "a"]})
+    timm_cfg = build_config(FinetuneConfig, {**base, "arch": "timm:vit_tiny_patch16_224"})
+    assert timm_cfg.arch == "timm:vit_tiny_patch16_224"
+    with pytest.raises(ConfigError, match="preset uni needs its weight file"):
+        build_config(FinetuneConfig, {**base, "arch": "preset:uni"})
+    with pytest.raises(ConfigError, match="not a timm model name"):
+        build_config(FinetuneConfig, {**base, "arch": "timm:no_such_net"})
 
 
 # ---------------------------------------------------------------- a small labelled synthetic tile set
@@ -300,6 +306,50 @@ def test_finetune_survives_a_killed_worker_exports_best_checkpoint_and_resumes(
     history = pd.read_csv(again.run_dir / "history.csv")
     assert history.epoch.tolist() == [1, 2]
     assert again.val_balanced_accuracy == pytest.approx(history.val_balanced_accuracy.max())
+
+
+def test_finetune_a_timm_vit_then_classify_at_its_own_input_size(labelled: tuple[Path, Path],
+                                                                  tmp_path: Path) -> None:
+    """A random-init timm ViT is fine-tuned (1 epoch) on 32 px tiles; classifier.pt names the arch and
+    its input (224 px, mean/std 0.5); classify gives what the loaded network gives in process on the
+    same tiles resized to 224 and normalised by hand."""
+    pytest.importorskip("timm", reason="timm is a dependency (pip install -e .)")
+    from torch.nn import functional as F  # noqa: N812 (the torch convention)
+
+    from mixture_ray.classify.config import ClassifyConfig
+    from mixture_ray.classify.stage import run as run_classify
+    from mixture_ray.finetune.stage import run as run_finetune
+    from mixture_ray.store.codec import decode_tile
+    from mixture_ray.store.predictions import load_predictions
+    from mixture_ray.store.schemas import TILE_KEY
+
+    labels, tiles = labelled
+    arch = "timm:vit_tiny_patch16_224"
+    report = run_finetune(ft_cfg(labels, tiles, tmp_path, arch=arch, batch_size=32, magnification=20.0,
+                                 **{"train.checkpoint_every": 1000}))
+    assert report.best_epoch == 1
+    raw = torch.load(report.classifier, map_location="cpu", weights_only=True)
+    assert raw["format"] == CLASSIFIER_FORMAT and raw["arch"] == arch and raw["magnification"] == 20.0
+    assert raw["input_size"] == [224, 224] and raw["mean"] == raw["std"] == [0.5, 0.5, 0.5]
+    out = tmp_path / "predictions"
+    classified = run_classify(build_config(ClassifyConfig, {
+        "tiles": tiles, "classifier": report.run_dir, "out_dir": out, "pool.batch_size": 32,
+        "max_background": 0.7}))
+    assert classified.complete and classified.tiles_classified > 0, classified.summary()
+    pred = load_predictions(out, probabilities=True)
+    assert pred.classes == report.classes
+    stored = pq.read_table(committed_files(tiles), columns=[*TILE_KEY, "image"]).to_pandas()
+    rows = pred.rows.merge(stored, on=list(TILE_KEY), validate="one_to_one")
+    assert len(rows) == len(pred.rows) == classified.tiles_classified
+    net, _ = load_classifier(report.classifier)
+    tiles_u8 = torch.from_numpy(np.stack([decode_tile(b) for b in rows.image]))
+    images = tiles_u8.permute(0, 3, 1, 2).float() / 255
+    assert images.shape[-1] == 32
+    x = F.interpolate(images, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        expected = torch.softmax(net.eval()((x - 0.5) / 0.5), dim=1).numpy()
+    np.testing.assert_allclose(np.stack(list(rows.probabilities)), expected, atol=1e-4)
+    assert list(rows.finding) == [report.classes[i] for i in expected.argmax(axis=1)]
 
 
 # ---------------------------------------------------------------- LUAD/LUSC: the chain end to end

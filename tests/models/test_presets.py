@@ -96,3 +96,30 @@ def test_tiny_preset_refuses_a_file_of_another_model(tiny: EncoderPreset, tmp_pa
     torch.save({"weight": torch.zeros(2, 2), "extra": [1, 2]}, path)
     with pytest.raises(MixtureRayError, match="no state dict of tensors"):
         load_encoder(str(path), arch="preset:tiny-test")
+
+
+def test_tiny_preset_finding_classifier_keeps_its_input_through_the_classifier_file(
+    tiny: EncoderPreset, tmp_path: Path
+) -> None:
+    from mixture_ray.models.classifier import classifier_payload, from_elex, load_classifier, prepare_tiles
+
+    torch.manual_seed(0)
+    trunk = tiny.create().eval()
+    weights = tmp_path / "pytorch_model.bin"
+    torch.save(trunk.state_dict(), weights)
+    net = from_elex(str(tmp_path), ["a", "b"], arch="preset:tiny-test", seed=2).eval()  # folder with the file
+    head = net.get_classifier()
+    assert isinstance(head, torch.nn.Linear) and (head.in_features, head.out_features) == (384, 2)
+    file = tmp_path / "classifier.pt"
+    ckpt.save(classifier_payload(net), file)
+    again, payload = load_classifier(file)
+    assert payload["arch"] == "preset:tiny-test" and payload["input_size"] == [32, 32]
+    assert again.mean == (0.7, 0.6, 0.7) and again.std == (0.2, 0.2, 0.2) and again.precision == "fp32"
+    tiles = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.inference_mode():
+        x = prepare_tiles(again, tiles)
+        assert x.shape == (2, 3, 32, 32)
+        torch.testing.assert_close(again(x), net(x))
+        pooled = again.forward_head(again.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(pooled, _reference(trunk, x))
+
