@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small cohort, one repeat: a smoke test")
     parser.add_argument("--repeats", type=int, default=None, help="full runs; the median is quoted (3)")
     args = parser.parse_args()
-    tile, side, max_tiles, n_cases = (112, 2048, 100, 2) if args.quick else (224, 4096, 600, 4)
+    tile, side, max_tiles, n_cases = (112, 2048, 100, 2) if args.quick else (224, 8192, 600, 4)
     batch = 64
     repeats = args.repeats or (1 if args.quick else 3)
     cpus = len(os.sched_getaffinity(0))

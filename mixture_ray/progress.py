@@ -50,14 +50,11 @@ class ProgressLine:
         self.start = time.monotonic()
         self.last_print = self.start
         self.items_done = self.rows_done = 0
-        self.first_row_at: float | None = None
 
     def text(self) -> str:
         """The current line: items and rows done, rows per second, and the ETA."""
-        now = time.monotonic()
-        elapsed = now - self.start
-        steady = now - self.first_row_at if self.first_row_at is not None else 0.0
-        rate = self.rows_done / steady if steady > 0 else 0.0
+        elapsed = time.monotonic() - self.start
+        rate = self.rows_done / elapsed if elapsed > 0 else 0.0  # start-up included: never inflated
         rows = f"{self.rows_done:,}" + (f"/{self.total_rows:,}" if self.total_rows else "")
         parts = [f"[{self.stage}] {self.items_done}/{self.total_items} slides", f"{rows} {self.unit}",
                  f"{rate:,.0f} {self.unit}/s", f"elapsed {format_seconds(elapsed)}"]
@@ -78,8 +75,6 @@ class ProgressLine:
         Returns:
             None.
         """
-        if rows_done and self.first_row_at is None:
-            self.first_row_at = time.monotonic()
         self.items_done, self.rows_done = items_done, rows_done
         if time.monotonic() - self.last_print >= self.interval:
             self._print()

@@ -74,6 +74,8 @@ def run(cfg: ClassifyConfig) -> ClassifyReport:
     magnification = cfg.magnification if cfg.magnification is not None else payload.get("magnification")
     settings = {"classifier": str(file), "classes": list(net.classes), "magnification": magnification,
                 "max_background": cfg.max_background, "tiles": str(Path(cfg.tiles).resolve())}
+    if cfg.input.stain != "none":  # recorded only when used: earlier stores still resume
+        settings["stain"] = [cfg.input.stain, str(cfg.input.stain_reference)]
     store = StageFolder(cfg.out_dir, stage="classify", item_column="slide_id")
     store.prepare(settings)
     ensure_ray()

@@ -48,7 +48,9 @@ class EmbedReport(Report):
 
 
 def _settings(cfg: EmbedConfig) -> dict[str, object]:
-    values = {k: getattr(cfg, k) for k in DATA_SETTINGS}
+    values: dict[str, object] = {k: getattr(cfg, k) for k in DATA_SETTINGS}
+    if cfg.input.stain != "none":  # recorded only when used: earlier stores still resume
+        values["stain"] = [cfg.input.stain, str(cfg.input.stain_reference)]
     if cfg.model != RANDOM:
         values["model"] = str(ckpt.find_checkpoint(Path(cfg.model)).resolve())
     return values

@@ -39,7 +39,8 @@ class RowFilter:
         if not self.from_slides:
             keep = pc.not_equal(table["encoding"], "none")
         if self.magnification is not None:
-            keep = pc.and_(keep, pc.equal(table["magnification"], self.magnification))
+            wanted = pa.scalar(self.magnification, pa.float32())  # the column's type: 0.3 matches 0.3
+            keep = pc.and_(keep, pc.equal(table["magnification"], wanted))
         if self.max_background is not None:
             keep = pc.and_(keep, pc.less_equal(table["background_fraction"], self.max_background))
         return keep

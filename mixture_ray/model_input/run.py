@@ -100,6 +100,11 @@ class ModelStage:
         """
         rule = RowFilter(magnification, max_background, from_slides=reads_slides(tiles, self.source))
         plan = plan_rows(tiles, rule, done=store.committed_items())
+        if not plan.requested:
+            raise ConfigError(
+                f"tiles: no tile of {tiles} matches magnification={magnification}, "
+                f"max_background={max_background}; check the magnification (a tile store's "
+                "_settings.json lists its magnifications)")
         gpus = gpus_per_actor(self.pool.gpus)
         failures: list[Failure] = []
         if plan.expected:

@@ -74,9 +74,26 @@ def error_text(value: object) -> str | None:
     return str(value)
 
 
+def _resized(tile: torch.Tensor, side: int) -> torch.Tensor:
+    """A uint8 (H, W, 3) tile resized to (side, side, 3) (bilinear, antialiased)."""
+    if tile.shape[:2] == (side, side):
+        return tile
+    image = tile.permute(2, 0, 1)[None].float()
+    resized = F.interpolate(image, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+
+
 def as_uint8_batch(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A numpy uint8 (B, H, W, 3) batch on ``device`` (pinned for the copy when it is a GPU)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(pixels))
+    """A numpy uint8 (B, H, W, 3) batch on ``device`` (pinned for the copy when it is a GPU).
+
+    A ragged batch (an object array of tiles of several sizes, which Ray Data makes when it joins
+    blocks of different tile sizes) is resized to its first tile's size.
+    """
+    if pixels.dtype == object:
+        tiles = [torch.from_numpy(np.ascontiguousarray(t, dtype=np.uint8)) for t in pixels]
+        side = int(tiles[0].shape[0]) if tiles else 1
+        pixels = torch.stack([_resized(t, side) for t in tiles]).numpy() if tiles else np.zeros((0, 1, 1, 3))
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor

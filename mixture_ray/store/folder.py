@@ -153,6 +153,8 @@ class StageFolder:
         """
         if self.item_column is None:
             raise TypeError(f"{self.stage}: this stage folder commits no chunks (item_column=None)")
+        for stray in tmp.glob(".*.tmp") if tmp.exists() else []:  # a killed writer's unfinished file
+            stray.unlink(missing_ok=True)
         files = sorted(tmp.glob("*.parquet")) if tmp.exists() else []
         rows: Counter[str] = Counter()
         errors: dict[str, tuple[int, str]] = {}

@@ -168,13 +168,18 @@ def stream_slides(
                     wanted.setdefault(slide, total)
                 if slide not in done and slide in wanted and seen[slide] >= wanted[slide]:
                     done.add(slide)
-                    result = store.commit(staging / slide_folder_name(slide), {slide: sources.get(slide, "")})
+                    source = sources.get(slide, "")
+                    try:
+                        result = store.commit(staging / slide_folder_name(slide), {slide: source})
+                    except Exception as exc:  # this slide only: the others still commit
+                        failures.append(Failure(slide, source, f"commit failed: {first_line(exc)}"))
+                        continue
                     failures.extend(result.failures)
             progress.update(items_done=len(done), rows_done=rows)
     except Exception as exc:  # a stage that failed for good: keep what is committed, record the rest
         stopped = first_line(exc)
-    finally:
-        progress.close()
+    progress.close()
+    if stopped is None:  # else tasks may still be writing: the next run's prepare() removes it
         shutil.rmtree(staging, ignore_errors=True)
     why = f"the run stopped before the slide was finished: {stopped}" if stopped else (
         "the run ended before every row of the slide was processed")

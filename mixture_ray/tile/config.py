@@ -87,6 +87,8 @@ class TileConfig(StoredPixels):
         self.validate_pixels()
         if not self.magnifications:
             raise ConfigError("magnifications: give at least one magnification")
+        if len(set(self.magnifications)) != len(self.magnifications):
+            raise ConfigError(f"magnifications: each at most once (got {list(self.magnifications)})")
         for mag in self.magnifications:
             if not 0 < mag <= 100:
                 raise ConfigError(f"magnifications: {mag} is not a magnification in (0, 100]")

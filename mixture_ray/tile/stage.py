@@ -127,7 +127,7 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     failures = []
     if records:
         staging = store.new_tmp_dir()
-        progress = ProgressLine("tile", total_items=len(records))
+        progress = ProgressLine("tile", total_items=len(records), unit="tile positions")
         failures = stream_slides(build_dataset(records, cfg, staging), store=store, staging=staging,
                                  sources={r["slide_id"]: r["path"] for r in records}, progress=progress)
     return TilingReport.finish(store, requested=manifest["slide_id"].tolist(),

@@ -224,3 +224,25 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
     assert loose.n_tiles > result.n_tiles
     with pytest.raises(MixtureRayError, match="nomasks"):
         evaluate_embeddings(build_config(EvaluateEmbeddingsConfig, {**values, "masks": tmp_path / "nomasks"}))
+
+
+def test_ragged_batches_duplicate_magnifications_and_filters_that_match_nothing(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    from mixture_ray.errors import ConfigError
+    from mixture_ray.models.jpeg_decode import ready_tiles
+    from mixture_ray.tile.config import TileConfig
+
+    # Ray Data joins blocks of two tile sizes into one ragged batch: resized to the first size.
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros((32, 32, 3), np.uint8), np.full((48, 48, 3), 200, np.uint8)
+    tiles, errors = ready_tiles({"pixels": ragged, "error": np.array(["", ""], dtype=object)},
+                                torch.device("cpu"))
+    assert tiles.shape == (2, 32, 32, 3) and errors == [None, None]
+    assert int(tiles[1].float().mean().round()) == 200
+    with pytest.raises(ConfigError, match="each at most once"):  # two writes of one key: refused
+        build_config(TileConfig, {"manifest": tmp_path, "out_dir": tmp_path / "t",
+                                  "magnifications": [20, 20]})
+    with pytest.raises(ConfigError, match="magnification=40"):  # not a silent empty success
+        run_embedding(embed_cfg(cohort["tiles"], tmp_path / "none", magnification=40.0))
+    assert not (tmp_path / "none" / "_SUCCESS").exists()
