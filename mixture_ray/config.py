@@ -80,7 +80,7 @@ class RayTrainRun:
 
 
 #: GPUs requested per actor or task: ``auto`` or a number (YAML ``1`` or CLI ``"1"``).
-GpuRequest = Literal["auto"] | float
+GpuRequest = Literal["auto"] | float | str  # a numeric string ("1") is checked by check_gpus
 
 
 @dataclasses.dataclass(frozen=True)
