@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mixture_ray.faults import crash_once
 from mixture_ray.report import Failure
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ def stream_slides(
                         failures.append(Failure(slide, source, f"commit failed: {first_line(exc)}"))
                         continue
                     failures.extend(result.failures)
+                    crash_once(f"{store.stage}.driver-after-commit")  # fault injection (tests)
             progress.update(items_done=len(done), rows_done=rows)
     except Exception as exc:  # a stage that failed for good: keep what is committed, record the rest
         stopped = first_line(exc)
