@@ -186,7 +186,9 @@ def pretrain_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
             "name": f"elex_{magnification_label(mag)}",
             "magnification": mag,
             "seed": cfg.seed,
-            "train.cpus_per_worker": float(cfg.workers),
+            # One CPU per worker: the rest feed it (Ray Data reads and decodes the labelled tiles); the
+            # worker still trains on every core of its node (train.torch_threads: 0).
+            "train.cpus_per_worker": 1.0,
             **PRETRAIN,
         },
     )
@@ -303,7 +305,9 @@ def finetune_stage(cfg: DemoConfig, start: float) -> None:
             "epochs": 2,
             "train.keep_checkpoints": 1,
             "batch_size": 32,
-            "train.cpus_per_worker": float(cfg.workers),
+            # One CPU per worker: the rest feed it (Ray Data reads and decodes the labelled tiles); the
+            # worker still trains on every core of its node (train.torch_threads: 0).
+            "train.cpus_per_worker": 1.0,
             "seed": cfg.seed,
         },
     )
