@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import imagecodecs
 import numpy as np
@@ -41,22 +40,3 @@ def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
         return rgb
     with Image.fromarray(rgb) as image:
         return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
-
-
-def decode_tile_rows(batch: Any, size: int = 0) -> tuple[list[np.ndarray], list[int], list[str | None]]:
-    """Decode the ``image`` column of a tile batch (pyarrow table with x, y) for a model stage.
-
-    Returns the decoded tiles (resized to ``size`` when given), their row indices, and one error
-    per row (None where the tile decoded): one bad tile fails its slide, not the run.
-    """
-    errors: list[str | None] = [None] * batch.num_rows
-    tiles, ok = [], []
-    for i, data in enumerate(batch["image"].to_pylist()):
-        try:
-            if data is None:
-                raise ValueError("tile has no pixels (tiled with encoding=none)")
-            tiles.append(resize_square(decode_tile(bytes(data)), size))
-            ok.append(i)
-        except Exception as exc:
-            errors[i] = f"tile ({batch['x'][i]}, {batch['y'][i]}): {exc}"
-    return tiles, ok, errors
