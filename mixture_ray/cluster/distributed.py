@@ -284,6 +284,29 @@ class LoadedBlocks:
         return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
 
 
+def fitting_nodes(cpus: float, gpus: float) -> list[str]:
+    """Ids of the alive nodes whose total resources fit one task, in a stable order.
+
+    Ray's ``SPREAD`` strategy is best effort: when one node frees its CPU first, it can take every
+    block. Blocks are dealt round-robin over these nodes instead (soft affinity, so a node that
+    disappears lets Ray place the block elsewhere).
+    """
+    found = []
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        resources = node.get("Resources", {})
+        if node.get("Alive") and resources.get("CPU", 0.0) >= cpus and resources.get("GPU", 0.0) >= gpus:
+            found.append(str(node["NodeID"]))
+    return sorted(found)
+
+
+def _round_robin(nodes: Sequence[str], index: int) -> dict[str, Any]:
+    if not nodes:
+        return {"scheduling_strategy": "SPREAD"}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True)}
+
+
 def load_blocks(blocks: Sequence[BlockSource], *, options: DistributedOptions) -> LoadedBlocks:
     """Read every block inside a task (Parquet) or take its ref; keep them in the object store.
 
@@ -297,13 +320,14 @@ def load_blocks(blocks: Sequence[BlockSource], *, options: DistributedOptions) -
     ensure_ray()
     gpus = resolve_num_gpus(options.num_gpus)
     task = {"num_cpus": options.task_cpus, "num_gpus": gpus}
-    load = ray.remote(_load_parquet).options(num_returns=3, scheduling_strategy="SPREAD", **task)
+    load = ray.remote(_load_parquet)
+    homes = fitting_nodes(options.task_cpus, gpus)
     matrices: list[Any] = []
     keys: list[Any] = []
     stat_refs: list[Any] = []
-    for block in blocks:
+    for i, block in enumerate(blocks):
         if isinstance(block, ParquetBlock):
-            returned: Any = load.remote(block)
+            returned: Any = load.options(num_returns=3, **task, **_round_robin(homes, i)).remote(block)
             m, kk, s = returned
             matrices.append(m)
             keys.append(kk)
