@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri, is_uri
 from mixture_ray.paths import absolute_path
 
 C = TypeVar("C")
@@ -186,7 +187,7 @@ def option_keys(cls: type) -> dict[str, tuple[Any, dataclasses.Field[Any]]]:
 
 def _is_textual(hint: Any) -> bool:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return hint in (str, Path) or (len(args) == 1 and args[0] in (str, Path))
+    return hint in (str, Path) or (bool(args) and all(a in (str, Path, Uri) for a in args))
 
 
 def parse_overrides(pairs: Iterable[str], cls: type | None = None) -> dict[str, Any]:
@@ -396,7 +397,15 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
         return value
+    if hint is Uri:
+        if isinstance(value, str) and is_uri(value):
+            return Uri(value)
+        raise ConfigError(f"{name}: expected an object-store URI (s3://bucket/key), got {value!r}")
     if hint is Path:
+        if isinstance(value, str) and is_uri(value):
+            raise ConfigError(f"{name}: {value!r} is an object-store URI, but this key takes a local or "
+                              "shared path (URIs are taken by the Parquet stores of tile, embed, classify "
+                              "and cluster: see the README, Running on a cluster)")
         if not isinstance(value, str | Path) or not str(value):
             raise ConfigError(f"{name}: expected a path, got {value!r}")
         return Path(value)

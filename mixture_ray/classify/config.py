@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import ActorPool, TileInput, option
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,9 +18,9 @@ class ClassifyConfig:
     ``mixture-ray tile --tile-size 224 --max-background 0.7 --max-tiles-per-slide 0``.
     """
 
-    tiles: Path = option("tile store of the cohort (written by `mixture-ray tile`)")
+    tiles: Path | Uri = option("tile store (folder or URI) of the cohort (written by `mixture-ray tile`)")
     classifier: Path = option("fine-tuned classifier: a finetune run folder or its classifier.pt")
-    out_dir: Path = option("prediction store folder (reruns skip committed slides)")
+    out_dir: Path | Uri = option("prediction store folder or object-store URI (reruns skip committed slides)")
     magnification: float | None = option(
         "classify tiles of this magnification; null = the magnification the classifier was trained at", None
     )

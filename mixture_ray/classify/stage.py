@@ -17,6 +17,7 @@ import torch
 
 from mixture_ray.classify.classifier_actor import KEY_COLUMNS, TileClassifier
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri, address_text
 from mixture_ray.model_input.run import ModelStage
 from mixture_ray.models.classifier import CLASSIFIER_FILE, load_classifier
 from mixture_ray.ray_runtime import ensure_ray
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class ClassifyReport(Report):
     """Outcome of a classification run."""
 
-    out_dir: Path
+    out_dir: Path | Uri
     classes: tuple[str, ...]
     magnification: float | None
     slides_requested: int
@@ -73,7 +74,7 @@ def run(cfg: ClassifyConfig) -> ClassifyReport:
     net, payload = load_classifier(file)
     magnification = cfg.magnification if cfg.magnification is not None else payload.get("magnification")
     settings = {"classifier": str(file), "classes": list(net.classes), "magnification": magnification,
-                "max_background": cfg.max_background, "tiles": str(Path(cfg.tiles).resolve())}
+                "max_background": cfg.max_background, "tiles": address_text(cfg.tiles)}
     if cfg.input.stain != "none":  # recorded only when used: earlier stores still resume
         settings["stain"] = [cfg.input.stain, str(cfg.input.stain_reference)]
     store = StageFolder(cfg.out_dir, stage="classify", item_column="slide_id")

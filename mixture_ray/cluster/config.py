@@ -8,6 +8,7 @@ from typing import Literal
 
 from mixture_ray.config import option
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 
 KMeansEngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml", "torch", "distributed"]
 
@@ -16,7 +17,7 @@ KMeansEngineName = Literal["auto", "sklearn", "sklearn-lloyd", "cuml", "torch", 
 class ClusterConfig:
     """`mixture-ray cluster`: k-means of the embeddings per magnification for a list of k."""
 
-    embeddings: Path = option("embedding store folder written by `mixture-ray embed`")
+    embeddings: Path | Uri = option("embedding store (folder or URI) written by `mixture-ray embed`")
     out_dir: Path = option("clustering output folder")
     ks: tuple[int, ...] = option("numbers of clusters", [5, 8, 10, 30, 50, 80, 100, 120])
     feature: Literal["features", "head"] = option(

@@ -41,7 +41,7 @@ from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engi
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.clusterings import clustering_folder
 from mixture_ray.store.embeddings import load_embeddings
-from mixture_ray.store.folder import SUCCESS, committed_files, write_json_atomic
+from mixture_ray.store.folder import SUCCESS, committed_locations, write_json_atomic
 
 if TYPE_CHECKING:
     from mixture_ray.cluster.config import ClusterConfig, KMeansEngineName
@@ -247,7 +247,7 @@ def _run_distributed(cfg: ClusterConfig) -> tuple[list[dict[str, Any]], dict[str
         num_gpus=cfg.num_gpus, task_cpus=cfg.task_cpus, max_iter=cfg.max_iter,
         standardize=cfg.standardize, silhouette_sample=cfg.silhouette_sample,
     )
-    files = [str(p) for p in committed_files(cfg.embeddings)]
+    files = [str(p) for p in committed_locations(cfg.embeddings)]
     rows: list[dict[str, Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     gpus = 0.0

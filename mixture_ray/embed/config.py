@@ -8,6 +8,7 @@ from typing import Literal
 
 from mixture_ray.config import ActorPool, TileInput, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 from mixture_ray.models.backbone import check_arch
 from mixture_ray.models.presets import is_preset, require_weights
 
@@ -18,8 +19,8 @@ EmbeddingColumn = Literal["features", "head"]
 class EmbedConfig:
     """`mixture-ray embed`: 128-d head and pooled backbone features of every tile (Ray Data actors)."""
 
-    tiles: Path = option("tile store folder written by `mixture-ray tile`")
-    out_dir: Path = option("embedding store folder (reruns skip committed slides)")
+    tiles: Path | Uri = option("tile store folder or URI written by `mixture-ray tile`")
+    out_dir: Path | Uri = option("embedding store folder or object-store URI (reruns skip committed slides)")
     model: str = option(
         "ResNet checkpoint: a pretrain run folder, a Ray checkpoint folder or a .pt file; "
         "'random' = randomly initialised network (baseline)",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mixture_ray.embed.embedder import KEY_COLUMNS, TileEmbedder
+from mixture_ray.locations import Uri
 from mixture_ray.model_input.run import ModelStage
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.encoder import RANDOM, EncoderSpec
@@ -33,7 +34,7 @@ DATA_SETTINGS = ("model", "arch", "dim", "mlp", "magnification", "crop_fraction"
 class EmbedReport(Report):
     """Outcome of an embedding run."""
 
-    out_dir: Path
+    out_dir: Path | Uri
     slides_requested: int
     slides_skipped: int
     tiles_embedded: int

@@ -70,7 +70,7 @@ def extract_slide(spec: GridSpec, run: GridRun, grids: Path, slide_id: str, path
         device = resolve_device(run.device)
         model = build_model(spec.arch, spec.num_classes, spec.checkpoint).to(device)
         fmap, cell, channels = layer_cell(model, spec, device)
-        reader = open_slide(Path(path))
+        reader = open_slide(str(path))
         try:
             manifest_mpp = None if mpp is None or math.isnan(mpp) else mpp
             plan = plan_level(reader, mpp=spec.mpp, manifest_mpp=manifest_mpp)

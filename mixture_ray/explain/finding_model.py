@@ -49,7 +49,7 @@ def sample_tiles(manifest: Path, masks_dir: Path, *, code: int, mpp: float, tile
     images, labels = [], []
     for row in read_manifest(manifest).to_dict("records"):
         mask = read_mask(masks_dir / f"{row['slide_id']}.png")
-        reader = open_slide(Path(row["path"]))
+        reader = open_slide(str(row["path"]))
         try:
             plan = plan_level(reader, mpp=mpp)
             w0, h0 = reader.level_dimensions[0]

@@ -131,7 +131,7 @@ def _level0(source: str, backend: str) -> tuple[tuple[tuple[int, int], ...], tup
     """Level sizes and downsamples of a slide file, read with the tiling's backend (its levels)."""
     from mixture_ray.slides import open_slide
 
-    reader = open_slide(Path(source), backend)
+    reader = open_slide(str(source), backend)
     try:
         return reader.level_dimensions, reader.level_downsamples
     finally:

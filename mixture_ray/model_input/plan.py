@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mixture_ray.store.folder import committed_files, read_settings
+from mixture_ray.store.folder import committed_locations, read_settings
 
 if TYPE_CHECKING:
     from collections.abc import Collection
+    from pathlib import Path
+
+    from mixture_ray.locations import Uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,23 +60,23 @@ class TilePlan:
         skipped: slides already committed in the output store.
     """
 
-    files: list[Path]
+    files: list[str]
     expected: dict[str, int]
     sources: dict[str, str]
     requested: list[str]
     skipped: int
 
 
-def stored_encoding(tiles: Path) -> str:
+def stored_encoding(tiles: Path | Uri) -> str:
     """The encoding a tile store was written with (``none`` = coordinates only)."""
     return str(read_settings(tiles).get("encoding", "jpeg"))
 
 
-def plan_rows(tiles: Path, rule: RowFilter, done: Collection[str]) -> TilePlan:
+def plan_rows(tiles: Path | Uri, rule: RowFilter, done: Collection[str]) -> TilePlan:
     """Count the rows each slide will send through a model stage, skipping ``done`` slides.
 
     Args:
-        tiles: a complete tile store.
+        tiles: a complete tile store (a folder or an object-store URI).
         rule: which rows the stage takes.
         done: slides already committed in the stage's output.
 
@@ -83,13 +85,14 @@ def plan_rows(tiles: Path, rule: RowFilter, done: Collection[str]) -> TilePlan:
     """
     counts: Counter[str] = Counter()
     sources: dict[str, str] = {}
-    files_of: dict[str, list[Path]] = {}
-    for file in committed_files(tiles):
-        table = pq.read_table(file, columns=rule.columns())
+    files_of: dict[str, list[str]] = {}
+    for location in committed_locations(tiles):
+        file = str(location)
+        table = pq.read_table(location.path, columns=rule.columns(), filesystem=location.fs)
         slides = table.filter(rule.mask(table))["slide_id"].to_pylist()
         for slide, n in Counter(slides).items():
             counts[slide] += n
-            sources[slide] = file.parent.name
+            sources[slide] = location.parent.name
             files_of.setdefault(slide, []).append(file)
     pending = {s: n for s, n in counts.items() if s not in done}
     files = sorted({f for s in pending for f in files_of[s]})

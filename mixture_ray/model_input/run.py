@@ -20,6 +20,7 @@ from mixture_ray.store.slide_stream import SlidePartWriter, stream_slides
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mixture_ray.locations import Location, Uri
     from mixture_ray.store.folder import StageFolder
 
 
@@ -33,7 +34,7 @@ class ModelStageRun:
     gpus_per_actor: float
 
 
-def reads_slides(tiles: Path, source: TileInput) -> bool:
+def reads_slides(tiles: Path | Uri, source: TileInput) -> bool:
     """Whether pixels come from the slides: asked for, or ``auto`` with a coordinates-only store.
 
     Raises:
@@ -70,7 +71,7 @@ class ModelStage:
     pool: ActorPool
     source: TileInput
 
-    def dataset(self, plan: TilePlan, rule: RowFilter, staging: Path, gpus: float) -> ray.data.Dataset:
+    def dataset(self, plan: TilePlan, rule: RowFilter, staging: Location, gpus: float) -> ray.data.Dataset:
         """Read -> decode (or read from slides) on CPUs -> model actors that write each slide's rows."""
         ready = model_input(plan, rule, self.source, keys=self.keys, size=self.size,
                             batch_size=self.pool.batch_size)
@@ -85,7 +86,7 @@ class ModelStage:
             num_gpus=gpus,
         )
 
-    def run(self, store: StageFolder, tiles: Path, *, magnification: float | None,
+    def run(self, store: StageFolder, tiles: Path | Uri, *, magnification: float | None,
             max_background: float | None = None) -> ModelStageRun:
         """Process every pending slide of ``tiles`` into ``store`` (prepared), one commit per slide.
 
@@ -110,7 +111,7 @@ class ModelStage:
         if plan.expected:
             cpus = cluster_resources().get("CPU", 0.0)
             check_cpus(self.pool.workers, self.pool.actor_cpus, self.source, cpus)
-            staging = store.new_tmp_dir()
+            staging = store.new_staging()
             progress = ProgressLine(self.name, total_items=len(plan.expected),
                                     total_rows=sum(plan.expected.values()))
             failures = stream_slides(self.dataset(plan, rule, staging, gpus), store=store, staging=staging,

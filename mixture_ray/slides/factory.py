@@ -29,10 +29,12 @@ a message that says so.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mixture_ray.errors import MissingExtraError, SlideError
+from mixture_ray.locations import is_uri
 from mixture_ray.slides.formats import (
     DICOM,
     TIFF,
@@ -41,6 +43,7 @@ from mixture_ray.slides.formats import (
     detect_format,
     resolve_slide_path,
 )
+from mixture_ray.slides.staged import staged_slide
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,7 +143,7 @@ def open_slide(
     """
     if backend != "auto" and backend not in _OPENERS:
         raise ValueError(f"unknown slide backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
-    path = resolve_slide_path(Path(path))
+    path = resolve_slide_path(staged_slide(os.fspath(path)) if is_uri(path) else Path(path))
     fmt = detect_format(path)
     if backend != "auto":
         if fmt.openslide_only and backend != "openslide":

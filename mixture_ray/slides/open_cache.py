@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixture_ray.slides.factory import open_slide
@@ -32,7 +31,7 @@ class OpenSlides:
         """The open reader of ``path`` (opened now if needed)."""
         reader = self._open.get(path)
         if reader is None:
-            reader = open_slide(Path(path), self.backend, tile_cache_bytes=self.cache_bytes)
+            reader = open_slide(str(path), self.backend, tile_cache_bytes=self.cache_bytes)
             self._open[path] = reader
             if len(self._open) > self.max_open:
                 self._open.popitem(last=False)[1].close()

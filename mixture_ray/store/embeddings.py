@@ -7,15 +7,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from mixture_ray.store.folder import committed_files
+from mixture_ray.locations import read_parquet_files
+from mixture_ray.store.folder import committed_locations
 from mixture_ray.store.schemas import TILE_ID_COLUMNS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import pandas as pd
+
+    from mixture_ray.locations import Uri
 
 KEYS = list(TILE_ID_COLUMNS)
 
@@ -29,9 +31,9 @@ def fixed_list_to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(array.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, width)
 
 
-def load_embeddings(store: Path, feature: str) -> dict[float, tuple[pd.DataFrame, np.ndarray]]:
+def load_embeddings(store: Path | Uri, feature: str) -> dict[float, tuple[pd.DataFrame, np.ndarray]]:
     """Per magnification: key rows (slide_id, case_id, x, y, magnification) and the matrix."""
-    table = pq.read_table([str(p) for p in committed_files(store)], columns=[*KEYS, feature])
+    table = read_parquet_files(committed_locations(store), columns=[*KEYS, feature])
     out: dict[float, tuple[pd.DataFrame, np.ndarray]] = {}
     for mag in sorted(set(table["magnification"].to_pylist()), key=lambda m: -1 if m is None else m):
         part = (

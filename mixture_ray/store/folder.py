@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import io
 import json
 import os
 import shutil
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -40,11 +40,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mixture_ray.errors import ConfigError, StageIncompleteError
+from mixture_ray.locations import Location, Uri
 from mixture_ray.report import Failure
 from mixture_ray.store.schemas import FAILURE_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+    from pathlib import Path
 
 COMMITTED = "_COMMITTED.json"
 SUCCESS = "_SUCCESS"
@@ -55,14 +57,9 @@ FAILURES = "_failures.csv"
 OLD_SETTINGS, OLD_FAILURES = "settings.json", "failures.parquet"
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary name, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def write_json_atomic(path: Path | Location, payload: Any) -> None:
+    """Write JSON so that no reader sees half of it (a renamed temporary file, or one PUT)."""
+    Location.of(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +74,17 @@ class StageFolder:
     """The output folder of one stage: settings check, chunk commits, failures, completion marker.
 
     Args:
-        root: the folder (created by :meth:`prepare`).
+        root: the folder (created by :meth:`prepare`): a local path, or an object-store URI for
+            the stages that stream Parquet chunks (tile, embed, classify).
         stage: the stage's name, recorded in the failures table and the markers.
         item_column: the column that names an item in committed chunks (``slide_id``); None for
             a stage that writes its items as files of its own and commits no chunks.
+
+    On an object store a commit renames nothing: the chunk's files are written straight into
+    ``chunk-<id>/...`` and the chunk counts once its ``_COMMITTED.json`` is written (one PUT).
+    Until then a glob reader would see its files, so read such a store through its markers
+    (:meth:`data_files`, :func:`committed_files`) or after ``_SUCCESS``; the next run removes
+    files that no marker lists.
 
     Example:
         >>> folder = StageFolder(Path("tiles"), stage="tile", item_column="slide_id")
@@ -88,10 +92,21 @@ class StageFolder:
         >>> folder.finish(requested=["s1"], failures=[], extra={})
     """
 
-    def __init__(self, root: Path, *, stage: str, item_column: str | None = "slide_id") -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str | Location, *, stage: str,
+                 item_column: str | None = "slide_id") -> None:
+        self.where = Location.of(root)
         self.stage = stage
         self.item_column = item_column
+
+    @property
+    def root(self) -> Path:
+        """The folder as a local path (a store on object storage has none: see :attr:`address`)."""
+        return self.where.local_path()
+
+    @property
+    def address(self) -> Path | Uri:
+        """The folder as given: a local path or the object-store URI."""
+        return self.where.address()
 
     # ------------------------------------------------------------------ run lifecycle
     def prepare(self, settings: Mapping[str, Any]) -> None:
@@ -100,11 +115,13 @@ class StageFolder:
         A folder with committed chunks (or, without chunks, any earlier settings) made with
         other settings is refused, naming each changed key.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        settings_path = self.root / SETTINGS
-        if (self.root / OLD_SETTINGS).exists() and not settings_path.exists():
-            os.replace(self.root / OLD_SETTINGS, settings_path)
-        (self.root / OLD_FAILURES).unlink(missing_ok=True)
+        self.where.mkdir()
+        settings_path = self.where / SETTINGS
+        old_settings = self.where / OLD_SETTINGS
+        if old_settings.exists() and not settings_path.exists():
+            settings_path.write_bytes(old_settings.read_bytes())
+            old_settings.delete()
+        (self.where / OLD_FAILURES).delete()
         wanted = json.loads(json.dumps(dict(settings), default=str))
         if settings_path.exists():
             previous = json.loads(settings_path.read_text())
@@ -113,37 +130,67 @@ class StageFolder:
             if changed and holds_output:
                 detail = "; ".join(f"{k}: {previous.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
                 raise ConfigError(
-                    f"{self.root} holds {self.stage} output made with other settings ({detail}); "
+                    f"{self.where} holds {self.stage} output made with other settings ({detail}); "
                     "use a new output folder or the same settings"
                 )
         write_json_atomic(settings_path, wanted)
         self.start()
-        stale = [*self.root.parent.glob(f".{glob.escape(self.root.name)}.tmp-*"), *self.root.glob(".tmp-*")]
-        stale += [c for c in self.root.glob("chunk-*") if not (c / COMMITTED).exists()]  # older versions
+        if self.where.is_local:
+            self._drop_local_leftovers()
+        else:
+            self._drop_unlisted_objects()
+
+    def _drop_local_leftovers(self) -> None:
+        root = self.root
+        stale = [*root.parent.glob(f".{glob.escape(root.name)}.tmp-*"), *root.glob(".tmp-*")]
+        stale += [c for c in root.glob("chunk-*") if not (c / COMMITTED).exists()]  # older versions
         for child in stale:
             if child.is_dir():
                 shutil.rmtree(child)
 
+    def _drop_unlisted_objects(self) -> None:
+        """Delete data objects that no commit marker lists (a killed run's, or a failed commit's)."""
+        files = self.where.files_below()
+        listed: set[str] = set()
+        for marker in (f for f in files if f.name == COMMITTED):
+            listed.add(marker.path)
+            listed.update((marker.parent / name).path for name in json.loads(marker.read_text())["files"])
+        for file in files:
+            top_level_marker = file.parent.path == self.where.path and file.name.startswith("_")
+            if not top_level_marker and file.path not in listed:
+                file.delete()
+
     def start(self) -> None:
         """Clear the completion markers: from now on the folder reads as not complete."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.where.mkdir()
         for marker in (SUCCESS, INCOMPLETE):
-            (self.root / marker).unlink(missing_ok=True)
+            (self.where / marker).delete()
 
     def new_tmp_dir(self) -> Path:
         """A fresh hidden folder for one chunk's writes (renamed into the store when committed).
 
         Beside the store where the rename works (same file system, writable parent), else inside
-        it (a store that is a mount point).
+        it (a store that is a mount point). Local stores only: see :meth:`new_staging`.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
-        parent = self.root.parent
-        beside = os.access(parent, os.W_OK) and os.stat(parent).st_dev == os.stat(self.root).st_dev
+        root = self.root
+        root.mkdir(parents=True, exist_ok=True)
+        parent = root.parent
+        beside = os.access(parent, os.W_OK) and os.stat(parent).st_dev == os.stat(root).st_dev
         if beside:
-            return parent / f".{self.root.name}.tmp-{uuid.uuid4().hex}"
-        return self.root / f".tmp-{uuid.uuid4().hex}"
+            return parent / f".{root.name}.tmp-{uuid.uuid4().hex}"
+        return root / f".tmp-{uuid.uuid4().hex}"
 
-    def commit(self, tmp: Path, expected: Mapping[str, str]) -> CommitResult:
+    def new_staging(self) -> Location:
+        """Where a run's writers put each item's files before its commit.
+
+        A hidden folder renamed into place per item on a local store (:meth:`new_tmp_dir`); on an
+        object store the chunk folder itself (``chunk-<id>``), since nothing can be renamed there.
+        """
+        if self.where.is_local:
+            return Location.of(self.new_tmp_dir())
+        return self.where / f"chunk-{uuid.uuid4().hex}"
+
+    def commit(self, tmp: Path | Location, expected: Mapping[str, str]) -> CommitResult:
         """Commit a chunk written to ``tmp``; items with error rows are removed and reported.
 
         Only for a folder with an ``item_column``.
@@ -153,13 +200,16 @@ class StageFolder:
         """
         if self.item_column is None:
             raise TypeError(f"{self.stage}: this stage folder commits no chunks (item_column=None)")
-        for stray in tmp.glob(".*.tmp") if tmp.exists() else []:  # a killed writer's unfinished file
-            stray.unlink(missing_ok=True)
-        files = sorted(tmp.glob("*.parquet")) if tmp.exists() else []
+        tmp = Location.of(tmp)
+        present = tmp.children()
+        for stray in present:  # a killed writer's unfinished file (local stores)
+            if stray.name.endswith(".tmp"):
+                stray.delete()
+        files = [f for f in present if f.name.endswith(".parquet")]
         rows: Counter[str] = Counter()
         errors: dict[str, tuple[int, str]] = {}
         for file in files:
-            table = pq.read_table(file, columns=[self.item_column, "error"])
+            table = pq.read_table(file.path, columns=[self.item_column, "error"], filesystem=file.fs)
             for item, error in zip(
                 table[self.item_column].to_pylist(), table["error"].to_pylist(), strict=True
             ):
@@ -176,31 +226,31 @@ class StageFolder:
         for item, source in expected.items():
             if item not in rows and item not in errors:
                 failures.append(Failure(item, source, f"no {self.stage} rows were produced"))
-        if errors:
-            self._drop_items(files, set(errors))
+        kept = self._drop_items(files, set(errors)) if errors else files
         if not rows:
-            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.delete()
             return CommitResult({}, failures)
-        kept = sorted(p.name for p in tmp.glob("*.parquet"))
-        write_json_atomic(tmp / COMMITTED, {"items": dict(rows), "files": kept})
-        os.replace(tmp, self.root / f"chunk-{uuid.uuid4().hex}")  # the commit: all or nothing
+        write_json_atomic(tmp / COMMITTED, {"items": dict(rows), "files": sorted(f.name for f in kept)})
+        if tmp.is_local:  # the commit: all or nothing
+            os.replace(tmp.path, (self.where / f"chunk-{uuid.uuid4().hex}").path)
         return CommitResult(dict(rows), failures)
 
-    def _drop_items(self, files: Iterable[Path], items: set[str]) -> None:
+    def _drop_items(self, files: Iterable[Location], items: set[str]) -> list[Location]:
+        """Rewrite ``files`` without the rows of ``items``; the files that still hold rows."""
         assert self.item_column is not None
         values = pa.array(sorted(items), pa.string())
+        kept_files = []
         for file in files:
-            table = pq.read_table(file)
+            table = pq.read_table(file.path, filesystem=file.fs)
             mask = pc.invert(pc.is_in(table[self.item_column], value_set=values))
             kept = table.filter(mask)
-            if kept.num_rows == table.num_rows:
-                continue
             if kept.num_rows == 0:
-                file.unlink()
-            else:
-                tmp = file.with_name(f".{file.name}.tmp")
-                pq.write_table(kept, tmp)
-                os.replace(tmp, file)
+                file.delete()
+                continue
+            if kept.num_rows != table.num_rows:
+                file.write_parquet(kept)
+            kept_files.append(file)
+        return kept_files
 
     def finish(self, *, requested: Iterable[str], failures: list[Failure], extra: Mapping[str, Any]) -> bool:
         """Write the failures table, then _SUCCESS (every requested item done) or _INCOMPLETE.json.
@@ -218,9 +268,7 @@ class StageFolder:
                               "item_id": [f.item_id for f in failures],
                               "source": [f.source for f in failures],
                               "error": [f.error for f in failures]}, columns=list(FAILURE_COLUMNS))
-        tmp = self.root / f".{FAILURES}.tmp"
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, self.root / FAILURES)
+        (self.where / FAILURES).write_text(table.to_csv(index=False))
         requested = list(requested)
         if self.item_column is None:
             missing = sorted({f.item_id for f in failures})
@@ -232,62 +280,85 @@ class StageFolder:
                        "rows": sum(committed.values())}
         summary = {**summary, "items_failed": len(missing), **extra}
         if missing:
-            write_json_atomic(self.root / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
+            write_json_atomic(self.where / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
             return False
-        write_json_atomic(self.root / SUCCESS, summary)
+        write_json_atomic(self.where / SUCCESS, summary)
         return True
 
     # ------------------------------------------------------------------ reading
+    def _markers(self) -> list[Location]:
+        if self.where.is_local:
+            return [Location.of(m) for m in sorted(self.root.glob(f"chunk-*/{COMMITTED}"))]
+        return [f for f in self.where.files_below() if f.name == COMMITTED]
+
     def committed_items(self) -> dict[str, int]:
         """Item id -> committed row count, over every committed chunk."""
         items: dict[str, int] = {}
-        for marker in sorted(self.root.glob(f"chunk-*/{COMMITTED}")):
+        for marker in self._markers():
             items.update(json.loads(marker.read_text())["items"])
         return items
 
-    def data_files(self) -> list[Path]:
+    def data_locations(self) -> list[Location]:
         """Parquet files of committed chunks only."""
-        files: list[Path] = []
-        for marker in sorted(self.root.glob(f"chunk-*/{COMMITTED}")):
+        files: list[Location] = []
+        for marker in self._markers():
             names = json.loads(marker.read_text())["files"]
             files.extend(marker.parent / name for name in names)
         return files
 
+    def data_files(self) -> list[Path]:
+        """Parquet files of committed chunks only, as local paths (see :meth:`data_locations`)."""
+        return [f.local_path() for f in self.data_locations()]
 
-def committed_files(root: Path, *, require_complete: bool = True) -> list[Path]:
-    """Data files of a stage folder; refuses a partial stage unless ``require_complete=False``."""
-    root = Path(root)
-    if require_complete and not (root / SUCCESS).exists():
+
+def committed_locations(root: Path | str | Location, *, require_complete: bool = True) -> list[Location]:
+    """Data files of a stage folder, local or on object storage; refuses a partial stage.
+
+    Args:
+        root: the stage folder (a path or a URI).
+        require_complete: refuse a folder without ``_SUCCESS`` (else read what is committed).
+
+    Returns:
+        The committed Parquet files.
+    """
+    where = Location.of(root)
+    if require_complete and not (where / SUCCESS).exists():
         why = (
             f"it finished with failures (see {FAILURES})"
-            if (root / INCOMPLETE).exists()
+            if (where / INCOMPLETE).exists()
             else ("it has no _SUCCESS marker (not run, still running, or interrupted)")
         )
         raise StageIncompleteError(
-            f"{root}: output is not complete: {why}; rerun the stage or allow partial input"
+            f"{where}: output is not complete: {why}; rerun the stage or allow partial input"
         )
-    return StageFolder(root, stage="").data_files()
+    return StageFolder(where, stage="").data_locations()
 
 
-def read_settings(root: Path) -> dict[str, Any]:
+def committed_files(root: Path | str, *, require_complete: bool = True) -> list[Path]:
+    """Data files of a local stage folder; refuses a partial stage unless ``require_complete=False``."""
+    return [f.local_path() for f in committed_locations(root, require_complete=require_complete)]
+
+
+def read_settings(root: Path | str) -> dict[str, Any]:
     """The settings a stage folder was made with (this layout's ``_settings.json`` or an older one)."""
-    root = Path(root)
+    where = Location.of(root)
     for name in (SETTINGS, OLD_SETTINGS):
-        if (root / name).exists():
-            settings: dict[str, Any] = json.loads((root / name).read_text())
+        if (where / name).exists():
+            settings: dict[str, Any] = json.loads((where / name).read_text())
             return settings
-    raise StageIncompleteError(f"{root}: no {SETTINGS}; not a stage output folder, or the stage never ran")
+    raise StageIncompleteError(f"{where}: no {SETTINGS}; not a stage output folder, or the stage never ran")
 
 
-def read_failures(root: Path) -> pd.DataFrame:
+def read_failures(root: Path | str) -> pd.DataFrame:
     """The failures table of a stage folder's latest run (stage, item_id, source, error)."""
-    path = Path(root) / FAILURES
-    if not path.exists():
+    where = Location.of(root) / FAILURES
+    if not where.exists():
         return pd.DataFrame(columns=list(FAILURE_COLUMNS))
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    return pd.read_csv(io.BytesIO(where.read_bytes()), dtype=str, keep_default_na=False)
 
 
-def require_complete(root: Path, what: str) -> None:
+def require_complete(root: Path | str, what: str) -> None:
     """Raise StageIncompleteError unless ``root`` carries _SUCCESS; ``what`` names the stage."""
-    if not (Path(root) / SUCCESS).exists():
-        raise StageIncompleteError(f"{root}: {what} is not complete (no _SUCCESS); run it first")
+    where = Location.of(root)
+    if not (where / SUCCESS).exists():
+        raise StageIncompleteError(f"{where}: {what} is not complete (no _SUCCESS); run it first")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mixture_ray.errors import ManifestError
+from mixture_ray.locations import is_uri
 from mixture_ray.paths import absolute_path
 
 SLIDE_SUFFIXES = frozenset(
@@ -19,7 +20,8 @@ def read_manifest(source: Path) -> pd.DataFrame:
     """Validated manifest with absolute ``path`` and float ``mpp`` (NaN where not given).
 
     Relative paths are resolved against the manifest's folder; paths are used literally
-    (no ``~`` or ``$VAR`` expansion, no shell).
+    (no ``~`` or ``$VAR`` expansion, no shell). A path may be an object-store URI
+    (``s3://bucket/slide.svs``): each node then reads a local copy (:mod:`mixture_ray.slides.staged`).
     """
     source = Path(source)
     if source.is_dir():
@@ -99,5 +101,5 @@ def validate_manifest(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
         raise ManifestError(f"manifest {source}: " + "; ".join(problems))
     # The one path rule (mixture_ray.paths): relative rows resolve against the manifest's own folder.
     base = absolute_path(source if source.is_dir() else source.parent)
-    frame["path"] = [str(p if Path(p).is_absolute() else base / p) for p in frame["path"]]
+    frame["path"] = [p if is_uri(p) or Path(p).is_absolute() else str(base / p) for p in frame["path"]]
     return frame[["slide_id", "case_id", "path", "mpp"]]

@@ -18,20 +18,17 @@ a killed worker and then again by its retry is stored once.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import uuid
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from mixture_ray.faults import crash_once
+from mixture_ray.locations import Location
 from mixture_ray.report import Failure
 
 if TYPE_CHECKING:
@@ -70,10 +67,11 @@ def _rows_hash(part: pa.Table, key_columns: Sequence[str]) -> str:
     return digest.hexdigest()[:20]
 
 
-def write_slide_parts(table: pa.Table, staging: Path, key_columns: Sequence[str]) -> Counter[str]:
+def write_slide_parts(table: pa.Table, staging: Location, key_columns: Sequence[str]) -> Counter[str]:
     """Write each slide's rows of ``table`` to ``staging/<slide>/part-<hash>.parquet``; rows per slide.
 
-    The file appears under its final name only when complete (written aside, then renamed).
+    The file appears under its final name only when complete (written aside and renamed on a
+    local store, one PUT on an object store).
     """
     written: Counter[str] = Counter()
     if table.num_rows == 0:
@@ -81,11 +79,7 @@ def write_slide_parts(table: pa.Table, staging: Path, key_columns: Sequence[str]
     for slide in pc.unique(table["slide_id"]).to_pylist():
         part = table.filter(pc.equal(table["slide_id"], slide))
         folder = staging / slide_folder_name(slide)
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"part-{_rows_hash(part, key_columns)}.parquet"
-        tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(part, tmp)
-        os.replace(tmp, final)
+        (folder / f"part-{_rows_hash(part, key_columns)}.parquet").write_parquet(part)
         written[slide] += part.num_rows
     return written
 
@@ -96,7 +90,8 @@ class SlidePartWriter:
     Args:
         inner: the stage's batch class (constructed once per actor).
         inner_kwargs: its constructor arguments.
-        staging: the run's staging folder (on storage every worker can reach).
+        staging: the run's staging folder (on storage every worker can reach: a shared path or an
+            object-store URI).
         key_columns: columns that identify an output row (they name the part files).
 
     Returns (per call):
@@ -107,7 +102,7 @@ class SlidePartWriter:
     def __init__(self, *, inner: type, inner_kwargs: Mapping[str, Any], staging: str,
                  key_columns: Sequence[str] = ("magnification", "x", "y")) -> None:
         self.inner = inner(**inner_kwargs)
-        self.staging = Path(staging)
+        self.staging = Location.of(staging)
         self.key_columns = tuple(key_columns)
 
     def __call__(self, batch: pa.Table | dict[str, Any]) -> pa.Table:
@@ -135,7 +130,7 @@ def first_line(exc: BaseException, limit: int = 500) -> str:
 
 
 def stream_slides(
-    dataset: ray.data.Dataset, *, store: StageFolder, staging: Path, sources: Mapping[str, str],
+    dataset: ray.data.Dataset, *, store: StageFolder, staging: Location, sources: Mapping[str, str],
     progress: ProgressLine, expected: Mapping[str, int] | None = None,
 ) -> list[Failure]:
     """Execute ``dataset`` (ending in a :class:`SlidePartWriter`) and commit each slide when done.
@@ -143,7 +138,8 @@ def stream_slides(
     Args:
         dataset: the lazy pipeline; its output rows are the writers' counts.
         store: the stage folder the slides are committed to.
-        staging: the staging folder the writers write into (removed at the end).
+        staging: the staging folder the writers write into (:meth:`StageFolder.new_staging`;
+            removed at the end where it is a local one, which is renamed into the store per slide).
         sources: slide id -> its source (slide path or tile chunk), for every slide of the run.
         progress: the progress line to update.
         expected: input rows per slide when known up front (else from ``_slide_rows``).
@@ -181,8 +177,8 @@ def stream_slides(
     except Exception as exc:  # a stage that failed for good: keep what is committed, record the rest
         stopped = first_line(exc)
     progress.close()
-    if stopped is None:  # else tasks may still be writing: the next run's prepare() removes it
-        shutil.rmtree(staging, ignore_errors=True)
+    if stopped is None and staging.is_local:  # else tasks may still be writing: the next run's
+        shutil.rmtree(staging.path, ignore_errors=True)  # prepare() removes what no commit lists
     why = f"the run stopped before the slide was finished: {stopped}" if stopped else (
         "the run ended before every row of the slide was processed")
     failures.extend(Failure(s, sources[s], why) for s in sources if s not in done)

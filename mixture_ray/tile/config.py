@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 
 from mixture_ray.config import ActorPool, narrow, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 from mixture_ray.slides.factory import Backend
 
 TileEncoding = Literal["jpeg", "png", "none"]
@@ -62,7 +63,8 @@ class TileConfig(StoredPixels):
         "slides_per_commit": "each slide is now committed on its own once it is written; remove the key",
     }
 
-    out_dir: Path = option("tile store folder (created; reruns skip slides already committed)")
+    out_dir: Path | Uri = option(
+        "tile store folder or object-store URI (created; reruns skip slides already committed)")
     manifest: Path = option("CSV/Parquet manifest (slide_id, case_id, path[, mpp]) or a folder of slides")
     magnifications: tuple[float, ...] = option(
         "objective magnifications to tile at; mpp = 10 / magnification", [2.5, 5.0, 20.0]

@@ -58,13 +58,16 @@ def estimated_background(
 
 def slide_coordinates(
     reader: SlideReader, *, slide_id: str, case_id: str, manifest_mpp: float | None, cfg: TileConfig,
-    flagged: tuple[np.ndarray, float] | None = None,
+    flagged: tuple[np.ndarray, float] | None = None, source: str | None = None,
 ) -> pa.Table:
     """Metadata rows of the tiles to read from one slide, for every configured magnification.
 
     ``flagged`` is QC's mask of flagged regions (pen, folds, blur) and its downsample: tiles more
-    than half inside it are left out.
+    than half inside it are left out. ``source`` is what the rows name as the slide (default:
+    the file the reader opened; a slide on object storage is named by its URI, not by the
+    node-local copy the reader opened).
     """
+    source = source or str(reader.path)
     width, height = reader.level_dimensions[0]
     plans = [plan_level(reader, magnification=m, manifest_mpp=manifest_mpp) for m in cfg.magnifications]
     smallest = min(p.level0_size(cfg.tile_size) for p in plans)
@@ -100,7 +103,7 @@ def slide_coordinates(
     n_total = len(columns["x"])
     if n_total == 0:
         raise SlideError(
-            str(reader.path),
+            source,
             f"no tissue: no tile at {', '.join(f'{m:g}x' for m in cfg.magnifications)} has at most "
             f"{cfg.max_background:.0%} background (or the slide is smaller than one tile)",
         )
@@ -110,7 +113,7 @@ def slide_coordinates(
             "case_id": pa.array([case_id] * n_total, pa.string()),
             **{k: pa.array(v) for k, v in columns.items()},
             "tile_size": pa.array(np.full(n_total, cfg.tile_size, np.int32)),
-            "source": pa.array([str(reader.path)] * n_total, pa.string()),
+            "source": pa.array([source] * n_total, pa.string()),
             "error": pa.nulls(n_total, pa.string()),
         }
     )

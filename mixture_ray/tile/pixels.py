@@ -7,7 +7,6 @@ few slides open so each slide is opened once per worker.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image
 
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.faults import crash_once
+from mixture_ray.locations import is_uri
 from mixture_ray.slides.factory import open_slide
 from mixture_ray.slides.open_cache import OpenSlides
 from mixture_ray.store.codec import background_fraction, encode_tile
@@ -64,7 +64,7 @@ class SlideCoordinates:
             slide_id, case_id, path = row["slide_id"], row["case_id"], row["path"]
             mpp = row.get("mpp")
             try:
-                reader = open_slide(Path(path), self.cfg.backend)
+                reader = open_slide(str(path), self.cfg.backend)
                 try:
                     tables.append(
                         slide_coordinates(
@@ -74,6 +74,7 @@ class SlideCoordinates:
                             manifest_mpp=mpp if mpp is not None and mpp == mpp else None,
                             cfg=self.cfg,
                             flagged=flagged_regions(row),
+                            source=str(path) if is_uri(str(path)) else None,
                         )
                     )
                 finally:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mixture_ray.locations import Uri
 from mixture_ray.report import Failure, Report
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class TilingReport(Report):
     """Outcome of a tiling run."""
 
-    out_dir: Path
+    out_dir: Path | Uri
     slides_requested: int
     slides_skipped: int
     slides_committed: int
@@ -47,7 +48,7 @@ class TilingReport(Report):
         complete = store.finish(requested=list(requested), failures=failures,
                                 extra={"config": dataclasses.asdict(config), "excluded_by_qc": excluded})
         committed = store.committed_items()
-        return cls(out_dir=store.root, slides_requested=len(requested), slides_skipped=skipped,
+        return cls(out_dir=store.address, slides_requested=len(requested), slides_skipped=skipped,
                    slides_committed=len(committed), tiles_written=sum(committed.values()),
                    failures=failures, complete=complete, excluded_by_qc=excluded)
 

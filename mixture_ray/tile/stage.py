@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from mixture_ray.locations import Location
     from mixture_ray.tile.config import TileConfig
 
 #: Settings that change what is written; a rerun into the same folder must match them.
@@ -45,7 +46,7 @@ DATA_SETTINGS = (
 )
 
 
-def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Path) -> ray.data.Dataset:
+def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Location) -> ray.data.Dataset:
     """The lazy pipeline of one run: a block per slide -> coordinate blocks -> pixel actors that write.
 
     Coordinate tasks reserve no CPU (they are short: one thumbnail per slide) and run at most
@@ -126,7 +127,7 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
         records = [{**r, **qc.columns(r["slide_id"])} for r in records]
     failures = []
     if records:
-        staging = store.new_tmp_dir()
+        staging = store.new_staging()
         progress = ProgressLine("tile", total_items=len(records), unit="tile positions")
         failures = stream_slides(build_dataset(records, cfg, staging), store=store, staging=staging,
                                  sources={r["slide_id"]: r["path"] for r in records}, progress=progress)

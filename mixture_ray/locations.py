@@ -1,0 +1,242 @@
+"""Where data lives: a local path or an object-store URI (``s3://bucket/key``, ``gs://bucket/key``).
+
+Stores of tiles, embeddings and predictions, and slides, may live on object storage that every
+node of a cluster reaches. :class:`Location` is one address on a ``pyarrow.fs`` file system
+(``LocalFileSystem``, ``S3FileSystem``, ``GcsFileSystem``, or fsspec's through
+``PyFileSystem``), so the same code writes, lists and reads both. What differs is a rename: a
+local write goes to a hidden temporary name and is renamed into place, an object is written by
+one PUT, which is atomic on S3 and GCS (a reader sees the old object, the new one, or none,
+never half of one). Object stores have no rename, so nothing here emulates one.
+
+Credentials and endpoints come from the usual places of each store's SDK (for S3:
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``
+for S3-compatible servers, or an instance role); on a cluster every node needs them, e.g. set
+through the job's ``runtime_env.env_vars``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import re
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+class Uri(str):
+    """An object-store address as written (``s3://bucket/key``); kept literally, never made local."""
+
+    __slots__ = ()
+
+
+def is_uri(text: str | os.PathLike[str]) -> bool:
+    """True for ``scheme://...`` addresses other than ``file://`` (a local path).
+
+    Args:
+        text: a path or an address.
+
+    Returns:
+        Whether ``text`` names an object on a remote file system.
+    """
+    found = _SCHEME.match(os.fspath(text))
+    return found is not None and found.group(1).lower() != "file"
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """One file or folder on a ``pyarrow.fs`` file system.
+
+    Args:
+        fs: the file system.
+        path: the path on it (for S3, ``bucket/key``; locally, absolute).
+        scheme: the URI scheme (``s3``, ``gs``), empty for a local path.
+
+    Example:
+        >>> store = Location.of("/data/tiles")
+        >>> (store / "_SUCCESS").exists()
+        False
+    """
+
+    fs: pafs.FileSystem
+    path: str
+    scheme: str = ""
+
+    @classmethod
+    def of(cls, where: str | os.PathLike[str] | Location) -> Location:
+        """The location of a local path or an object-store URI.
+
+        Args:
+            where: a path (made absolute), a URI, or a location (returned as it is).
+
+        Returns:
+            The location.
+        """
+        if isinstance(where, Location):
+            return where
+        text = os.fspath(where)
+        if is_uri(text):
+            fs, path = pafs.FileSystem.from_uri(text)
+            return cls(fs, path.rstrip("/"), _SCHEME.match(text).group(1).lower())  # type: ignore[union-attr]
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        return cls(pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(text)))
+
+    # ------------------------------------------------------------------ names
+    @property
+    def is_local(self) -> bool:
+        """Whether this is a path on this machine's file system (renames work)."""
+        return not self.scheme
+
+    @property
+    def name(self) -> str:
+        """The last part of the path."""
+        return posixpath.basename(self.path)
+
+    @property
+    def parent(self) -> Location:
+        """The folder holding this location."""
+        return dataclasses.replace(self, path=posixpath.dirname(self.path))
+
+    def __truediv__(self, name: str) -> Location:
+        return dataclasses.replace(self, path=posixpath.join(self.path, name))
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.path}" if self.scheme else self.path
+
+    def local_path(self) -> Path:
+        """This location as a ``Path``; only for local locations."""
+        if not self.is_local:
+            raise ValueError(f"{self} is on object storage, not a local path")
+        return Path(self.path)
+
+    def address(self) -> Path | Uri:
+        """A local ``Path`` or the ``Uri`` (what configs and reports hold)."""
+        return Path(self.path) if self.is_local else Uri(str(self))
+
+    # ------------------------------------------------------------------ queries
+    def _info(self) -> pafs.FileInfo:
+        info: pafs.FileInfo = self.fs.get_file_info(self.path)
+        return info
+
+    def exists(self) -> bool:
+        """Whether a file or folder is there (on object stores, a folder is a key prefix)."""
+        return bool(self._info().type != pafs.FileType.NotFound)
+
+    def is_file(self) -> bool:
+        """Whether a file is there."""
+        return bool(self._info().type == pafs.FileType.File)
+
+    def is_dir(self) -> bool:
+        """Whether a folder is there."""
+        return bool(self._info().type == pafs.FileType.Directory)
+
+    def size(self) -> int:
+        """The size of the file in bytes."""
+        return int(self._info().size or 0)
+
+    def mtime_ns(self) -> int:
+        """Modification time of the file in nanoseconds (0 where the store gives none)."""
+        return int(self._info().mtime_ns or 0)
+
+    def children(self) -> list[Location]:
+        """Files and folders directly inside this folder (none when it does not exist)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        return sorted((dataclasses.replace(self, path=i.path) for i in infos), key=lambda loc: loc.path)
+
+    def files_below(self) -> list[Location]:
+        """Every file at any depth below this folder (one listing on object stores)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True, allow_not_found=True))
+        return sorted((dataclasses.replace(self, path=i.path) for i in infos if i.type == pafs.FileType.File),
+                      key=lambda loc: loc.path)
+
+    # ------------------------------------------------------------------ reading and writing
+    def read_bytes(self) -> bytes:
+        """The whole file."""
+        with self.fs.open_input_stream(self.path) as stream:
+            data: bytes = stream.read()
+        return data
+
+    def read_text(self) -> str:
+        """The whole file as UTF-8 text."""
+        return self.read_bytes().decode()
+
+    def mkdir(self) -> None:
+        """Create this folder and its parents (on object stores folders need no creation)."""
+        if self.is_local:
+            self.fs.create_dir(self.path, recursive=True)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the file so that a reader never sees part of it.
+
+        Locally: a hidden temporary file beside it, flushed to disk, renamed over it. On an
+        object store: one PUT (atomic there).
+        """
+        if not self.is_local:
+            with self.fs.open_output_stream(self.path) as out:
+                out.write(data)
+            return
+        target = Path(self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+
+    def write_text(self, text: str) -> None:
+        """:meth:`write_bytes` of UTF-8 text."""
+        self.write_bytes(text.encode())
+
+    def write_parquet(self, table: pa.Table) -> None:
+        """Write ``table`` as one Parquet file, never visible half-written (see :meth:`write_bytes`)."""
+        if not self.is_local:
+            pq.write_table(table, self.path, filesystem=self.fs)
+            return
+        target = Path(self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+
+    def delete(self) -> None:
+        """Remove the file or the folder with everything in it; nothing when absent."""
+        info = self._info()
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path)
+
+
+def read_parquet_files(files: Sequence[str | os.PathLike[str] | Location], *,
+                       columns: Iterable[str] | None = None) -> pa.Table:
+    """Read Parquet files (local paths or URIs on one store) as one table.
+
+    Args:
+        files: the files; URIs must all be on the same store.
+        columns: the columns to read (all when None).
+
+    Returns:
+        Their rows, in the order given.
+    """
+    wanted = list(columns) if columns is not None else None
+    if not files:
+        raise ValueError("no Parquet files to read")
+    locations = [Location.of(f) for f in files]
+    return pq.read_table([loc.path for loc in locations], columns=wanted, filesystem=locations[0].fs)
+
+
+def address_text(where: str | os.PathLike[str] | Location) -> str:
+    """The text that names ``where`` in a file or a message: an absolute path or the URI."""
+    return str(Location.of(where))

@@ -1,0 +1,201 @@
+"""Stores and slides on an S3-compatible object store: moto's server on loopback, started here.
+
+The slides are uploaded to a bucket, tiled from there into a tile store in the bucket, embedded
+into an embedding store in the bucket, and clustered from it; the outputs equal a run on local
+files. Commits rename nothing on the store (S3 has no rename): a chunk counts once its marker is
+written, and files that no marker lists are removed by the next run.
+
+The Ray session of this module is started after the S3 settings are in the environment, so its
+workers inherit them (on a cluster, the job's ``runtime_env.env_vars`` does that). The module
+shuts down any Ray session of the test process first and leaves Ray shut down; the next module
+that needs one starts its own (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from mixture_ray.cluster.config import ClusterConfig
+from mixture_ray.cluster.stage import run as run_cluster
+from mixture_ray.config import build_config
+from mixture_ray.embed.config import EmbedConfig
+from mixture_ray.embed.stage import run as run_embed
+from mixture_ray.errors import ConfigError, SlideError
+from mixture_ray.locations import Location, Uri, read_parquet_files
+from mixture_ray.slides.factory import open_slide
+from mixture_ray.store.embeddings import fixed_list_to_matrix
+from mixture_ray.store.folder import COMMITTED, StageFolder, committed_locations
+from mixture_ray.synth.cohort import write_cohort
+from mixture_ray.synth.config import SynthConfig
+from mixture_ray.tile.config import TileConfig
+from mixture_ray.tile.stage import run as run_tile
+
+pytestmark = pytest.mark.object_store
+
+BUCKET = "cohort"
+TILING = {"tile_size": 32, "magnifications": [20.0], "max_tiles_per_slide": 40, "seed": 0,
+          "pool.workers": 1}
+KEY = ["slide_id", "magnification", "x", "y"]
+
+
+@dataclasses.dataclass(frozen=True)
+class S3:
+    """The server's endpoint and the local cohort uploaded to it."""
+
+    endpoint: str
+    cohort: Path
+    slides: dict[str, str]  # slide id -> its URI
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    """moto's S3 server on 127.0.0.1 with a bucket holding a 3-slide synthetic cohort; Ray started after."""
+    import boto3
+    import ray
+    from moto.server import ThreadedMotoServer
+
+    root = tmp_path_factory.mktemp("object_store")
+    written = write_cohort(build_config(SynthConfig, {
+        "out_dir": root / "cohort", "n_cases": 3, "min_slides_per_case": 1, "max_slides_per_case": 1,
+        "width": 1024, "height": 1024, "levels": 2, "seed": 11}))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
+                "MIXTURE_RAY_SLIDE_CACHE": str(root / "slide-cache")}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        slides = {}
+        for svs in sorted((written.root / "slides").glob("*.svs")):
+            client.upload_file(str(svs), BUCKET, f"slides/{svs.name}")
+            slides[svs.stem] = f"s3://{BUCKET}/slides/{svs.name}"
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+        yield S3(endpoint, written.root, slides)
+    finally:
+        ray.shutdown()
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _manifest(s3: S3, folder: Path, *, remote: bool) -> Path:
+    """A manifest of the cohort's slides: their URIs, or the local files."""
+    path = folder / ("remote.csv" if remote else "local.csv")
+    rows = ["slide_id,case_id,path"]
+    for slide, uri in s3.slides.items():
+        where = uri if remote else str(s3.cohort / "slides" / f"{slide}.svs")
+        rows.append(f"{slide},{slide},{where}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _rows(store: str | Path) -> pa.Table:
+    table = read_parquet_files(committed_locations(store))
+    return table.sort_by([(c, "ascending") for c in KEY])
+
+
+def _objects(prefix: str) -> list[str]:
+    return [f.path for f in Location.of(f"s3://{BUCKET}/{prefix}").files_below()]
+
+
+def test_tile_embed_cluster_on_s3_equal_a_local_run(s3: S3, tmp_path: Path) -> None:
+    tiles, embeddings = f"s3://{BUCKET}/runs/tiles", f"s3://{BUCKET}/runs/embeddings"
+    report = run_tile(build_config(TileConfig, {"manifest": _manifest(s3, tmp_path, remote=True),
+                                                "out_dir": tiles, **TILING}))
+    assert report.complete and report.out_dir == Uri(tiles)
+    run_tile(build_config(TileConfig, {"manifest": _manifest(s3, tmp_path, remote=False),
+                                       "out_dir": tmp_path / "tiles", **TILING}))
+    remote, local = _rows(tiles), _rows(tmp_path / "tiles")
+    assert remote.num_rows == local.num_rows > 0
+    assert remote["image"].to_pylist() == local["image"].to_pylist()  # the same JPEG bytes
+    assert set(remote["source"].to_pylist()) == set(s3.slides.values())
+    assert sorted(os.listdir(os.environ["MIXTURE_RAY_SLIDE_CACHE"]))  # read from the node's copies
+    # No object of the store is left outside a committed chunk: every data file is listed.
+    listed = {loc.path for loc in committed_locations(tiles)}
+    data = [p for p in _objects("runs/tiles") if p.endswith(".parquet")]
+    assert data and set(data) == listed
+
+    embed = {"model": "random", "magnification": 20.0, "torch_threads": 1, "pool.workers": 1,
+             "pool.gpus": "0"}
+    assert run_embed(build_config(EmbedConfig, {"tiles": tiles, "out_dir": embeddings, **embed})).complete
+    run_embed(build_config(EmbedConfig, {"tiles": tmp_path / "tiles", "out_dir": tmp_path / "emb", **embed}))
+    got, want = _rows(embeddings), _rows(tmp_path / "emb")
+    assert got.select(KEY).equals(want.select(KEY))
+    np.testing.assert_allclose(fixed_list_to_matrix(got["features"]), fixed_list_to_matrix(want["features"]),
+                               atol=1e-5, rtol=0)
+
+    for store, out in ((embeddings, tmp_path / "clu-s3"), (tmp_path / "emb", tmp_path / "clu-local")):
+        run_cluster(build_config(ClusterConfig, {"embeddings": store, "out_dir": out, "ks": [3],
+                                                 "engine": "sklearn", "silhouette_sample": 0}))
+    metrics = [json.loads((d / "_SUCCESS").read_text())["clusterings"] for d in (tmp_path / "clu-s3",
+                                                                                 tmp_path / "clu-local")]
+    assert metrics[0] == metrics[1] == 1
+    a, b = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("clu-s3", "clu-local"))
+    assert a["inertia"].tolist() == pytest.approx(b["inertia"].tolist(), rel=1e-5)
+
+
+def _chunk(staging: Location, slide: str, rows: int, *, error: str | None = None) -> Location:
+    folder = staging / slide
+    table = pa.table({"slide_id": [slide] * rows, "x": list(range(rows)),
+                      "error": pa.array([error] * rows, pa.string())})
+    (folder / "part-0.parquet").write_parquet(table)
+    return folder
+
+
+def test_commits_rename_nothing_and_a_killed_runs_objects_are_removed(s3: S3) -> None:
+    uri = f"s3://{BUCKET}/commits/store"
+    store = StageFolder(uri, stage="demo", item_column="slide_id")
+    store.prepare({"v": 1})
+    staging = store.new_staging()
+    assert staging.path.startswith(f"{BUCKET}/commits/store/chunk-")  # written in place: no rename
+    done = store.commit(_chunk(staging, "a", 3), {"a": "src-a"})
+    failed = store.commit(_chunk(staging, "b", 2, error="bad tile"), {"b": "src-b"})
+    assert done.rows == {"a": 3} and not done.failures
+    assert failed.rows == {} and "bad tile" in failed.failures[0].error
+    killed = _chunk(store.new_staging(), "c", 4)  # written, never committed: a killed run
+    assert store.committed_items() == {"a": 3}
+    assert [loc.path for loc in store.data_locations()] == [(staging / "a" / "part-0.parquet").path]
+    assert (killed / "part-0.parquet").exists()
+    assert store.finish(requested=["a", "b"], failures=failed.failures, extra={}) is False
+    assert json.loads((store.where / "_INCOMPLETE.json").read_text())["failed_items"] == ["b"]
+
+    rerun = StageFolder(uri, stage="demo", item_column="slide_id")
+    rerun.prepare({"v": 1})
+    assert not (killed / "part-0.parquet").exists()
+    left = _objects("commits/store")
+    assert sorted(p.rsplit("/", 1)[1] for p in left) == sorted(
+        ["_settings.json", "_failures.csv", COMMITTED, "part-0.parquet"])
+    with pytest.raises(ConfigError, match="made with other settings"):
+        StageFolder(uri, stage="demo", item_column="slide_id").prepare({"v": 2})
+
+
+def test_uri_errors_name_the_key_and_the_object(s3: S3, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"manifest: 's3://cohort/m.csv' is an object-store URI"):
+        build_config(TileConfig, {"manifest": f"s3://{BUCKET}/m.csv", "out_dir": tmp_path / "t"})
+    missing = f"s3://{BUCKET}/slides/absent.svs"
+    with pytest.raises(SlideError, match=r"s3://cohort/slides/absent.svs: not found; check the path"):
+        open_slide(missing)
+    cfg: Any = build_config(EmbedConfig, {"tiles": f"s3://{BUCKET}/nothing", "out_dir": tmp_path / "e",
+                                          "model": "random"})
+    assert cfg.tiles == Uri(f"s3://{BUCKET}/nothing") and cfg.out_dir == (tmp_path / "e").absolute()
