@@ -103,6 +103,23 @@ def gpus_per_actor(setting: str | float) -> float:
     return 1.0 if cluster_resources().get("GPU", 0.0) > 0 else 0.0
 
 
+def slide_reader_gpus(setting: str | float, backend: str) -> float:
+    """The GPUs a slide-reading task or actor (tile, qc, maps) requests.
+
+    Args:
+        setting: a number (requested as given, even when no GPU node is up yet), or ``auto``: 1 for
+            ``backend=cucim`` (which decodes on the GPU) when the running cluster has a GPU now,
+            else 0, since OpenSlide and tiffslide decode on the CPU.
+        backend: the slide backend the stage was given.
+
+    Returns:
+        GPUs per task or actor.
+    """
+    if setting != "auto":
+        return float(setting)
+    return gpus_per_actor("auto") if backend == "cucim" else 0.0
+
+
 class _RoutedFile(logging.FileHandler):
     """The log file that Ray's records are routed to (told apart from Ray's own handlers)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mixture_ray.config import option, require_positive
+from mixture_ray.config import GpuRequest, check_gpus, option, require_positive
 from mixture_ray.errors import ConfigError
 from mixture_ray.slides.factory import Backend
 
@@ -17,6 +17,9 @@ class QcConfig:
     manifest: Path = option("the slides' manifest (CSV/Parquet: slide_id, case_id, path[, mpp]) or folder")
     out_dir: Path = option("folder for qc.parquet, qc.csv, index.html, thumbnails/, masks/ and failures")
     backend: Backend = option("slide reader: auto, openslide, tiffslide, cucim", "auto")
+    gpus: GpuRequest = option(
+        "GPUs each per-slide task requests: a number (requested even when no GPU node is up yet), or "
+        "auto = 1 with backend=cucim on a cluster that has a GPU, else 0", "auto")
     to_srgb: bool = option("convert pixels from the slide's ICC profile to sRGB before measuring", False)
     thumbnail_px: int = option("longest edge of the low-resolution image the masks are made on", 1024)
     tile_px: int = option("edge of each sampled tissue tile (blur, stain) in pixels", 256)
@@ -43,6 +46,7 @@ class QcConfig:
 
     def validate(self) -> None:
         """Positive sizes and thresholds, fractions in [0, 1], a (low, high) mpp range."""
+        check_gpus("gpus", self.gpus)
         require_positive(self, "thumbnail_px", "tile_px", "sample_mpp", "tiles_per_slide",
                          "page_thumbnail_px", "power_tolerance")
         for name in ("min_tissue_fraction", "blur_fraction", "pen_fraction", "fold_fraction", "dab_share"):

@@ -76,7 +76,7 @@ def run(cfg: QcConfig) -> QcReport:
     """
     import ray
 
-    from mixture_ray.ray_runtime import ensure_ray
+    from mixture_ray.ray_runtime import ensure_ray, slide_reader_gpus
 
     manifest = read_manifest(cfg.manifest)
     out_dir = Path(cfg.out_dir)
@@ -87,7 +87,7 @@ def run(cfg: QcConfig) -> QcReport:
         for stale in (out_dir / sub).glob("*.png"):
             stale.unlink()
     ensure_ray()
-    task = ray.remote(_safe_qc).options(num_cpus=1)
+    task = ray.remote(_safe_qc).options(num_cpus=1, num_gpus=slide_reader_gpus(cfg.gpus, cfg.backend))
     slides = list(manifest.itertuples(index=False))
     mpps = [None if math.isnan(m) else m for m in manifest["mpp"].astype(float).tolist()]
     refs = [task.remote(cfg, str(s.slide_id), str(s.case_id), str(s.path), m)
@@ -117,7 +117,7 @@ def _write_atomic(target: Path, write: Any) -> None:
 
 def _settings(cfg: QcConfig) -> dict[str, Any]:
     fields = dataclasses.asdict(cfg)
-    display_only = ("manifest", "out_dir", "backend", "page_thumbnail_px")
+    display_only = ("manifest", "out_dir", "backend", "gpus", "page_thumbnail_px")
     return {k: v for k, v in fields.items() if k not in display_only}
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import ray
 
 from mixture_ray.progress import ProgressLine
-from mixture_ray.ray_runtime import ensure_ray
+from mixture_ray.ray_runtime import ensure_ray, slide_reader_gpus
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.store.qc_table import read_qc
@@ -66,6 +66,7 @@ def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Locat
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cfg.pool.workers),
             num_cpus=cfg.pool.actor_cpus,
+            num_gpus=slide_reader_gpus(cfg.pool.gpus, cfg.backend),
         )
     )
 

@@ -33,6 +33,7 @@ import pytest
 from mixture_ray.config import build_config
 from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.embed.stage import run as run_embed
+from mixture_ray.ray_runtime import slide_reader_gpus
 from mixture_ray.synth.cohort import write_cohort
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
@@ -171,7 +172,7 @@ def test_tile_and_embed_spread_over_nodes_match_one_node(cluster: SimCluster, re
     assert_same_embeddings(tmp_path / "emb", reference.embeddings)
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_gpu_model_actors_land_on_the_gpu_node(cluster: SimCluster, reference: Reference,
                                                tmp_path: Path) -> None:
     before = _map_workers()
@@ -183,6 +184,13 @@ def test_gpu_model_actors_land_on_the_gpu_node(cluster: SimCluster, reference: R
     devices = json.loads((tmp_path / "emb" / "_SUCCESS").read_text()).get("devices", {})
     assert devices.get("gpus_per_actor") == 1.0, devices
     assert_same_embeddings(tmp_path / "emb", reference.embeddings)  # the GPU actor ran on the CPU
+    # Slide readers: auto asks a GPU only for cuCIM; a number is asked whatever the backend.
+    assert slide_reader_gpus("auto", "cucim") == 1.0 and slide_reader_gpus("auto", "tiffslide") == 0.0
+    before = _map_workers()
+    tiled = _tile(reference.manifest, tmp_path / "tiles", workers=1, actor_cpus=1, gpus="1")
+    assert tiled.complete, tiled.summary()
+    assert _nodes_of_new_actors(before) == {cluster.gpu_id}
+    assert tiles_of(tmp_path / "tiles") == tiles_of(reference.tiles)
 
 
 def _first_commit(store: Path, timeout_s: float) -> bool:
