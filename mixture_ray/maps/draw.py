@@ -34,23 +34,54 @@ def overlay_tiles(
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+#: Height of a text line, the padding around panels, and the edge of a legend swatch (pixels).
+LINE, PAD, SWATCH = 16, 8, 12
+#: Top-left corner of the map inside the image :func:`with_legend` makes (below the title line).
+MAP_ORIGIN = (0, LINE + PAD)
+
+
+def legend_width(labels: Sequence[str]) -> int:
+    """Pixels a legend of ``labels`` needs (padding, swatch and the longest label).
+
+    Args:
+        labels: the text of each legend line.
+
+    Returns:
+        The legend's width in pixels.
+    """
+    font = ImageFont.load_default()
+    return PAD * 3 + SWATCH + max((int(font.getlength(label)) for label in labels), default=0)
+
+
+def draw_legend(draw: ImageDraw.ImageDraw, origin: tuple[int, int],
+                entries: Sequence[tuple[str, tuple[int, int, int]]]) -> None:
+    """One line per entry from ``origin`` down: a colour swatch, then its label.
+
+    Args:
+        draw: where to draw.
+        origin: top-left corner of the legend.
+        entries: (label, RGB) per line, in order.
+    """
+    font = ImageFont.load_default()
+    x, top = origin
+    for i, (label, rgb) in enumerate(entries):
+        y = top + PAD + i * LINE
+        draw.rectangle([x + PAD, y, x + PAD + SWATCH, y + SWATCH], fill=rgb, outline=(0, 0, 0))
+        draw.text((x + PAD * 2 + SWATCH, y), label, fill=(0, 0, 0), font=font)
+
+
 def with_legend(
     image: np.ndarray, title: str, colours: Mapping[str, tuple[int, int, int]], counts: Mapping[str, int]
 ) -> Image.Image:
     """The map with a title line above and a legend (colour, finding, tile count) to its right."""
     font = ImageFont.load_default()
-    line, pad, swatch = 16, 8, 12
-    names = list(colours)
-    label_w = max((int(font.getlength(f"{n} ({counts.get(n, 0)})")) for n in names), default=0)
-    legend_w = pad * 3 + swatch + label_w
+    entries = [(f"{name} ({counts.get(name, 0)})", rgb) for name, rgb in colours.items()]
     h, w = image.shape[:2]
-    canvas = Image.new("RGB", (w + legend_w, max(h, len(names) * line + pad * 2) + line + pad), "white")
+    top = MAP_ORIGIN[1]
+    canvas = Image.new("RGB", (w + legend_width([e[0] for e in entries]),
+                               max(h, len(entries) * LINE + PAD * 2) + top), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad, pad // 2), title, fill=(0, 0, 0), font=font)
-    top = line + pad
-    canvas.paste(Image.fromarray(image), (0, top))
-    for i, name in enumerate(names):
-        y = top + pad + i * line
-        draw.rectangle([w + pad, y, w + pad + swatch, y + swatch], fill=colours[name], outline=(0, 0, 0))
-        draw.text((w + pad * 2 + swatch, y), f"{name} ({counts.get(name, 0)})", fill=(0, 0, 0), font=font)
+    draw.text((PAD, PAD // 2), title, fill=(0, 0, 0), font=font)
+    canvas.paste(Image.fromarray(image), (MAP_ORIGIN[0], top))
+    draw_legend(draw, (w, top), entries)
     return canvas
