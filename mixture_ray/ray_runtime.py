@@ -88,19 +88,41 @@ def cluster_resources() -> dict[str, float]:
     return resources
 
 
+def autoscaler_max_resources() -> dict[str, float]:
+    """The most of each resource the cluster's autoscaler can reach, where Ray publishes it.
+
+    Ray publishes the autoscaler's config only on some platforms (its private
+    ``get_max_resources_from_cluster_config``, which Ray Train reads for the same purpose); the
+    open-source launchers (``ray up``, KubeRay) do not, and a local session has none: then this is
+    empty and only what the cluster has now is known.
+
+    Returns:
+        Resource name -> the most the cluster can scale to (empty when not published).
+    """
+    try:
+        from ray._private.state import state
+
+        found = state.get_max_resources_from_cluster_config() or {}
+    except Exception:
+        return {}
+    return {str(name): float(amount) for name, amount in found.items()}
+
+
 def gpus_per_actor(setting: str | float) -> float:
     """The GPUs a model actor requests for a ``pool.gpus`` setting.
 
     Args:
         setting: a number (requested as given, even when no GPU node is up yet, so an autoscaling
-            cluster starts one), or ``auto``: 1 when the running cluster has a GPU now, else 0.
+            cluster starts one), or ``auto``: 1 when the running cluster has a GPU now or its
+            autoscaler publishes that it can add one (:func:`autoscaler_max_resources`), else 0.
 
     Returns:
         GPUs per actor.
     """
     if setting != "auto":
         return float(setting)
-    return 1.0 if cluster_resources().get("GPU", 0.0) > 0 else 0.0
+    gpus = max(cluster_resources().get("GPU", 0.0), autoscaler_max_resources().get("GPU", 0.0))
+    return 1.0 if gpus > 0 else 0.0
 
 
 def slide_reader_gpus(setting: str | float, backend: str) -> float:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixture_ray.errors import ConfigError
 from mixture_ray.models.checkpoint import save
+from mixture_ray.ray_runtime import autoscaler_max_resources
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -178,13 +179,7 @@ def check_data_pipeline_cpus(run: RayTrainRun, datasets: Mapping[str, Any] | Non
 
 def _autoscaler_max_cpus() -> float | None:
     """The most CPUs the cluster's autoscaler can reach, where Ray publishes its config."""
-    try:  # private API (Ray Train uses it for the same check); absent or empty on most clusters
-        from ray._private.state import state
-
-        most = state.get_max_resources_from_cluster_config() or {}
-    except Exception:
-        return None
-    cpus = most.get("CPU", 0)
+    cpus = autoscaler_max_resources().get("CPU", 0.0)
     return float(cpus) if cpus else None
 
 
