@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CURVE_COLUMNS = ("feature_set", "model", "fpr", "tpr")
+#: Line style per model, so curves that coincide stay visible (the dashed one drawn on top).
+_STYLES: dict[str, dict[str, Any]] = {"random_forest": {"ls": "-", "lw": 2.2, "zorder": 2},
+           "svm": {"ls": "--", "lw": 1.4, "marker": "o", "markersize": 3, "zorder": 3}}
 
 
 def roc_data_uri(curves: pd.DataFrame, aucs: pd.DataFrame | None, px: int) -> str:
@@ -35,7 +38,8 @@ def roc_data_uri(curves: pd.DataFrame, aucs: pd.DataFrame | None, px: int) -> st
     fig, ax = plt.subplots(figsize=(px / 100, px / 100), dpi=100)
     for (feature_set, model), points in curves.groupby(["feature_set", "model"], sort=False):
         label = f"{feature_set} {model}{known.get((str(feature_set), str(model)), '')}"
-        ax.plot(points["fpr"], points["tpr"], label=label)
+        style = _STYLES.get(str(model), {"ls": ":", "zorder": 4})
+        ax.plot(points["fpr"], points["tpr"], label=label, **style)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity")
     ax.legend(loc="lower right", fontsize=6)

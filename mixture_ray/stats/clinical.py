@@ -94,6 +94,7 @@ def load_clinical(path: Path, case_ids: Sequence[str], cfg: StatsConfig) -> Clin
             notes.append(f"{text}; left out of every analysis (missing_clinical=warn)")
     if problems:
         raise ClinicalTableError(path, problems)
+    positive, negative = _class_names(cells, cfg, label, positive, negative)
     frame = pd.DataFrame({"label": label, "time": time, "event": event, **covariates},
                          index=pd.Index(ids, name="case_id"))
     if cfg.subgroup_column:
@@ -148,6 +149,29 @@ def _labels(cells: pd.DataFrame, cfg: StatsConfig, flag: Flag, problems: list[st
         problems.append(f"{path}: label column {column!r} has only one class ({only!r} for every case); "
                         "the diagnosis model needs cases of both classes")
     return label, positive, negative
+
+
+def _class_names(cells: pd.DataFrame, cfg: StatsConfig, label: np.ndarray, positive: str,
+                 negative: str) -> tuple[str, str]:
+    """(positive, negative) display names: ``class_names``, the text labels, or ``class_name_column``.
+
+    With 0/1 labels the name column names a class when every case of it with a name has the same
+    one, not used by the other class ("not <other>" when only the other class is named so).
+    """
+    if cfg.class_names:
+        return cfg.class_names[1].strip(), cfg.class_names[0].strip()
+    if cfg.positive_label:
+        return positive, negative
+    column = cfg.class_name_column
+    if column and column != cfg.label_column and column in cells:
+        names = cells[column].to_numpy()
+        named = names != ""
+        pos, neg = set(names[named & (label == 1)]), set(names[named & (label == 0)])
+        one_pos = next(iter(pos)) if len(pos) == 1 and not pos & neg else None
+        one_neg = next(iter(neg)) if len(neg) == 1 and not pos & neg else None
+        if one_pos is not None or one_neg is not None:
+            return one_pos or f"not {one_neg}", one_neg or f"not {one_pos}"
+    return "positive", "negative"
 
 
 def _numbers(cells: pd.DataFrame, column: str, flag: Flag, what: str, *, allow_negative: bool) -> np.ndarray:

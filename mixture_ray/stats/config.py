@@ -45,7 +45,21 @@ class StatsConfig:
     positive_label: str = option(
         "label value of the positive class for text labels; empty = labels are 0/1", ""
     )
+    class_names: tuple[str, ...] = option(
+        "[negative, positive] names of the two diagnoses shown in plots, tables and sentences (e.g. "
+        "[non-UIP, UIP]); empty = positive_label and the other label value, else class_name_column",
+        [],
+    )
+    class_name_column: str = option(
+        "clinical column naming each case's diagnosis (e.g. UIP / non-UIP): with 0/1 labels and no "
+        "class_names, the names its values give each label; a column absent or empty = 'positive' / "
+        "'negative'", "diagnosis"
+    )
     time_column: str = option("clinical column of follow-up time (>= 0)", "time")
+    time_unit: str = option(
+        "unit of the follow-up time (e.g. months), shown on the Kaplan-Meier axis and in the report; "
+        "empty = the time column's name only", ""
+    )
     event_column: str = option("clinical column of the event indicator (1 event, 0 censored)", "event")
     covariates: tuple[str, ...] = option("numeric clinical columns added to the multivariable Cox model", [])
     subgroup_column: str = option(
@@ -131,6 +145,10 @@ class StatsConfig:
         if any(not c.strip() for c in columns) or len(set(columns)) < 4:
             raise ConfigError(f"case_id_column/label_column/time_column/event_column: give four distinct "
                               f"column names (got {columns})")
+        if self.class_names and (len(self.class_names) != 2 or len({n.strip() for n in self.class_names}) != 2
+                                 or not all(n.strip() for n in self.class_names)):
+            raise ConfigError(f"class_names: give two distinct names [negative, positive] or none "
+                              f"(got {list(self.class_names)})")
         clash = sorted(set(self.covariates) & set(columns))
         if clash:
             raise ConfigError(f"covariates: {clash} are already the id, label, time or event column")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mixture_ray.stats.sentences import headline_sentences
 from mixture_ray.store.folder import write_json_atomic
 
 if TYPE_CHECKING:
@@ -39,9 +40,11 @@ def build_tables(result: Analyses) -> dict[str, pd.DataFrame]:
     """Every output table by name (the names in ``TABLES``)."""
     split_of = dict.fromkeys(result.split.train, "train") | dict.fromkeys(result.split.test, "test")
     clin = result.clinical.frame.loc[result.cases]
+    names = {1: result.clinical.positive, 0: result.clinical.negative}
     cases = pd.DataFrame({"case_id": result.cases, "split": [split_of[c] for c in result.cases],
-                          "label": clin["label"].to_numpy(),
+                          "label": clin["label"].to_numpy(), "diagnosis": clin["label"].map(names).to_numpy(),
                           "predicted_out_of_fold": result.predicted.to_numpy(),
+                          "predicted_diagnosis": result.predicted.map(names).to_numpy(),
                           "score_out_of_fold": result.km.score.to_numpy(),
                           "rf_score_out_of_fold": result.km.rf_score.to_numpy(),
                           "time": clin["time"].to_numpy(), "event": clin["event"].to_numpy()})
@@ -141,4 +144,6 @@ def build_summary(result: Analyses) -> dict[str, Any]:
         "cox_units": f"coef per unit frequency (1.0 = every tile); HR per {cfg.hr_per:g} frequency",
         "excluded_cases": list(result.clinical.excluded_cases),
         "notes": result.notes,
+        "classes": {"positive": result.clinical.positive, "negative": result.clinical.negative},
+        "sentences": headline_sentences(result),
     }

@@ -17,13 +17,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     import pandas as pd
+    from matplotlib.figure import Figure
 
 
 def score_by_group(score: pd.Series, group: pd.Series, path: Path, title: str, ylabel: str,
-                   threshold: float | None = None, seed: int = 0) -> None:
+                   threshold: float | None = None, seed: int = 0) -> Figure:
     """Box plot of ``score`` per ``group`` level with every case as a jittered point.
 
     Args:
@@ -34,6 +36,9 @@ def score_by_group(score: pd.Series, group: pd.Series, path: Path, title: str, y
         ylabel: the score axis' label.
         threshold: a dotted line at this score, when given.
         seed: seed of the horizontal jitter.
+
+    Returns:
+        The figure (closed).
     """
     levels = sorted(set(group.astype(str)))
     values = [score[(group.astype(str) == level).to_numpy()].to_numpy(dtype=float) for level in levels]
@@ -48,18 +53,28 @@ def score_by_group(score: pd.Series, group: pd.Series, path: Path, title: str, y
         ax.axhline(threshold, ls=":", c="grey", lw=0.8)
     ax.set(ylabel=ylabel, title=title)
     ax.title.set_fontsize(10)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Figure:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
-def correlation_heatmap(matrix: pd.DataFrame, path: Path, title: str) -> None:
+def correlation_heatmap(matrix: pd.DataFrame, path: Path, title: str,
+                        colours: Mapping[str, str] | None = None) -> Figure:
     """Heatmap of a square correlation matrix (rows and columns in the same order), -1 to 1.
 
     Args:
         matrix: the correlation matrix, findings as index and columns; NaN cells are left blank.
         path: the PNG written.
         title: the figure's title.
+        colours: finding -> its palette colour, used for the tick labels (others black).
+
+    Returns:
+        The figure (closed).
     """
     names = [str(c) for c in matrix.columns]
     values = matrix.to_numpy(dtype=float)
@@ -69,6 +84,9 @@ def correlation_heatmap(matrix: pd.DataFrame, path: Path, title: str) -> None:
     ticks = np.arange(len(names))
     ax.set_xticks(ticks, names, rotation=90, fontsize=7)
     ax.set_yticks(ticks, names, fontsize=7)
+    for text, name in [*zip(ax.get_xticklabels(), names, strict=True),
+                       *zip(ax.get_yticklabels(), names, strict=True)]:
+        text.set_color((colours or {}).get(name, "black"))
     if len(names) <= 30:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
@@ -76,6 +94,4 @@ def correlation_heatmap(matrix: pd.DataFrame, path: Path, title: str) -> None:
                         color="white" if abs(v) > 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Pearson r")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return _save(fig, path)

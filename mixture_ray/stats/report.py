@@ -26,17 +26,22 @@ th { background: #f2f2f2; }
 img { max-width: 100%; border: 1px solid #eee; }
 .note { color: #8a5a00; }
 caption { text-align: left; font-weight: bold; padding: 4px 0; }
+.lead { font-weight: bold; }
 """
 
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    """A heading, a paragraph, tables (caption, frame) and figures (caption, PNG path)."""
+    """A heading, a paragraph, tables (caption, frame) and figures (caption, PNG path).
+
+    ``lead``: sentences reading the section's results, shown in bold before the paragraph.
+    """
 
     heading: str
     text: str = ""
     tables: Sequence[tuple[str, pd.DataFrame]] = ()
     figures: Sequence[tuple[str, Path]] = ()
+    lead: Sequence[str] = ()
 
 
 def _table(caption: str, frame: pd.DataFrame) -> str:
@@ -74,6 +79,7 @@ def write_report(
         parts.append(f'<h2>Notes</h2><ul class="note">{items}</ul>')
     for section in sections:
         parts.append(f"<h2>{html.escape(section.heading)}</h2>")
+        parts.extend(f'<p class="lead">{html.escape(sentence)}</p>' for sentence in section.lead)
         if section.text:
             parts.append(f"<p>{html.escape(section.text)}</p>")
         parts.extend(_table(c, f) for c, f in section.tables)
@@ -86,10 +92,18 @@ def write_report(
 
 
 def texts(result: Analyses) -> dict[str, str]:
-    """The explanatory paragraph of each section."""
-    cfg = result.cfg
+    """The explanatory paragraph of each section.
+
+    Args:
+        result: the run's analyses.
+
+    Returns:
+        Section key (diagnosis, baseline, survival, cox) -> paragraph.
+    """
+    cfg, clinical = result.cfg, result.clinical
     return {
-        "diagnosis": f"{len(result.cases)} cases; seeded ({cfg.seed}) split with "
+        "diagnosis": f"Diagnosis {clinical.positive} (positive class) vs {clinical.negative}. "
+        f"{len(result.cases)} cases; seeded ({cfg.seed}) split with "
         f"{cfg.test_fraction:.0%} test cases, stratified on the label. AUC CI: DeLong variance, normal "
         f"interval clipped to [0, 1]. Paired comparisons: DeLong, and a stratified bootstrap "
         f"({cfg.bootstrap_iterations} iterations, seed {cfg.seed}; 0 = off) with a percentile interval of "
@@ -101,11 +115,16 @@ def texts(result: Analyses) -> dict[str, str]:
         "survival": f"Groups are out-of-fold predicted classes ({cfg.cv_folds}-fold stratified, seeded) "
         f"of {result.km.model.feature_set} {result.km.model.model} (chosen by {result.km.chosen_by}; "
         f"{_threshold(result)}), so no case is scored by a model fitted on it. Survival at "
-        f"{cfg.horizon:g} ({cfg.time_column}) with a Greenwood log(-log) interval.",
+        f"{horizon_text(cfg.horizon, cfg.time_column, cfg.time_unit)} with a Greenwood log(-log) interval.",
         "cox": f"coef = log hazard ratio per unit frequency; HR per {cfg.hr_per:g} frequency. The "
         "multivariable model leaves out one reference finding per magnification (frequencies sum to 1), "
         f"then findings with pairwise |r| > {cfg.max_correlation}, then VIF > {cfg.max_vif}.",
     }
+
+
+def horizon_text(horizon: float, column: str, unit: str) -> str:
+    """``"5 years"`` with a unit, else ``"time 5"`` (the time column's name, once)."""
+    return f"{horizon:g} {unit.strip()}" if unit.strip() else f"{column} {horizon:g}"
 
 
 def _threshold(result: Analyses) -> str:
@@ -114,24 +133,44 @@ def _threshold(result: Analyses) -> str:
 
 
 def sections(tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
-             text: Mapping[str, str]) -> list[Section]:
-    """The report, in reading order."""
+             text: Mapping[str, str], lead: Mapping[str, str] | None = None) -> list[Section]:
+    """The report, in reading order.
+
+    Args:
+        tables: the output tables by name.
+        figures: the PNGs by plot name.
+        text: the explanatory paragraph of each section (see :func:`texts`).
+        lead: the headline sentences (``integrated_vs_baseline``, ``best_model``, ``survival``, ``cox``);
+            all of them open the report and each leads its section.
+
+    Returns:
+        The sections, headline results first when ``lead`` is given.
+    """
+    lead = lead or {}
+
+    def said(*keys: str) -> list[str]:
+        return [lead[k] for k in keys if k in lead]
+
+    top = [Section("Headline results", lead=list(lead.values()))] if lead else []
     return [
+        *top,
         Section("Diagnosis prediction", text["diagnosis"],
                 [("AUC per feature set and model (test split)", tables["diagnosis_auc"]),
                  ("Paired DeLong and bootstrap tests", tables["delong_comparisons"])],
                 [("ROC per feature set", figures["roc_feature_sets"]),
-                 ("Out-of-fold random forest score per case by diagnosis", figures["score_by_diagnosis"])]),
+                 ("Out-of-fold random forest score per case by diagnosis", figures["score_by_diagnosis"])],
+                said("best_model")),
         Section("Non-integrated baseline", text["baseline"],
                 [("Baseline AUC per k and model (same test split)", tables["baseline_auc"])],
-                [("Best integrated vs best baseline", figures["roc_integrated_vs_baseline"])]),
+                [("Best integrated vs best baseline", figures["roc_integrated_vs_baseline"])],
+                said("integrated_vs_baseline")),
         Section("Feature importance", "Random forest mean decrease in impurity, per feature set.",
                 [("Feature importance", tables["feature_importance"])],
                 [("Feature importance of the best feature set", figures["feature_importance"])]),
         Section("Survival by predicted class", text["survival"],
                 [("Survival at the horizon per group", tables["km_survival"]),
                  ("Log-rank test", tables["logrank"])],
-                [("Kaplan-Meier by predicted class", figures["km_predicted_class"])]),
+                [("Kaplan-Meier by predicted class", figures["km_predicted_class"])], said("survival")),
         Section("Cox proportional hazards", text["cox"],
                 [("Univariable Cox per finding", tables["cox_univariable"]),
                  ("Findings of the multivariable model (reference categories, collinearity)",
@@ -139,10 +178,11 @@ def sections(tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
                  ("Multivariable Cox", tables["cox_multivariable"]),
                  ("Proportional-hazards check of the multivariable model", tables["ph_check"]),
                  ("Subgroups: univariable Cox per finding within each level", tables["subgroups"])],
-                [("Forest plot", figures["forest_cox"])]),
+                [("Forest plot", figures["forest_cox"])], said("cox")),
         Section("Findings across magnifications", "Pearson correlation of the per-case finding frequencies "
                 "(every case of the frequency table); the matrix is finding_correlation.csv.", [],
                 [("Correlation of finding frequencies", figures["finding_correlation"])]),
-        Section("Cases", "Every case analysed: split, label, out-of-fold predicted class, follow-up.",
+        Section("Cases", "Every case analysed: split, label and diagnosis, out-of-fold predicted class "
+                "(0/1 and its diagnosis), follow-up.",
                 [("Cases", tables["cases"])]),
     ]

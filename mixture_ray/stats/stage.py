@@ -15,6 +15,7 @@ import pandas as pd
 from mixture_ray.report import Failure, Report
 from mixture_ray.stats import outputs, paper_plots, plots
 from mixture_ray.stats.analyses import Analyses, analyse
+from mixture_ray.stats.colours import class_order, feature_colours
 from mixture_ray.stats.report import sections, texts, write_report
 from mixture_ray.store.folder import StageFolder, write_json_atomic
 
@@ -84,44 +85,57 @@ def run(cfg: StatsConfig) -> StatsReport:
     inputs = {"frequencies": str(result.frequencies.path), "clinical": str(cfg.clinical),
               "baseline_dir": str(cfg.baseline_dir or "(none)"), "cases analysed": str(len(result.cases))}
     report = write_report(out / "report.html", title="mixture-ray cohort statistics", inputs=inputs,
-                          notes=result.notes, sections=sections(tables, figures, texts(result)))
+                          notes=result.notes,
+                          sections=sections(tables, figures, texts(result), summary["sentences"]))
     write_json_atomic(out / "summary.json", summary)
     folder.finish(requested=[], failures=[], extra={"n_cases": len(result.cases)})
     return StatsReport(out, summary, tables, figures, report, tuple(result.notes))
 
 
 def draw(result: Analyses, tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Path]:
-    """Every figure as ``<name>.png`` in ``out`` (``tables``: the output tables by name)."""
-    cfg, best, km = result.cfg, result.best, result.km
+    """Every figure as ``<name>.png`` in ``out``; findings drawn in their palette colours.
+
+    Args:
+        result: the run's analyses.
+        tables: the output tables by name.
+        out: the stage folder.
+
+    Returns:
+        Plot name -> PNG path.
+    """
+    cfg, best, km, clinical = result.cfg, result.best, result.km, result.clinical
     figures = {name: out / f"{name}.png" for name in PLOTS}
     versus = result.baseline_comparison
     p_best = versus["p"] if versus else None
     p_boot = versus["bootstrap_p"] if versus and versus["bootstrap_iterations"] else None
-    plots.roc_feature_sets(result.diagnosis.results, figures["roc_feature_sets"], cfg.ci_level)
+    colours = feature_colours(class_order(result.frequencies.path, list(result.frequencies.frame.columns)))
+    plots.roc_feature_sets(result.diagnosis.results, figures["roc_feature_sets"], cfg.ci_level,
+                           f"{clinical.positive} vs {clinical.negative}")
     plots.roc_best(best, result.best_baseline, p_best, figures["roc_integrated_vs_baseline"], p_boot)
     plots.kaplan_meier(result.survival, float(result.survival.logrank["p"].iloc[0]),
                        figures["km_predicted_class"],
                        f"Out-of-fold predicted class ({km.model.feature_set} {km.model.model}"
                        + (f", score >= {km.threshold:g})" if km.threshold is not None else ")"),
-                       f"time ({cfg.time_column})")
+                       plots.time_label(cfg.time_column, cfg.time_unit))
     selection = result.cox.selection.table
     tags = {"reference": "reference", "constant": "constant", "correlation": "collinear", "vif": "high VIF"}
     dropped = {str(r.feature): f"not in multivariable: {tags[str(r.step)]}"
                for r in selection.itertuples() if not r.kept}
-    plots.forest(result.cox.univariable, result.cox.multivariable, cfg.hr_per, figures["forest_cox"], dropped)
+    plots.forest(result.cox.univariable, result.cox.multivariable, cfg.hr_per, figures["forest_cox"], dropped,
+                 colours)
     importance = tables["feature_importance"]
     plots.importance(importance[importance["feature_set"] == best.feature_set], figures["feature_importance"],
-                     f"Random forest importance, feature set {best.feature_set}")
-    clin = result.clinical.frame.loc[result.cases]
+                     f"Random forest importance, feature set {best.feature_set}", colours)
+    clin = clinical.frame.loc[result.cases]
     if "subgroup" in clin and (clin["subgroup"] != "").any():
         group = clin["subgroup"][clin["subgroup"] != ""]
     else:
-        group = clin["label"].map({1: result.clinical.positive, 0: result.clinical.negative})
+        group = clin["label"].map({1: clinical.positive, 0: clinical.negative})
     paper_plots.score_by_group(km.rf_score.loc[group.index], group, figures["score_by_diagnosis"],
                                f"Out-of-fold random forest score\n({cfg.forest}, feature set "
                                f"{km.model.feature_set})", "random forest score",
                                km.threshold if km.model.model == "random_forest" else None, cfg.seed)
     paper_plots.correlation_heatmap(tables["finding_correlation"].set_index("feature"),
                                     figures["finding_correlation"],
-                                    "Correlation of finding frequencies across magnifications")
+                                    "Correlation of finding frequencies across magnifications", colours)
     return figures

@@ -118,6 +118,27 @@ def test_outputs_exist_and_success_is_written_last(run: tuple[Path, Path, int]) 
     assert set(pd.read_csv(out / "subgroups.csv")["level"]) == {"UIP", EVIL_LEVEL}
 
 
+def test_diagnosis_names_and_sentences(run: tuple[Path, Path, int]) -> None:
+    _, out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classes"] == {"positive": "UIP", "negative": EVIL_LEVEL}  # the diagnosis column's names
+    cases = pd.read_csv(out / "cases.csv", keep_default_na=False)
+    assert set(cases["diagnosis"]) == {"UIP", EVIL_LEVEL}
+    named = cases["predicted_out_of_fold"].map({1: "UIP", 0: EVIL_LEVEL})
+    assert (cases["predicted_diagnosis"] == named).all()
+    assert set(pd.read_csv(out / "km_survival.csv")["group"]) == {"predicted UIP", f"predicted {EVIL_LEVEL}"}
+    sentences = summary["sentences"]
+    assert set(sentences) == {"integrated_vs_baseline", "best_model", "survival", "cox"}
+    assert sentences["integrated_vs_baseline"].startswith("integrated vs baseline: ")
+    assert f"for UIP vs {EVIL_LEVEL} on 36 test cases" in sentences["best_model"]
+    assert "predicted UIP (" in sentences["survival"] and "log-rank p" in sentences["survival"]
+    assert sentences["cox"].startswith("Multivariable Cox")
+    text = (out / "report.html").read_text()
+    assert "<h2>Headline results</h2>" in text
+    for sentence in sentences.values():
+        assert text.count(html.escape(sentence)) == 2  # among the headline results and leading its section
+
+
 def test_report_escapes_every_data_string(run: tuple[Path, Path, int]) -> None:
     root, out, _ = run
     text = (out / "report.html").read_text()
