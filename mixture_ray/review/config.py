@@ -21,7 +21,7 @@ FINDINGS_20X = (
 
 @dataclasses.dataclass(frozen=True)
 class ReviewConfig:
-    """`mixture-ray review`: montages and a self-contained review page per magnification and k."""
+    """`mixture-ray review`: montages and a review page (no server needed) per magnification and k."""
 
     clusters: Path = option("clustering folder written by `mixture-ray cluster`")
     tiles: Path = option("tile store the embeddings came from (for the montage pixels)")
@@ -33,6 +33,12 @@ class ReviewConfig:
     per_cluster: int = option("tiles per montage, drawn at random with the seed", 120)
     thumb_px: int = option("montage cell edge in pixels", 96)
     seed: int = option("random seed of the montage sampling", 0)
+    manifest: Path | None = option(
+        "slide manifest (CSV/Parquet) whose optional site column adds each cluster's site mix "
+        "(else a site column of the tile store is used; with neither, sites are left out)",
+        None,
+    )
+    mix_top: int = option("slides, cases and sites named per cluster, with their share of its tiles", 3)
     oracle_cohort: Path | None = option(
         "synthetic cohort folder: also write an oracle mapping from its ground truth (a simulation "
         "of the pathologist for tests and the demo, not a feature of real use)",
@@ -44,7 +50,7 @@ class ReviewConfig:
 
     def validate(self) -> None:
         """Check positive sizes, non-empty unreserved findings and oracle_purity in (0, 1]."""
-        require_positive(self, "per_cluster", "thumb_px")
+        require_positive(self, "per_cluster", "thumb_px", "mix_top")
         if not self.findings:
             raise ConfigError("findings: give at least one finding name")
         bad = [f for f in self.findings if f in ("other", "exclude") or not f.strip()]

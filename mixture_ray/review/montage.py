@@ -94,11 +94,26 @@ def fetch_images(tile_files: list[str], keys: pd.DataFrame) -> pd.DataFrame:
     return wanted.merge(images, on=KEY, how="left")
 
 
+def montage_size(count: int, thumb: int = 96, columns: int = 12) -> tuple[int, int]:
+    """Width and height in pixels of the montage of ``count`` tiles (what :func:`montage_png` draws).
+
+    Args:
+        count: tiles in the montage (0 still gives one white cell).
+        thumb: cell edge in pixels.
+        columns: cells per row at most.
+
+    Returns:
+        (width, height) in pixels, for the page's ``<img width height>`` (no layout shift while
+        the montages load lazily).
+    """
+    rows = max(1, math.ceil(count / columns))
+    return min(columns, max(1, count)) * thumb, rows * thumb
+
+
 def montage_png(images: list[bytes], thumb: int = 96, columns: int = 12) -> bytes:
     """A grid of tiles resized to ``thumb`` px, as PNG bytes (white where fewer tiles)."""
-    rows = max(1, math.ceil(len(images) / columns))
-    width = min(columns, max(1, len(images)))
-    canvas = np.full((rows * thumb, width * thumb, 3), 255, np.uint8)
+    width, height = montage_size(len(images), thumb, columns)
+    canvas = np.full((height, width, 3), 255, np.uint8)
     for i, data in enumerate(images):
         tile = Image.fromarray(decode_tile(data)).resize((thumb, thumb), Image.Resampling.BILINEAR)
         r, c = divmod(i, columns)

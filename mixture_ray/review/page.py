@@ -1,82 +1,127 @@
-"""The self-contained review page: every cluster's montage, size and a finding selector.
+"""The review page: an overview with progress, then every cluster's montage, mix and finding selector.
 
-No server is needed: montages are embedded as data URIs, and the page's script writes the
-mapping file (YAML, the format of :mod:`mixture_ray.review.mapping`) into a text box and offers
-it as a download. Every string that comes from data is HTML-escaped; the page metadata is
-embedded as JSON with ``<`` escaped so it can never close the script element.
+No server is needed: the page is one small HTML file whose montages are PNG files beside it
+(``<img loading="lazy">`` with relative paths, so only the montages scrolled to are loaded; keep
+the page and its ``montages/`` folder together). The page's script (:mod:`.page_script`) keeps the
+choices in the browser, re-opens an exported mapping, offers keyboard shortcuts and writes the
+mapping file (YAML, the format of :mod:`mixture_ray.review.mapping`). Every string that comes from
+data is HTML-escaped; the page metadata is embedded as JSON with ``<``, ``>`` and ``&`` escaped so
+it can never close the script element.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import json
+import math
 from typing import TYPE_CHECKING
 
+from mixture_ray.review.mix import Mix
+from mixture_ray.review.page_script import SCRIPT
+from mixture_ray.review.page_style import STYLE
 from mixture_ray.store.schemas import EXCLUDE, OTHER, magnification_label
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+#: Findings reachable with the digit keys 1-9.
+DIGIT_KEYS = 9
+
 
 @dataclasses.dataclass(frozen=True)
 class ClusterCard:
-    """What the page shows for one cluster."""
+    """What the page shows for one cluster.
+
+    Attributes:
+        cluster: cluster id.
+        size: tiles in the cluster.
+        shown: tiles drawn into its montage.
+        montage: URL of the montage relative to the page (already URL-quoted).
+        montage_size: the montage's width and height in pixels.
+        mix: where the cluster's tiles come from (slides, cases, sites).
+    """
 
     cluster: int
     size: int
-    montage_png: bytes
-    example_slides: list[str]
+    shown: int
+    montage: str
+    montage_size: tuple[int, int]
+    mix: tuple[Mix, ...] = ()
 
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
-.cluster{background:#fff;border:1px solid #ddd;border-radius:6px;padding:0.8rem;margin:0 0 1rem}
-.cluster img{max-width:100%;image-rendering:auto;display:block;margin:0.4rem 0}
-.slides{font-size:0.8rem;color:#666}
-#bar{position:sticky;top:0;background:#fafafa;padding:0.5rem 0;border-bottom:1px solid #ddd}
-textarea{width:100%;height:12rem;font-family:monospace}
-.unassigned{outline:2px solid #d33}
-"""
-
-SCRIPT = r"""
-const meta = JSON.parse(document.getElementById('meta').textContent);
-function mappingYaml() {
-  const lines = ['source: ' + JSON.stringify('pathologist'),
-                 'clustering: ' + JSON.stringify(meta.clustering),
-                 'magnification: ' + (meta.magnification === null ? 'null' : meta.magnification),
-                 'k: ' + meta.k, 'clusters:'];
-  const missing = [];
-  for (const select of document.querySelectorAll('select.finding')) {
-    const id = select.dataset.cluster;
-    select.closest('.cluster').classList.toggle('unassigned', !select.value);
-    if (!select.value) { missing.push(id); continue; }
-    lines.push('  ' + id + ': ' + JSON.stringify(select.value));
-  }
-  return {text: lines.join('\n') + '\n', missing: missing};
-}
-document.getElementById('export').addEventListener('click', () => {
-  const result = mappingYaml();
-  document.getElementById('mapping-output').value = result.text;
-  const status = document.getElementById('status');
-  status.textContent = result.missing.length
-    ? 'Not assigned yet: cluster(s) ' + result.missing.join(', ') + ' (the mapping will be refused).'
-    : 'All ' + meta.clusters + ' clusters assigned.';
-  const link = document.getElementById('download');
-  link.href = URL.createObjectURL(new Blob([result.text], {type: 'text/yaml'}));
-  link.download = meta.filename;
-  link.hidden = false;
-});
-"""
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def _options(findings: Sequence[str]) -> str:
     opts = ['<option value="">— choose —</option>']
-    opts += [f'<option value="{html.escape(f)}">{html.escape(f)}</option>' for f in findings]
-    opts.append(f'<option value="{OTHER}">other</option>')
-    opts.append(f'<option value="{EXCLUDE}">exclude (mixed cluster)</option>')
+    for n, finding in enumerate(findings, start=1):
+        key = f"{n} · " if n <= DIGIT_KEYS else ""
+        opts.append(f'<option value="{_esc(finding)}">{key}{_esc(finding)}</option>')
+    opts.append(f'<option value="{OTHER}">o · other</option>')
+    opts.append(f'<option value="{EXCLUDE}">x · exclude (mixed cluster)</option>')
     return "".join(opts)
+
+
+def _share(share: float) -> str:
+    return "&lt;1%" if 0 < share < 0.005 else f"{share:.0%}"
+
+
+def _mix(mixes: Sequence[Mix]) -> str:
+    if not mixes:
+        return ""
+    rows = []
+    for mix in mixes:
+        noun = mix.kind if mix.distinct != 1 else mix.kind.removesuffix("s")
+        named = " · ".join(
+            f'<span data-tiles="{s.tiles}" title="{s.tiles} tiles">{_esc(s.name)} {_share(s.share)}</span>'
+            for s in mix.top
+        )
+        rest = mix.distinct - len(mix.top)
+        more = f" · {rest} more" if rest > 0 else ""
+        rows.append(
+            f'<div data-kind="{_esc(mix.kind)}" data-distinct="{mix.distinct}">'
+            f"<dt>{mix.distinct} {_esc(noun)}</dt><dd>{named}{more}</dd></div>"
+        )
+    return f'<dl class="mix">{"".join(rows)}</dl>'
+
+
+def _section(card: ClusterCard, options: str) -> str:
+    width, height = card.montage_size
+    return (
+        f'<section class="cluster" id="cluster-{card.cluster}" tabindex="-1">'
+        f'<div class="head"><h2>Cluster {card.cluster} <small>({card.size} tiles)</small></h2>'
+        f'<label>Finding: <select class="finding" data-cluster="{card.cluster}">{options}</select>'
+        "</label></div>"
+        + _mix(card.mix)
+        + f'<p class="shown">Montage: {card.shown} of {card.size} tiles, drawn at random.</p>'
+        f'<img loading="lazy" decoding="async" src="{_esc(card.montage)}" width="{width}" '
+        f'height="{height}" alt="montage of cluster {card.cluster}">'
+        "</section>"
+    )
+
+
+def _overview(cards: Sequence[ClusterCard]) -> str:
+    items = "".join(
+        f'<a class="card" id="card-{c.cluster}" href="#cluster-{c.cluster}">'
+        f"<b>{c.cluster}</b> <small>{c.size} tiles</small>"
+        '<span class="card-finding">—</span></a>'
+        for c in cards
+    )
+    return f'<section id="overview"><h2>Overview</h2><div class="grid">{items}</div></section>'
+
+
+def _keys(findings: Sequence[str]) -> str:
+    rows = [("j / k", "next / previous cluster"), ("n", "next cluster not assigned yet")]
+    rows += [(str(n), f) for n, f in enumerate(findings[:DIGIT_KEYS], start=1)]
+    rows += [("o", "other"), ("x", "exclude (mixed cluster)"), ("u", "clear the cluster's choice")]
+    table = "".join(f"<tr><td><kbd>{_esc(key)}</kbd></td><td>{_esc(text)}</td></tr>" for key, text in rows)
+    return (
+        f'<details id="keys" open><summary>Keyboard shortcuts</summary><table>{table}</table>'
+        "<p>The keys act on the current (outlined) cluster; they do nothing while typing in a "
+        "text box.</p></details>"
+    )
 
 
 def render_review_page(
@@ -87,41 +132,53 @@ def render_review_page(
     magnification: float | None,
     k: int,
 ) -> str:
-    """The whole HTML page as a string."""
+    """The whole HTML page as a string.
+
+    Args:
+        cards: one per cluster, in page order.
+        findings: finding names offered (``other`` and ``exclude`` are always added); the first
+            nine get the digit keys.
+        clustering: the clustering folder, recorded in the exported mapping and part of the key
+            under which the browser keeps the choices.
+        magnification: the clustering's magnification (None when unknown).
+        k: the clustering's k.
+
+    Returns:
+        The page; its montages are the files ``card.montage`` names, relative to the page.
+    """
+    if magnification is not None and math.isnan(magnification):
+        magnification = None  # JSON has no NaN: the page's metadata would not parse
     mag = magnification_label(magnification)
     options = _options(findings)
-    blocks = []
-    for card in cards:
-        data = base64.b64encode(card.montage_png).decode("ascii")
-        slides = ", ".join(html.escape(s) for s in card.example_slides)
-        blocks.append(
-            f'<section class="cluster" id="cluster-{card.cluster}">'
-            f"<h2>Cluster {card.cluster} <small>({card.size} tiles)</small></h2>"
-            f'<img alt="montage of cluster {card.cluster}" src="data:image/png;base64,{data}">'
-            f'<p class="slides">from slides: {slides}</p>'
-            f'<label>Finding: <select class="finding" data-cluster="{card.cluster}">'
-            f"{options}</select></label>"
-            "</section>"
-        )
     meta = {
         "clustering": clustering,
         "magnification": magnification,
         "k": k,
         "clusters": len(cards),
-        "filename": f"mapping-{magnification_label(magnification)}-k{k}.yaml",
+        "findings": list(findings),
+        "filename": f"mapping-{mag}-k{k}.yaml",
     }
     meta_json = json.dumps(meta).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    title = f"Cluster review: {html.escape(mag)}, k = {k}"
+    title = f"Cluster review: {_esc(mag)}, k = {k}"
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{title}</title><style>{STYLE}</style></head><body>"
         f"<h1>{title}</h1>"
-        f"<p>Clustering <code>{html.escape(clustering)}</code>. Give each cluster a finding, "
+        f"<p>Clustering <code>{_esc(clustering)}</code>. Give each cluster a finding, "
         "<em>other</em>, or <em>exclude</em> for mixed clusters, then export the mapping file "
-        "for <code>mixture-ray integrate</code>.</p>"
-        '<div id="bar"><button id="export">Export mapping</button> '
-        '<a id="download" hidden>Download mapping file</a> <span id="status"></span></div>'
-        + "".join(blocks)
+        "for <code>mixture-ray integrate</code>. Choices are kept in this browser for this "
+        "clustering and survive a reload; export the mapping to keep or share them, and open it "
+        "here again to continue.</p>"
+        f'<div id="bar"><span id="progress">0 of {len(cards)} clusters assigned</span>'
+        '<button id="export">Export mapping</button> '
+        '<a id="download" hidden>Download mapping file</a>'
+        '<label>Open a mapping file: <input type="file" id="open-mapping" '
+        'accept=".yaml,.yml,.json"></label>'
+        '<a href="#overview">overview</a><a href="#keys">keys</a>'
+        '<span id="status"></span><span id="saved"></span></div>'
+        + _overview(cards)
+        + _keys(findings)
+        + "".join(_section(card, options) for card in cards)
         + '<h2>Mapping file</h2><textarea id="mapping-output" readonly></textarea>'
         f'<script type="application/json" id="meta">{meta_json}</script>'
         f"<script>{SCRIPT}</script></body></html>"

@@ -1,8 +1,8 @@
 """`mixture-ray review`: montage PNGs and one review page per (magnification, k).
 
-Layout::
+Layout (the page loads its montages from the folder beside it: move ``out_dir`` as a whole)::
 
-    out_dir/review-<mag>-k<k>.html                 self-contained page (montages embedded)
+    out_dir/review-<mag>-k<k>.html                 the page (small: montages are linked, lazily loaded)
     out_dir/montages/<mag>/k<k>/cluster-<id>.png   up to ``per_cluster`` random tiles each
     out_dir/mapping-oracle-<mag>-k<k>.yaml         only with ``oracle_cohort`` (simulation)
 """
@@ -13,13 +13,15 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pyarrow.parquet as pq
 
 from mixture_ray.paths import recorded_path
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.mapping import dump_mapping
-from mixture_ray.review.montage import fetch_images, montage_png, sample_per_cluster
+from mixture_ray.review.mix import cluster_mixes, read_sites
+from mixture_ray.review.montage import fetch_images, montage_png, montage_size, sample_per_cluster
 from mixture_ray.review.page import ClusterCard, render_review_page
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import TILE_KEY
@@ -66,37 +68,60 @@ def run(cfg: ReviewConfig) -> ReviewReport:
     """
     tile_files = [str(p) for p in committed_files(cfg.tiles)]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    sites = read_sites(cfg.manifest, tile_files)
     pages, oracles = [], []
     for folder in clustering_folders(cfg.clusters, cfg.ks):
         metrics = json.loads((folder / "metrics.json").read_text())
         assignments = pq.read_table(folder / "assignments.parquet").to_pandas()
         mag = folder.parent.name.removeprefix("mag-")
         label = f"{mag}-{folder.name.replace('-', '')}"
-        sample = sample_per_cluster(assignments, cfg.per_cluster, cfg.seed)
-        images = fetch_images(tile_files, sample[[*TILE_KEY, "cluster"]])
-        sizes = assignments["cluster"].value_counts()
+        path = cfg.out_dir / f"review-{label}.html"
         montage_dir = cfg.out_dir / "montages" / mag / folder.name.replace("-", "")
-        montage_dir.mkdir(parents=True, exist_ok=True)
-        cards = []
-        for cluster, rows in images.groupby("cluster", sort=True):
-            cid = int(str(cluster))
-            png = montage_png([b for b in rows["image"] if isinstance(b, bytes)], thumb=cfg.thumb_px)
-            (montage_dir / f"cluster-{cid}.png").write_bytes(png)
-            slides = sorted(set(rows["slide_id"]))[:8]
-            cards.append(ClusterCard(cid, int(sizes[cid]), png, slides))
+        cards = write_montages(cfg, assignments, tile_files, montage_dir, path.parent)
+        mixes = cluster_mixes(assignments, sites=sites, top=cfg.mix_top)
         page = render_review_page(
-            cards=cards,
+            cards=[dataclasses.replace(card, mix=mixes.get(card.cluster, ())) for card in cards],
             findings=cfg.findings,
             clustering=recorded_path(folder),
             magnification=metrics["magnification"],
             k=int(metrics["k"]),
         )
-        path = cfg.out_dir / f"review-{label}.html"
-        path.write_text(page)
+        path.write_text(page, encoding="utf-8")
         pages.append(path)
         if cfg.oracle_cohort is not None:
             oracles.append(write_oracle(cfg, folder, assignments, metrics, label, tile_files))
     return ReviewReport(pages, oracles)
+
+
+def write_montages(
+    cfg: ReviewConfig, assignments: pd.DataFrame, tile_files: list[str], montage_dir: Path, page_dir: Path
+) -> list[ClusterCard]:
+    """Draw each cluster's montage into ``montage_dir`` and describe it for the page.
+
+    Args:
+        cfg: montage settings (``per_cluster``, ``thumb_px``, ``seed``).
+        assignments: the clustering's tiles (key columns and ``cluster``).
+        tile_files: committed Parquet files of the tile store holding the pixels.
+        montage_dir: where ``cluster-<id>.png`` files go.
+        page_dir: the page's folder; the cards link the montages relative to it.
+
+    Returns:
+        One card per cluster, in cluster order, without its slide/case mix.
+    """
+    sample = sample_per_cluster(assignments, cfg.per_cluster, cfg.seed)
+    images = fetch_images(tile_files, sample[[*TILE_KEY, "cluster"]])
+    sizes = assignments["cluster"].value_counts()
+    montage_dir.mkdir(parents=True, exist_ok=True)
+    cards = []
+    for cluster, rows in images.groupby("cluster", sort=True):
+        cid = int(str(cluster))
+        stored = [b for b in rows["image"] if isinstance(b, bytes)]
+        file = montage_dir / f"cluster-{cid}.png"
+        file.write_bytes(montage_png(stored, thumb=cfg.thumb_px))
+        url = quote(file.relative_to(page_dir).as_posix())
+        size = montage_size(len(stored), cfg.thumb_px)
+        cards.append(ClusterCard(cid, int(sizes[cid]), len(stored), url, size))
+    return cards
 
 
 def write_oracle(

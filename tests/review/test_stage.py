@@ -1,10 +1,10 @@
-"""Review page (in real headless Chromium), mapping validation, integration, oracle mapping."""
+"""Review stage: export in real headless Chromium, mapping validation, integration, oracle, montages."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,113 +21,38 @@ from mixture_ray.review.stage import run as run_review
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import TILE_ID_COLUMNS
 from mixture_ray.synth.config import SynthConfig
-from mixture_ray.tile.config import ImportImagesConfig, TileConfig
-from mixture_ray.tile.images import run_import
+from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.stage import run as run_tiling
-from tests.conftest import TILES_DIR, TiledCohort, require_shared
+from tests.conftest import TiledCohort
+from tests.review.conftest import EVIL, Lung, needs_chromium, write_clustering
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
-EVIL = "<script>alert(1)</script>"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-
-def write_clustering(folder: Path, keys: pd.DataFrame, clusters: np.ndarray, k: int) -> None:
-    folder.mkdir(parents=True)
-    table = pa.Table.from_pandas(keys.reset_index(drop=True), preserve_index=False)
-    pq.write_table(
-        table.append_column("cluster", pa.array(clusters, pa.int32())), folder / "assignments.parquet"
-    )
-    magnification = keys.magnification.iloc[0]
-    metrics = {"magnification": None if pd.isna(magnification) else float(magnification), "k": k}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    np.save(folder / "centroids.npy", np.zeros((k, 4), np.float32))
-
-
-@pytest.fixture(scope="module")
-def lung(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataFrame]:
-    """Imported LUAD/LUSC tiles and a 3-cluster clustering: LUAD, LUSC, and one mixed cluster.
-
-    One tile's slide id is replaced by a script tag to check that the page escapes it.
-    """
-    root = tmp_path_factory.mktemp("lung")
-    cfg = build_config(ImportImagesConfig, {"images": require_shared(TILES_DIR / "tcga_luad_lusc"),
-                                            "out_dir": root / "tiles"}
-    )
-    assert run_import(cfg).complete
-    tiles = pq.read_table(committed_files(root / "tiles")).to_pandas()
-    rng = np.random.default_rng(0)
-    clusters = np.where(tiles.label == "LUAD", 0, 1)
-    clusters[rng.random(len(tiles)) < 0.15] = 2
-    keys = tiles[list(TILE_ID_COLUMNS)].copy()
-    keys.loc[int(np.flatnonzero(clusters == 2)[0]), "slide_id"] = EVIL  # only named, never read
-    write_clustering(root / "clusters" / "mag-unknown" / "k-3", keys, clusters, 3)
-    return root / "clusters", root / "tiles", keys.assign(cluster=clusters, label=tiles.label)
-
-
-@pytest.fixture(scope="module")
-def page(lung: tuple[Path, Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    clusters, tiles, _ = lung
-    out = tmp_path_factory.mktemp("review")
-    cfg = build_config(
-        ReviewConfig,
-        {
-            "clusters": clusters,
-            "tiles": tiles,
-            "out_dir": out,
-            "findings": ["LUAD", "LUSC"],
-            "per_cluster": 20,
-        },
-    )
-    report = run_review(cfg)
-    assert len(report.pages) == 1
-    return report.pages[0]
-
-
-def test_page_is_self_contained_and_escapes_data(page: Path) -> None:
-    text = page.read_text()
-    assert text.count('class="cluster"') == 3
-    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert "http://" not in text and "https://" not in text  # nothing fetched from elsewhere
-    montages = sorted((page.parent / "montages").rglob("cluster-*.png"))
-    assert len(montages) == 3
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (make test installs the Debian package)")
+@needs_chromium
 def test_review_in_chromium_exports_a_mapping_that_integrates(
-    page: Path, lung: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+    page: Path, lung: Lung, browser: Browser, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     _, _, truth = lung
     dialogs: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
-        tab = browser.new_page()
-        tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        tab.goto(page.as_uri())
-        assert EVIL in tab.inner_text("body")  # shown as text, not run
-        tab.click("#export")
-        assert "Not assigned yet: cluster(s) 0, 1, 2" in tab.inner_text("#status")
-        tab.select_option("select[data-cluster='0']", "LUAD")
-        tab.select_option("select[data-cluster='1']", "LUSC")
-        tab.select_option("select[data-cluster='2']", "exclude")
-        tab.click("#export")
-        assert "All 3 clusters assigned" in tab.inner_text("#status")
-        exported = tab.input_value("#mapping-output")
-        tab.screenshot(path=str(tmp_path / "review.png"), full_page=False)
-        browser.close()
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    tab.goto(page.as_uri())
+    assert EVIL in tab.inner_text("body")  # shown as text, not run
+    tab.click("#export")
+    assert "Not assigned yet: cluster(s) 0, 1, 2" in tab.inner_text("#status")
+    tab.select_option("select[data-cluster='0']", "LUAD")
+    tab.select_option("select[data-cluster='1']", "LUSC")
+    tab.select_option("select[data-cluster='2']", "exclude")
+    tab.click("#export")
+    assert "All 3 clusters assigned" in tab.inner_text("#status")
+    exported = tab.input_value("#mapping-output")
+    tab.screenshot(path=str(tmp_path / "review.png"), full_page=False)
+    context.close()
     assert dialogs == []
     mapping_file = tmp_path / "mapping.yaml"
     mapping_file.write_text(exported)
@@ -146,7 +71,7 @@ def test_review_in_chromium_exports_a_mapping_that_integrates(
 
 
 def test_invalid_mapping_lists_every_problem_and_writes_nothing(
-    lung: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+    lung: Lung, tmp_path: Path
 ) -> None:
     clusters, _, _ = lung
     bad = tmp_path / "bad.yaml"
@@ -170,7 +95,7 @@ def test_invalid_mapping_lists_every_problem_and_writes_nothing(
 
 
 def test_later_mappings_and_corrections_override(
-    lung: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+    lung: Lung, tmp_path: Path
 ) -> None:
     clusters, _, truth = lung
     folder = clusters / "mag-unknown" / "k-3"
@@ -253,6 +178,8 @@ def test_oracle_mapping_from_synthetic_truth(tmp_path: Path) -> None:
             },
         )
     )
+    text = report.pages[0].read_text()  # no site column in the tile store and no manifest: no site line
+    assert 'data-kind="slides"' in text and 'data-kind="cases"' in text and 'data-kind="sites"' not in text
     mapping = load_mapping(report.oracle_mappings[0], names)
     assert mapping.source == ORACLE_SOURCE
     assert mapping.clusters[mixed] == "exclude"
@@ -274,7 +201,7 @@ def _images_the_old_way(tile_files: list[str], keys: pd.DataFrame) -> pd.DataFra
 
 
 def test_montages_read_only_the_sampled_tiles_and_equal_the_old_full_read(
-    page: Path, lung: tuple[Path, Path, pd.DataFrame], tiled_cohort: TiledCohort
+    page: Path, lung: Lung, tiled_cohort: TiledCohort
 ) -> None:
     """The pushdown read returns exactly the old full-slide read's rows (imported tiles with no
     magnification, and a tiled store at two magnifications with a key that is not stored), and the
