@@ -1,15 +1,34 @@
-"""Small synthetic slides for the QC tests: a tiny cohort, doctored copies, an ICC profile."""
+"""QC test helpers: doctored copies (from mixture_ray.synth.defects), plain TIFFs, an ICC profile."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
-from mixture_ray.synth.aperio_writer import write_svs
+from mixture_ray.synth.defects import (
+    blurred,
+    faded,
+    fluorescence_like,
+    ihc_like,
+    with_fold,
+    with_pen,
+    write_like_svs,
+)
+
+__all__ = [
+    "blurred",
+    "faded",
+    "fluorescence_like",
+    "ihc_like",
+    "rgb_matrix_profile",
+    "with_fold",
+    "with_pen",
+    "write_like_svs",
+    "write_plain_tiff",
+]
 
 #: Adobe RGB (1998) colorants adapted to D50, as in Adobe's own profile.
 ADOBE_RGB_D50 = ((0.60974, 0.31111, 0.01947), (0.20528, 0.62567, 0.06087), (0.14919, 0.06322, 0.74457))
@@ -52,20 +71,6 @@ def rgb_matrix_profile(description: str = "Adobe-like RGB test profile",
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-def bands(image: np.ndarray, tile: int) -> Iterator[np.ndarray]:
-    for y in range(0, image.shape[0], tile):
-        yield image[y : y + tile]
-
-
-def write_like_svs(path: Path, image: np.ndarray, *, mpp: float = 0.5, app_mag: float = 20.0,
-                   tile: int = 128, levels: int = 2) -> Path:
-    """An Aperio SVS of ``image`` (the synth writer)."""
-    height, width = image.shape[:2]
-    write_svs(path, bands(image, tile), width=width, height=height, levels=levels, tile=tile,
-              mpp=mpp, app_mag=app_mag, quality=92)
-    return path
-
-
 def write_plain_tiff(path: Path, image: np.ndarray, *, icc: bytes | None = None, tile: int = 128,
                      description: str | None = None) -> Path:
     """A one-level tiled TIFF with no resolution (no mpp), optionally an ICC profile and description."""
@@ -73,55 +78,3 @@ def write_plain_tiff(path: Path, image: np.ndarray, *, icc: bytes | None = None,
     tifffile.imwrite(path, image, tile=(tile, tile), photometric="rgb", compression=None,
                      description=description, metadata=None, extratags=extratags)
     return path
-
-
-def faded(image: np.ndarray, strength: float = 0.45) -> np.ndarray:
-    """A washed-out copy: every pixel moved toward white (``strength`` of its stain kept)."""
-    return np.rint(255 - (255 - image.astype(np.float32)) * strength).astype(np.uint8)
-
-
-def blurred(image: np.ndarray, sigma: float = 3.0) -> np.ndarray:
-    """An out-of-focus copy (gaussian blur of each channel)."""
-    from scipy import ndimage
-
-    return np.stack([ndimage.gaussian_filter(image[..., c], sigma) for c in range(3)], axis=-1)
-
-
-def with_pen(image: np.ndarray, colour: tuple[int, int, int] = (20, 70, 200), width: int = 14) -> np.ndarray:
-    """A copy with a thick pen stroke (blue ink by default) across the upper half."""
-    from PIL import Image, ImageDraw
-
-    canvas = Image.fromarray(image)
-    h, w = image.shape[:2]
-    ImageDraw.Draw(canvas).line([(w * 0.1, h * 0.15), (w * 0.9, h * 0.35)], fill=colour, width=width)
-    return np.asarray(canvas)
-
-
-def fluorescence_like(image: np.ndarray) -> np.ndarray:
-    """A dark-field copy: black background, tissue glowing green/blue where it was stained."""
-    stain = 255 - image.astype(np.float32).min(axis=-1)
-    tissue = (image <= 220).any(axis=-1)
-    out = np.zeros_like(image)
-    out[..., 1] = np.clip(stain * 1.5, 0, 255) * tissue
-    out[..., 2] = np.clip(stain * 0.6, 0, 255) * tissue
-    return out + 8
-
-
-def ihc_like(image: np.ndarray) -> np.ndarray:
-    """A DAB-stained-looking copy: the eosin (pink) stain replaced by brown."""
-    f = image.astype(np.float32)
-    od = 1 - f.min(axis=-1, keepdims=True) / 255
-    brown = np.array([255, 255, 255], np.float32) - od * np.array([110, 170, 230], np.float32)
-    return np.clip(np.where((image <= 220).any(axis=-1, keepdims=True), brown, f), 0, 255).astype(np.uint8)
-
-
-def with_fold(image: np.ndarray, factor: float = 3.5) -> np.ndarray:
-    """A copy whose middle band of tissue lies doubled over: its optical density multiplied."""
-    out = image.copy()
-    h = image.shape[0]
-    band = out[int(h * 0.55) : int(h * 0.8)]
-    od = -np.log((band.astype(np.float32) + 1) / 256)
-    tissue = (band <= 220).any(axis=-1, keepdims=True)
-    darker = np.clip(256 * np.exp(-od * factor) - 1, 0, 255)
-    out[int(h * 0.55) : int(h * 0.8)] = np.where(tissue, darker, band).astype(np.uint8)
-    return out
