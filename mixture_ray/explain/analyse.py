@@ -107,8 +107,9 @@ def gradcam_agreement(windows: Sequence[tuple[int, np.ndarray, np.ndarray | None
                       ) -> pd.DataFrame:
     """Agreement of each class's weight with GradCAM, per class and predicted label.
 
-    Mean IoU of (weight > thr * class max) with (GradCAM > thr * tile max), and mean Pearson
-    correlation of weight with GradCAM.
+    Mean and std over tiles (``iou``, ``iou_std``) of the IoU of (weight > thr * class max) with
+    (GradCAM > thr * tile max), and of the Pearson correlation of weight with GradCAM (``corr``,
+    ``corr_std``); the std is the sample std (ddof 1), NaN for a single tile.
     """
     rows = []
     for pred, w, cam in windows:
@@ -123,7 +124,8 @@ def gradcam_agreement(windows: Sequence[tuple[int, np.ndarray, np.ndarray | None
                          "corr": _corr(w[..., k].ravel(), cam.ravel())})
     frame = pd.DataFrame(rows, columns=["pred", "cls", "iou", "corr"])
     return frame.groupby(["pred", "cls"], as_index=False).agg(
-        iou=("iou", "mean"), corr=("corr", "mean"), n_tiles=("iou", "size"))
+        iou=("iou", "mean"), iou_std=("iou", "std"), corr=("corr", "mean"),
+        corr_std=("corr", "std"), n_tiles=("iou", "size"))
 
 
 def cell_truth(mask: np.ndarray, mask_downsample: int, shape: tuple[int, int],
@@ -156,3 +158,37 @@ def truth_iou(pairs: Sequence[tuple[np.ndarray, np.ndarray]], k: int, n_codes: i
         area_t += np.bincount(tr, minlength=n_codes)[:n_codes]
     union = area_c[:, None] + area_t[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def truth_correlation(triples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_codes: int
+                      ) -> np.ndarray:
+    """K x codes Pearson correlation of class weight with truth-code presence, pooled over slides.
+
+    Args:
+        triples: per slide (weights rows x cols x K, covered cells rows x cols, truth codes rows x
+            cols); only covered cells count.
+        n_codes: the number of truth codes.
+
+    Returns:
+        The correlation of each class's weight with the 0/1 indicator of each code over the
+        covered cells (from float64 sums, so no cohort-sized copy); NaN where either is constant.
+    """
+    k = triples[0][0].shape[-1] if triples else 0
+    n, sw, sww = 0, np.zeros(k), np.zeros(k)
+    st, swt = np.zeros(n_codes), np.zeros((k, n_codes))
+    for weights, valid, truth in triples:
+        w, t = weights[valid].astype(np.float64), truth[valid].astype(np.int64)
+        n += len(w)
+        sw += w.sum(axis=0)
+        sww += (w * w).sum(axis=0)
+        st += np.bincount(t, minlength=n_codes)[:n_codes]
+        for c in range(k):
+            swt[c] += np.bincount(t, weights=w[:, c], minlength=n_codes)[:n_codes]
+    if n == 0:
+        return np.full((k, n_codes), np.nan)
+    cov = swt / n - np.outer(sw / n, st / n)
+    var_w = np.maximum(sww / n - (sw / n) ** 2, 0.0)
+    var_t = st / n * (1 - st / n)  # a 0/1 indicator
+    denom = np.sqrt(np.outer(var_w, var_t))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 1e-12, cov / denom, np.nan)

@@ -1,7 +1,9 @@
 """Apply a fitted NMF to slide grids: W with H fixed, argmax class, heatmaps and overlays.
 
 Writes ``apply/<slide_id>/k<K>_weights.npy`` (rows x cols x K, 0 where uncovered),
-``k<K>_classes.npy`` (argmax, -1 where uncovered), ``k<K>_heatmaps.png``, ``k<K>_overlay.png``.
+``k<K>_classes.npy`` (argmax, -1 where uncovered), ``k<K>_heatmaps.png`` (a panel per class),
+``k<K>_overlay.png`` (argmax colours on the thumbnail) and ``k<K>_multiclass.png`` (every class's
+heatmap overlaid in its own colour, with a legend, at the thumbnail's size).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def slide_weights(grid: SlideGrid, h: torch.Tensor, chunk: int = 65536) -> np.nd
 
 
 def apply_slide(grid: SlideGrid, h: torch.Tensor, out: Path) -> None:
-    """Weights, classes and the two figures for one slide and one K."""
+    """Weights, classes and the three figures for one slide and one K."""
     k = h.shape[0]
     out.mkdir(parents=True, exist_ok=True)
     weights = slide_weights(grid, h)
@@ -49,6 +51,7 @@ def apply_slide(grid: SlideGrid, h: torch.Tensor, out: Path) -> None:
     plots.heatmaps(weights, valid, out / f"k{k}_heatmaps.png", f"{grid.slide_id}: K={k}")
     thumb = np.asarray(Image.open(grid.folder / "thumb.png").convert("RGB"))
     plots.overlay(thumb, np.maximum(classes, 0), valid, out / f"k{k}_overlay.png")
+    plots.multiclass(weights, valid, (thumb.shape[1], thumb.shape[0]), out / f"k{k}_multiclass.png")
 
 
 def apply_grid(grid_folder: Path, nmf_dir: Path, ks: Sequence[int], *, device: str,

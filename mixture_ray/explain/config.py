@@ -70,10 +70,13 @@ class GridSpec:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GridRun:
-    """How the Ray tasks run (no effect on the numbers): device, GPUs, batch, memory, CPUs per task.
+    """How the Ray tasks run: device, GPUs, batch, memory, CPUs per task.
 
     Every GPU-capable piece of explain runs in a Ray task that requests ``num_gpus`` (the grid of
-    a slide, the NMF fit, the NMF apply of a slide), never on the driver.
+    a slide, the NMF fit, the NMF apply of a slide), never on the driver. Each task runs
+    ``task_cpus`` torch threads whatever its node has, so the same settings give the same numbers
+    on any machine of a kind (float sums are split by thread: another ``task_cpus`` or device
+    can change the last bits, and through the NMF the classes).
     """
 
     device: str = option("torch device inside the tasks: auto (CUDA when the task sees a GPU), cpu, cuda",
@@ -84,7 +87,7 @@ class GridRun:
         "cluster has a GPU now, else 0; device: cpu requests none", "auto")
     batch_size: int = option("tiles per forward pass", 16)
     memmap_mb: int = option("grids larger than this many MiB are memory-mapped files", 256)
-    task_cpus: float = option("CPUs each per-slide Ray task reserves", 1.0)
+    task_cpus: float = option("CPUs each per-slide Ray task reserves (and its torch threads)", 1.0)
     thumbnail_px: int = option("longest side of overlay/heatmap images", 1024)
 
     def run_settings(self) -> GridRun:
@@ -170,6 +173,10 @@ class ExplainAnalyseConfig:
     weight_threshold: float = option("class region: weight > this fraction of its maximum", 0.1)
     cam_threshold: float = option("GradCAM region: value > this fraction of the tile maximum", 0.1)
     seed: int = option("random seed of the logistic regression's split", 0)
+    seed_runs: tuple[Path, ...] = option(
+        "explain folders of the same check run with other seeds, each with a complete analysis/: "
+        "each K's numbers are tabulated per run with their mean and std (analysis/seed_spread.csv, "
+        "seed_spread in summary.json)", [])
 
     def validate(self) -> None:
         """Class counts, mask scale and thresholds."""

@@ -20,7 +20,7 @@ from PIL import Image
 
 from mixture_ray.explain.gradcam import forward_with_cam
 from mixture_ray.explain.grid import GridAccumulator, GridGeometry
-from mixture_ray.explain.model import build_model
+from mixture_ray.explain.model import build_model, weights_digest
 from mixture_ray.explain.nmf import resolve_device
 from mixture_ray.explain.tiles import background_fraction, read_tile, to_batch
 from mixture_ray.store.folder import SUCCESS, write_json_atomic
@@ -56,18 +56,26 @@ def extract_slide(spec: GridSpec, run: GridRun, grids: Path, slide_id: str, path
         mpp: the manifest's microns per pixel, or None to use the file's.
 
     Returns:
-        None when the grid is complete, else the error message.
+        None when the grid is complete, else the error message. A finished grid is kept only when
+        it was made with the same weights (``meta.json`` records :func:`weights_digest`); one made
+        with other weights at the same checkpoint path (a retrained detector) is rebuilt.
     """
     from mixture_ray.slides import open_slide, plan_level
 
     out = grids / slide_id
-    if (out / SUCCESS).exists():
+    try:
+        weights = weights_digest(spec.checkpoint)
+    except OSError as exc:
+        return f"{type(exc).__name__}: checkpoint {spec.checkpoint}: {exc}"
+    if (out / SUCCESS).exists() and _made_with(out) == weights:
         return None
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     try:
-        torch.set_num_threads(max(1, int(run.task_cpus)))
+        torch.set_num_threads(max(1, int(run.task_cpus)))  # the float sums' order, as on every node
         device = resolve_device(run.device)
+        if device.type == "cuda":  # cuDNN picks deterministic convolutions (GradCAM's backward too)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         model = build_model(spec.arch, spec.num_classes, spec.checkpoint).to(device)
         fmap, cell, channels = layer_cell(model, spec, device)
         reader = open_slide(str(path))
@@ -85,11 +93,23 @@ def extract_slide(spec: GridSpec, run: GridRun, grids: Path, slide_id: str, path
         write_json_atomic(out / "meta.json", {
             "slide_id": slide_id, "source": path, "rows": geom.shape[0], "cols": geom.shape[1],
             "cell_px": cell, "cell_level0": cell * plan.target_downsample, "fmap": fmap,
-            "target_downsample": plan.target_downsample, "width": wh[0], "height": wh[1]})
+            "target_downsample": plan.target_downsample, "width": wh[0], "height": wh[1],
+            "weights": weights})
         (out / SUCCESS).write_text("")
         return None
     except Exception as exc:  # one slide failing must not stop the others
         return f"{type(exc).__name__}: {exc}"
+
+
+def _made_with(folder: Path) -> str | None:
+    """The weights digest a finished grid recorded (None: an earlier version, or unreadable)."""
+    import json
+
+    try:
+        made = json.loads((folder / "meta.json").read_text()).get("weights")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(made) if made is not None else None
 
 
 def _accumulate(spec: GridSpec, run: GridRun, model: torch.nn.Module, device: torch.device,

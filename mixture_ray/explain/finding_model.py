@@ -6,9 +6,11 @@ from the ground-truth masks (tile positive when the finding covers >= ``min_frac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +18,9 @@ from torch import nn
 
 from mixture_ray.explain.model import build_model
 from mixture_ray.explain.tiles import read_tile, to_batch
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,34 +81,80 @@ def sample_tiles(manifest: Path, masks_dir: Path, *, code: int, mpp: float, tile
     return np.stack(images), np.array(labels, np.int64)
 
 
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Run the body with ``threads`` torch threads, then restore the count.
+
+    CPU convolutions and matrix products split their float sums by thread, so a result depends on
+    the thread count: fixing it makes a training the same on a laptop and on a 64-core node.
+
+    Args:
+        threads: torch intra-op threads inside the body.
+
+    Returns:
+        A context manager.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_detector(images: np.ndarray, labels: np.ndarray, out: Path, *, arch: str = "resnet18",
-                   epochs: int = 3, batch: int = 32, lr: float = 1e-3, seed: int = 0
-                   ) -> DetectorResult:
-    """Train ``arch`` (2 outputs) with Adam and flips; save the state_dict to ``out``."""
+                   epochs: int = 3, batch: int = 32, lr: float = 1e-3, seed: int = 0,
+                   threads: int = 2) -> DetectorResult:
+    """Train ``arch`` (2 outputs) with Adam and flips; save the state_dict to ``out``.
+
+    Deterministic: the initial weights, batch order and flips come from ``seed`` and the float sums
+    run on ``threads`` torch threads whatever the machine has (the same inputs give the same bytes).
+
+    Args:
+        images: tiles N x h x w x 3 uint8.
+        labels: 0/1 per tile.
+        out: the state_dict file written.
+        arch: a torchvision ResNet name.
+        epochs: passes over the tiles.
+        batch: tiles per step.
+        lr: Adam learning rate.
+        seed: initial weights, batch order and flips.
+        threads: torch threads of the training (fixed, so the result does not depend on the CPU).
+
+    Returns:
+        Where the weights went and the training accuracy.
+    """
     import time
 
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = build_model(arch, 2).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    x_all, y_all = to_batch(list(images)), torch.from_numpy(labels)
-    loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        order = torch.randperm(len(y_all))
-        for s in range(0, len(order), batch):
-            idx = order[s: s + batch]
-            x = x_all[idx]
-            if torch.rand(1).item() < 0.5:
-                x = x.flip(-1)
-            if torch.rand(1).item() < 0.5:
-                x = x.flip(-2)
-            opt.zero_grad()
-            loss_fn(model(x), y_all[idx]).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(x_all[s: s + 64]).argmax(1) for s in range(0, len(y_all), 64)])
+    with pinned_threads(threads):
+        x_all, y_all = to_batch(list(images)), torch.from_numpy(labels)
+        model = _train(x_all, y_all, arch=arch, epochs=epochs, batch=batch, lr=lr, seed=seed)
+        with torch.no_grad():
+            pred = torch.cat([model(x_all[s: s + 64]).argmax(1) for s in range(0, len(y_all), 64)])
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out)
     return DetectorResult(out, len(labels), int(labels.sum()),
                           float((pred == y_all).float().mean()), time.perf_counter() - start)
+
+
+def _train(x_all: torch.Tensor, y_all: torch.Tensor, *, arch: str, epochs: int, batch: int,
+           lr: float, seed: int) -> nn.Module:
+    model = build_model(arch, 2, init_seed=seed).train()
+    generator = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        order = torch.randperm(len(y_all), generator=generator)
+        for s in range(0, len(order), batch):
+            idx = order[s: s + batch]
+            x = x_all[idx]
+            flips = torch.rand(2, generator=generator)
+            if flips[0] < 0.5:
+                x = x.flip(-1)
+            if flips[1] < 0.5:
+                x = x.flip(-2)
+            opt.zero_grad()
+            loss_fn(model(x), y_all[idx]).backward()
+            opt.step()
+    return model.eval()

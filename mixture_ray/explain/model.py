@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -15,19 +16,26 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 
-def build_model(arch: str, num_classes: int, checkpoint: Path | None = None) -> Backbone:
+def build_model(arch: str, num_classes: int, checkpoint: Path | None = None, *,
+                init_seed: int = 0) -> Backbone:
     """The explained network: a :class:`Backbone` with ``num_classes`` outputs, in eval mode.
+
+    The random initial weights are drawn from ``init_seed`` (torch's global generator is left as it
+    was), so a network without a checkpoint is the same in every Ray task, in fit and in apply.
 
     Args:
         arch: a torchvision ResNet name (``weights=None``).
         num_classes: outputs of the classification head.
         checkpoint: a torchvision ResNet ``state_dict`` file, or a finding classifier exported by
             ``finetune`` (``classifier.pt``); read with ``weights_only=True``.
+        init_seed: seed of the initial weights (what stays when ``checkpoint`` is None).
 
     Returns:
         The network in eval mode.
     """
-    model = Backbone(arch, num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = Backbone(arch, num_classes)
     if checkpoint is not None:
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -42,6 +50,25 @@ def build_model(arch: str, num_classes: int, checkpoint: Path | None = None) -> 
         except (RuntimeError, AttributeError) as exc:
             raise ConfigError(f"checkpoint: {checkpoint} does not fit {arch}: {exc}") from exc
     return model.eval()
+
+
+def weights_digest(checkpoint: Path | None, init_seed: int = 0) -> str:
+    """What the network's weights are: the checkpoint's SHA-256, or the random-init seed.
+
+    Args:
+        checkpoint: the weights file, or None for random weights.
+        init_seed: the seed of random weights (see :func:`build_model`).
+
+    Returns:
+        ``sha256:<hex>`` of the file, or ``random:<init_seed>``.
+    """
+    if checkpoint is None:
+        return f"random:{init_seed}"
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:

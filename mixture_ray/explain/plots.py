@@ -41,6 +41,52 @@ def heatmaps(weights: np.ndarray, valid: np.ndarray, path: Path, title: str) -> 
     plt.close(fig)
 
 
+def multiclass(weights: np.ndarray, valid: np.ndarray, size: tuple[int, int], path: Path) -> None:
+    """Every class's heatmap in its own colour on one image of ``size`` (the slide's aspect).
+
+    Each class's weight is scaled by its 99th percentile over the covered cells and clipped
+    (a_c in [0, 1]); a cell takes the mean of the class colours weighted by a_c², blended on white
+    by max_c a_c, so a cell where only class c is active, at or above that level, is exactly c's
+    colour (:func:`class_colours`, as in the overlay), and where classes overlap the stronger one
+    sets the hue. Uncovered cells are white. A legend box is drawn in the top-left corner.
+
+    Args:
+        weights: rows x cols x K NMF weights.
+        valid: rows x cols covered cells.
+        size: (width, height) of the image in pixels (the slide thumbnail's).
+        path: the PNG written.
+    """
+    k = weights.shape[-1]
+    lut = class_colours(k).astype(float)
+    covered = weights[valid] if valid.any() else np.zeros((1, k))
+    top = np.percentile(covered, 99, axis=0)
+    top = np.where(top > 0, top, covered.max(axis=0))
+    level = np.where(valid[..., None], weights / np.where(top > 0, top, 1.0), 0.0).clip(0, 1)
+    share = level**2
+    total = share.sum(axis=-1, keepdims=True)
+    mix = (share @ lut) / np.where(total > 0, total, 1.0)
+    alpha = level.max(axis=-1, keepdims=True)
+    rgb = np.rint((1 - alpha) * 255 + alpha * mix).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST)
+    _legend(image, [f"class {c}" for c in range(k)], class_colours(k))
+    image.save(path)
+
+
+def _legend(image: Image.Image, labels: Sequence[str], colours: np.ndarray) -> None:
+    """A white box in the top-left corner: one colour square and label per line."""
+    from PIL import ImageDraw, ImageFont
+
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    line = 14
+    width = 18 + max(int(draw.textlength(t, font=font)) for t in labels) + 6
+    draw.rectangle((2, 2, 2 + width, 4 + line * len(labels)), fill=(255, 255, 255), outline=(0, 0, 0))
+    for i, (text, colour) in enumerate(zip(labels, colours, strict=True)):
+        y = 5 + i * line
+        draw.rectangle((6, y, 16, y + 10), fill=tuple(int(v) for v in colour), outline=(0, 0, 0))
+        draw.text((20, y - 1), text, fill=(0, 0, 0), font=font)
+
+
 def overlay(thumb: np.ndarray, classes: np.ndarray, valid: np.ndarray, path: Path,
             alpha: float = 0.45) -> None:
     """Argmax class colours blended on the thumbnail (uncovered cells left as they are)."""

@@ -48,7 +48,7 @@ def analyse_k(cfg: ExplainAnalyseConfig, k: int, grids: list[SlideGrid], apply_d
             plots.bars(groups, out / f"gradcam_{metric}.png", f"K={k}: GradCAM {metric} "
                        "by predicted label", metric)
     if cfg.masks_dir is not None:
-        result["truth"] = _truth(cfg, k, grids, apply_dir, out)
+        result["truth"] = _truth(cfg, k, grids, weights, apply_dir, out)
     return result
 
 
@@ -59,12 +59,12 @@ def _by_class(frame: Any, metric: str, k: int) -> np.ndarray:
     return values
 
 
-def _truth(cfg: ExplainAnalyseConfig, k: int, grids: list[SlideGrid], apply_dir: Path,
-           out: Path) -> dict[str, Any]:
+def _truth(cfg: ExplainAnalyseConfig, k: int, grids: list[SlideGrid], weights: dict[str, np.ndarray],
+           apply_dir: Path, out: Path) -> dict[str, Any]:
     from mixture_ray.synth import FINDINGS, read_mask
 
     assert cfg.masks_dir is not None
-    pairs = []
+    pairs, triples = [], []
     for g in grids:
         mask_path = Path(cfg.masks_dir) / f"{g.slide_id}.png"
         if not mask_path.exists():
@@ -72,10 +72,18 @@ def _truth(cfg: ExplainAnalyseConfig, k: int, grids: list[SlideGrid], apply_dir:
         truth = analyse.cell_truth(read_mask(mask_path), cfg.mask_downsample, g.count.shape,
                              float(g.meta["cell_level0"]))
         pairs.append((np.load(apply_dir / g.slide_id / f"k{k}_classes.npy"), truth))
+        triples.append((weights[g.slide_id], g.count > 0, truth))
     names = [f.name for f in sorted(FINDINGS, key=lambda f: f.code)]
     iou = analyse.truth_iou(pairs, k, len(names))
+    corr = analyse.truth_correlation(triples, len(names))
     plots.matrix(iou, out / "truth_iou.png", f"K={k}: IoU of NMF class with planted finding",
                  xlabels=names, vmin=0.0)
-    per_class = [{"cls": c, "best_finding": names[int(iou[c].argmax())],
-                  "best_iou": float(iou[c].max())} for c in range(k)]
-    return {"slides": len(pairs), "iou": iou.tolist(), "findings": names, "per_class": per_class}
+    plots.matrix(corr, out / "truth_corr.png", f"K={k}: correlation of NMF class weight with planted "
+                 "finding", xlabels=names)
+    per_class = []
+    for c in range(k):
+        best = int(iou[c].argmax())
+        per_class.append({"cls": c, "best_finding": names[best], "best_iou": float(iou[c].max()),
+                          "corr": float(corr[c, best])})
+    return {"slides": len(pairs), "iou": iou.tolist(), "corr": corr.tolist(), "findings": names,
+            "per_class": per_class}

@@ -168,11 +168,18 @@ def run_apply(cfg: ExplainApplyConfig) -> LinesReport:
 def run_analyse(cfg: ExplainAnalyseConfig) -> LinesReport:
     """Analyses and plots per K over every applied slide; writes ``analysis/summary.json``.
 
+    With ``seed_runs`` (explain folders of the same check under other seeds, each analysed), each
+    K's class-order-free numbers are tabulated per run with their mean and std
+    (:mod:`mixture_ray.explain.spread`): ``analysis/seed_spread.csv`` and ``seed_spread`` in that
+    K's entry of ``summary.json``.
+
     Args:
         cfg: the analyse settings; ``out_dir`` holds a complete ``apply/``.
 
     Returns:
-        The report: one headline per K (logistic AUC, best IoU with the truth masks).
+        The report: one headline per K (logistic AUC, best IoU with the truth masks), and with
+        ``seed_runs`` the mean ± std of AUC, truth IoU and correlation, and GradCAM IoU and
+        correlation.
     """
     from mixture_ray.explain.report import analyse_k
 
@@ -187,6 +194,7 @@ def run_analyse(cfg: ExplainAnalyseConfig) -> LinesReport:
     if missing:
         raise ConfigError(f"n_classes: K={missing} not applied in {root / 'apply'} "
                           f"(applied: {applied_ks})")
+    others = _seed_runs(cfg, ks)  # read first: a missing K or other thresholds stop here
     out = root / "analysis"
     folder = StageFolder(out, stage="explain-analyse", item_column=None)
     folder.prepare({"n_classes": list(ks), "masks_dir": cfg.masks_dir,
@@ -199,9 +207,49 @@ def run_analyse(cfg: ExplainAnalyseConfig) -> LinesReport:
         start = time.perf_counter()
         results[f"k{k}"] = analyse_k(cfg, k, grids, root / "apply", fitted, out / f"k{k}")
         lines.append(f"  K={k}: {_headline(results[f'k{k}'])} ({time.perf_counter() - start:.1f}s)")
+    lines += _add_spread(results, others, (str(root), int(read_settings(fitted).get("seed", 0))), out)
     write_json_atomic(out / "summary.json", results)
-    folder.finish(requested=[], failures=[], extra={})
+    folder.finish(requested=[], failures=[], extra={"seed_runs": [label for label, _, _ in others]})
     return LinesReport(f"explain analyse: {out}", out, tuple(lines), [], True)
+
+
+def _seed_runs(cfg: ExplainAnalyseConfig, ks: tuple[int, ...]) -> list[tuple[str, int, dict[str, Any]]]:
+    """(folder, fit seed, its summary of the K values ``ks``) of each of ``cfg.seed_runs``."""
+    runs = []
+    for run in cfg.seed_runs:
+        analysis = Path(run) / "analysis"
+        require_complete(analysis, "explain analyse")
+        settings = read_settings(analysis)
+        for key in ("weight_threshold", "cam_threshold"):
+            if settings.get(key) != getattr(cfg, key):
+                raise ConfigError(f"seed_runs: {run} was analysed with {key} {settings.get(key)} "
+                                  f"(here {getattr(cfg, key)}); analyse it again with the same")
+        summary = json.loads((analysis / "summary.json").read_text())
+        missing = [k for k in ks if f"k{k}" not in summary]
+        if missing:
+            raise ConfigError(f"seed_runs: K={missing} not analysed in {analysis}")
+        applied = json.loads((Path(run) / "apply" / SUCCESS).read_text())
+        seed = int(read_settings(Path(applied["nmf_dir"])).get("seed", 0))
+        runs.append((str(run), seed, {f"k{k}": summary[f"k{k}"] for k in ks}))
+    return runs
+
+
+def _add_spread(results: dict[str, Any], others: list[tuple[str, int, dict[str, Any]]],
+                here: tuple[str, int], out: Path) -> list[str]:
+    """Each K's spread over this run and ``others`` into ``results`` and seed_spread.csv; its lines."""
+    from mixture_ray.explain.spread import seed_spread, seed_table, spread_lines, write_spread
+
+    csv = out / "seed_spread.csv"
+    if not others:
+        csv.unlink(missing_ok=True)  # an earlier analysis's, with other runs
+        return []
+    table = seed_table([(*here, results), *others])
+    write_spread(table, csv)
+    lines = []
+    for result in results.values():
+        result["seed_spread"] = seed_spread(table, result["k"])
+        lines += spread_lines(result["seed_spread"], result["k"])
+    return [*lines, f"  per run, with mean and std: {csv}"]
 
 
 def _headline(result: dict[str, Any]) -> str:

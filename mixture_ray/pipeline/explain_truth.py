@@ -16,7 +16,7 @@ from mixture_ray.synth import findings
 from mixture_ray.synth.config import SynthConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from mixture_ray.report import Report
 
@@ -24,9 +24,31 @@ if TYPE_CHECKING:
 def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
                       finding: int = findings.FIBROBLASTIC_FOCI, n_classes: tuple[int, ...] = (4,),
                       per_slide: int = 160, epochs: int = 3, mpp: float = 1.0,
-                      layer: str = "layer3", tile_size: int = 128, seed: int = 0
-                      ) -> dict[str, Any]:
-    """Run the whole check under ``out_dir``; returns {K: analysis summary} plus the detector."""
+                      layer: str = "layer3", tile_size: int = 128, seed: int = 0,
+                      seed_runs: Sequence[Path] = ()) -> dict[str, Any]:
+    """Run the whole check under ``out_dir``; returns {K: analysis summary} plus the detector.
+
+    Deterministic: the same arguments give the same numbers whatever the number of CPUs (the
+    detector trains on a fixed number of torch threads; explain's tasks run ``task_cpus`` each).
+
+    Args:
+        out_dir: the check's folder (``cohort/``, ``detector.pt``, ``explain/``).
+        n_cases: synthetic cases (one slide each).
+        slide_px: slide edge in pixels.
+        finding: the planted finding the detector learns.
+        n_classes: the NMF class counts K.
+        per_slide: training tiles sampled per slide.
+        epochs: detector training epochs.
+        mpp: microns per pixel of the explain tiles.
+        layer: the clustered layer.
+        tile_size: explain tile edge (stride half of it).
+        seed: cohort, tile sampling, detector, NMF and the logistic regression's split.
+        seed_runs: explain folders of this check under other seeds (see
+            :func:`known_truth_spread`), tabulated with this one by explain analyse.
+
+    Returns:
+        ``{"detector": its training summary, "analysis": analysis/summary.json}``.
+    """
     import json
 
     from mixture_ray.explain.finding_model import sample_tiles, train_detector
@@ -53,7 +75,7 @@ def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
         "stride": tile_size // 2, "border": 2, "n_classes": list(n_classes), "seed": seed})
     apply = build_config(ExplainApplyConfig, slides)
     analyse = build_config(ExplainAnalyseConfig, {"out_dir": explain_dir, "masks_dir": cohort_dir / "masks",
-                                                  "seed": seed})
+                                                  "seed": seed, "seed_runs": list(seed_runs)})
     steps: list[tuple[str, Callable[[Any], Report], Any]] = [
         ("fit", run_fit, fit), ("apply", run_apply, apply), ("analyse", run_analyse, analyse)]
     for action, run, cfg in steps:
@@ -65,3 +87,26 @@ def known_truth_check(out_dir: Path, *, n_cases: int = 4, slide_px: int = 2048,
                          "train_accuracy": detector.train_accuracy,
                          "seconds": detector.seconds, "finding": findings.finding(finding).name},
             "analysis": summary}
+
+
+def known_truth_spread(out_dir: Path, *, seeds: Sequence[int] = (0, 1, 2), **options: Any
+                       ) -> dict[str, Any]:
+    """The check once per seed, and each K's numbers per seed with their mean and std.
+
+    The first seed's check is ``out_dir`` itself (the layout of :func:`known_truth_check`); each
+    other seed's is ``out_dir/seeds/seed<s>``. The first seed's analysis tabulates them all:
+    ``explain/analysis/seed_spread.csv`` and ``seed_spread`` per K in its ``summary.json``.
+
+    Args:
+        out_dir: the first seed's check folder.
+        seeds: the seeds (cohort, detector, NMF and split all change with the seed).
+        **options: the other arguments of :func:`known_truth_check`.
+
+    Returns:
+        What :func:`known_truth_check` returns for the first seed (its ``analysis`` holds the spread).
+    """
+    first, *rest = seeds
+    others = [Path(out_dir) / "seeds" / f"seed{s}" for s in rest]
+    for s, folder in zip(rest, others, strict=True):
+        known_truth_check(folder, seed=s, **options)
+    return known_truth_check(out_dir, seed=first, seed_runs=[f / "explain" for f in others], **options)

@@ -68,3 +68,14 @@ def test_gradcam_equals_cam_for_gap_linear_head() -> None:
     torch.testing.assert_close(cam, expected.detach())
     torch.testing.assert_close(logits, net(x))
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_random_weights_are_the_same_in_every_process() -> None:
+    """Without a checkpoint the weights come from init_seed: every grid task builds one network."""
+    state = torch.random.get_rng_state()
+    first, again = build_model("resnet18", 2), build_model("resnet18", 2)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is untouched
+    for (name, a), b in zip(first.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    other = build_model("resnet18", 2, init_seed=1)
+    assert not torch.equal(other.state_dict()["fc.weight"], first.state_dict()["fc.weight"])

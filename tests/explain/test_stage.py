@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mixture_ray.cli import main
 from mixture_ray.config import build_config
@@ -47,8 +48,11 @@ def test_outputs_per_slide_and_markers(checked: tuple[Path, dict[str, Any]]) -> 
         covered = count > 0
         assert (classes[covered] == weights.argmax(-1)[covered]).all()
         assert (classes[~covered] == -1).all()
-        for png in ("k3_heatmaps.png", "k3_overlay.png"):
+        for png in ("k3_heatmaps.png", "k3_overlay.png", "k3_multiclass.png"):
             assert (root / "apply" / slide / png).stat().st_size > 1000
+        with Image.open(root / "grids" / slide / "thumb.png") as thumb, \
+                Image.open(root / "apply" / slide / "k3_multiclass.png") as heatmap:
+            assert heatmap.size == thumb.size  # the slide's aspect
 
 
 def test_analyses_and_known_truth(checked: tuple[Path, dict[str, Any]]) -> None:
@@ -67,7 +71,13 @@ def test_analyses_and_known_truth(checked: tuple[Path, dict[str, Any]]) -> None:
     foci = truth["findings"].index("fibroblastic_foci")
     best_foci = max(row[foci] for row in truth["iou"])
     assert best_foci > 0.3, truth  # a class of the foci detector lines up with the planted foci
-    for name in ("weight_correlation.png", "h_cosine.png", "truth_iou.png"):
+    corr = np.array(truth["corr"])
+    assert corr.shape == (3, 7) and np.nanmax(corr[:, foci]) > 0.3
+    assert [row["corr"] for row in truth["per_class"]] == pytest.approx(
+        [corr[row["cls"], truth["findings"].index(row["best_finding"])] for row in truth["per_class"]],
+        nan_ok=True)
+    assert {"iou_std", "corr_std"} <= set(k3["gradcam"][0])
+    for name in ("weight_correlation.png", "h_cosine.png", "truth_iou.png", "truth_corr.png"):
         assert (out / "explain" / "analysis" / "k3" / name).exists()
 
 
@@ -192,3 +202,66 @@ def test_num_gpus_is_validated(checked: tuple[Path, dict[str, Any]]) -> None:
 
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0  # type: ignore[no-untyped-call]
     assert task_gpus(build_config(ExplainApplyConfig, base)) == (1.0 if has_gpu else 0.0)
+
+
+def test_detector_training_does_not_depend_on_the_thread_count(checked: tuple[Path, dict[str, Any]],
+                                                               tmp_path: Path) -> None:
+    import torch
+
+    from mixture_ray.explain.finding_model import sample_tiles, train_detector
+    from mixture_ray.synth import findings
+
+    out, _ = checked
+    images, labels = sample_tiles(out / "cohort" / "manifest.csv", out / "cohort" / "masks",
+                                  code=findings.FIBROBLASTIC_FOCI, mpp=1.0, tile=64, per_slide=16,
+                                  min_fraction=0.5, seed=0)
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for threads in (1, 3):  # the machine's count: the training pins its own (2)
+            torch.set_num_threads(threads)
+            done = train_detector(images, labels, tmp_path / f"{threads}.pt", epochs=1, batch=16)
+            assert torch.get_num_threads() == threads  # given back
+            states.append(torch.load(done.checkpoint, weights_only=True))
+    finally:
+        torch.set_num_threads(before)
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
+def test_fit_apply_analyse_again_give_the_same_numbers(checked: tuple[Path, dict[str, Any]],
+                                                       tmp_path: Path) -> None:
+    """Same cohort, detector and seed into a new folder: the same bytes and numbers; analysed
+    with the first run as a seed run, every spread is 0."""
+    import torch
+
+    from mixture_ray.explain.config import ExplainAnalyseConfig
+    from mixture_ray.explain.stage import run_analyse, run_fit
+
+    out, result = checked
+    first, again = out / "explain", tmp_path / "explain"
+    fitted = json.loads((first / "nmf" / "_settings.json").read_text())
+    slides = {"out_dir": again, "manifest": out / "cohort" / "manifest.csv", "device": "cpu",
+              "batch_size": 32, "thumbnail_px": 512}
+    run_fit(build_config(ExplainFitConfig, {**slides, **fitted["grid"], "n_classes": fitted["n_classes"],
+                                            "seed": fitted["seed"]}))
+    run_apply(build_config(ExplainApplyConfig, slides))
+    report = run_analyse(build_config(ExplainAnalyseConfig, {
+        "out_dir": again, "masks_dir": out / "cohort" / "masks", "seed_runs": [first]}))
+    assert torch.equal(*(torch.load(f / "nmf" / "k3.pt", weights_only=True)["H"] for f in (first, again)))
+    for slide in json.loads((first / "apply" / "_SUCCESS").read_text())["slides"]:
+        for name in ("grids/{}/grid.npy", "grids/{}/cams.npy", "apply/{}/k3_weights.npy"):
+            path = name.format(slide)
+            assert np.array_equal(np.load(first / path), np.load(again / path)), path
+    summary = json.loads((again / "analysis" / "summary.json").read_text())["k3"]
+    k3 = result["analysis"]["k3"]
+    assert summary["truth"]["iou"] == k3["truth"]["iou"]
+    assert summary["logistic"].get("auc") == k3["logistic"].get("auc")
+    spread = summary["seed_spread"]
+    assert spread["runs"] == [str(again), str(first)] and spread["seeds"] == [0, 0]
+    assert all(v == 0 or np.isnan(v) for v in spread["std"].values()), spread["std"]
+    assert spread["std"]["iou_fibroblastic_foci"] == 0.0
+    assert (again / "analysis" / "seed_spread.csv").exists() and "over 2 runs" in report.summary()
+    with pytest.raises(ConfigError, match="cam_threshold"):  # runs analysed alike, or refused
+        run_analyse(build_config(ExplainAnalyseConfig, {"out_dir": again, "cam_threshold": 0.2,
+                                                        "seed_runs": [first]}))
