@@ -1,4 +1,9 @@
-"""Blur of a seeded sample of tissue tiles: the variance of the Laplacian (Pech-Pacheco et al. 2000)."""
+"""Blur of a seeded sample of tissue tiles: the variance of the Laplacian (Pech-Pacheco et al. 2000).
+
+The Laplacian is linear in the image, so a stain's contrast scales it and contrast squared scales
+its variance: a faded (pale) tile looks blurrier than it is. :func:`laplacian_variance` therefore
+judges a tile paler than a normally stained one as if it were stained normally (``contrast``).
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,26 @@ class SampledTiles:
     pixels: np.ndarray
 
 
-def laplacian_variance(rgb: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey image (low: blurred or out of focus)."""
+def laplacian_variance(rgb: np.ndarray, contrast: float = 0.0) -> float:
+    """Variance of the Laplacian of the grey image (low: blurred or out of focus), contrast-normalised.
+
+    Args:
+        rgb: (h, w, 3) uint8 tile.
+        contrast: the mean darkness (255 - grey level, averaged over the tile) of a normally
+            stained tile; a paler tile's variance is multiplied by ``(contrast / darkness) ** 2``,
+            as if its stain had that strength (fading moves every pixel toward white, which scales
+            the Laplacian by the same factor as the darkness). Tiles at least this dark, and
+            ``contrast`` 0, are unchanged.
+
+    Returns:
+        The (normalised) variance, in squared grey levels.
+    """
     grey = rgb.astype(np.float32) @ GREY
-    return float(ndimage.laplace(grey).var())
+    variance = float(ndimage.laplace(grey).var())
+    darkness = float(255.0 - grey.mean())
+    if contrast > 0 and darkness < contrast:
+        variance *= (contrast / max(darkness, 1.0)) ** 2
+    return variance
 
 
 def sample_tiles(reader: SlideReader, tissue: np.ndarray, *, tile_px: int, sample_mpp: float,

@@ -30,7 +30,14 @@ class QcConfig:
     min_tissue_fraction: float = option("fail a slide whose tissue covers less of it than this", 0.005)
     faded_intensity: float = option(
         "flag faded stain: Macenko stain strength (1 = the reference's) below this", 0.6)
-    blur_variance: float = option("a tile is blurry when its variance of the Laplacian is below this", 40.0)
+    blur_variance: float = option(
+        "a tile is blurry when its variance of the Laplacian (grey levels squared; of paler tiles "
+        "normalised to blur_contrast) is below this", 40.0)
+    blur_contrast: float = option(
+        "mean darkness (255 - grey level) of a normally stained tile: a paler tile's Laplacian "
+        "variance is scaled by (blur_contrast / its darkness)^2, as if normally stained, so faded "
+        "stain does not read as blur (synthetic H&E tiles: 40-110, real: ~110; faded: 25-50); "
+        "0 = off", 60.0)
     blur_fraction: float = option("flag blur when more than this share of sampled tiles is blurry", 0.25)
     pen_fraction: float = option("flag pen marks covering more than this share of the slide's tissue", 0.01)
     fold_fraction: float = option("flag folds covering more than this share of the tissue", 0.05)
@@ -47,6 +54,8 @@ class QcConfig:
     def validate(self) -> None:
         """Positive sizes and thresholds, fractions in [0, 1], a (low, high) mpp range."""
         check_gpus("gpus", self.gpus)
+        if self.blur_contrast < 0:
+            raise ConfigError(f"blur_contrast: must be >= 0 (got {self.blur_contrast})")
         require_positive(self, "thumbnail_px", "tile_px", "sample_mpp", "tiles_per_slide",
                          "page_thumbnail_px", "power_tolerance")
         for name in ("min_tissue_fraction", "blur_fraction", "pen_fraction", "fold_fraction", "dab_share"):

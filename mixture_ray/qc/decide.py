@@ -40,8 +40,8 @@ def decide(m: dict[str, Any], cfg: QcConfig, resolution_problems: list[str]) -> 
                          f"(< {cfg.faded_intensity:g}); re-stain or re-scan, or normalise the stain")
         if m["tiles_sampled"] and m["blurry_fraction"] > cfg.blur_fraction:
             flags.append(f"blur: {m['blurry_fraction']:.0%} of {m['tiles_sampled']} sampled tiles have a "
-                         f"Laplacian variance < {cfg.blur_variance:g}; re-scan out-of-focus areas "
-                         "(blurry tiles are in the exclusion mask)")
+                         f"(contrast-normalised) Laplacian variance < {cfg.blur_variance:g}; re-scan "
+                         "out-of-focus areas (blurry tiles are in the exclusion mask)")
         if m["pen_fraction"] > cfg.pen_fraction:
             flags.append(f"pen marks on {m['pen_fraction']:.1%} of the tissue (in the exclusion mask)")
         if m["fold_fraction"] > cfg.fold_fraction:

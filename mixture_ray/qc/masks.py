@@ -2,7 +2,8 @@
 
 Background follows the house rule (every channel above ``background``); pen ink is recognised by
 colour (saturated green or blue whose green exceeds red, unlike haematoxylin's purple, and
-near-black ink), folds as tissue much darker than the slide's own tissue and saturated.
+near-black ink), folds as tissue much darker than the slide's own tissue and saturated, or as
+eosin-pink tissue much darker than the slide's own pink tissue.
 """
 
 from __future__ import annotations
@@ -70,14 +71,26 @@ def pen_mask(rgb: np.ndarray) -> np.ndarray:
 
 
 def fold_mask(rgb: np.ndarray, tissue: np.ndarray, *, darkness: float = 0.55,
-              min_saturation: float = 0.45, smooth_px: int = 3) -> np.ndarray:
-    """Tissue folds: tissue much darker than the slide's median tissue brightness and saturated.
+              min_saturation: float = 0.45, pink_darkness: float = 0.7, smooth_px: int = 3) -> np.ndarray:
+    """Tissue folds: doubled-over tissue, much darker than the slide's own tissue of its colour.
+
+    Two rules, either of which marks a pixel (both also require ``min_saturation``: overlapping
+    stained layers):
+
+    - darker than ``darkness`` x the median brightness (HSV value, the brightest channel) of the
+      tissue: folded haematoxylin-rich (purple, blue) tissue;
+    - eosin-pink (hue >= 290 or < 10 degrees) and darker than ``pink_darkness`` x the median grey
+      level of the slide's pink tissue: in pink tissue the brightest channel is red, which eosin
+      barely absorbs, so a doubled layer hardly lowers the first rule's brightness; the grey level
+      (mostly green, which eosin absorbs) does drop.
 
     Args:
         rgb: (h, w, 3) uint8 low-resolution image.
         tissue: its tissue mask.
         darkness: a fold pixel is darker than this fraction of the median tissue brightness.
         min_saturation: and at least this saturated (overlapping stained layers).
+        pink_darkness: a pink fold pixel's grey level is below this fraction of the median grey
+            level of the pink tissue.
         smooth_px: the image is box-averaged over this many pixels first, so single nuclei never
             count as folds.
 
@@ -89,7 +102,12 @@ def fold_mask(rgb: np.ndarray, tissue: np.ndarray, *, darkness: float = 0.55,
     smooth = ndimage.uniform_filter(rgb.astype(np.float32), size=(smooth_px, smooth_px, 1))
     p = colour_planes(np.clip(smooth, 0, 255).astype(np.uint8))
     reference = float(np.median(p.value[tissue]))
-    fold = tissue & (p.value < darkness * reference) & (p.saturation > min_saturation)
+    saturated = tissue & (p.saturation > min_saturation)
+    fold = saturated & (p.value < darkness * reference)
+    pink = tissue & ((p.hue >= 290) | (p.hue < 10))
+    if pink.any():
+        grey = 0.299 * p.r + 0.587 * p.g + 0.114 * p.b
+        fold |= saturated & pink & (grey < pink_darkness * float(np.median(grey[pink])))
     return np.asarray(ndimage.binary_opening(fold, iterations=1))
 
 

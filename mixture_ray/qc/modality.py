@@ -37,6 +37,13 @@ def frame(image: np.ndarray, share: float = 0.05) -> np.ndarray:
     return np.concatenate([side.reshape(-1, *rest) for side in sides])
 
 
+#: Least saturation of a DAB-brown pixel (hue 10-50 degrees). Light DAB is weakly saturated: a brown
+#: whose blue drops about twice as far from white as its red has saturation 0.15 at an optical
+#: density of about 0.3 (the previous cut-off, 0.25, left a lightly stained IHC slide under
+#: ``dab_share``); H&E tissue seldom has that hue at any saturation (eosin is pink, 290-10 degrees).
+DAB_MIN_SATURATION = 0.15
+
+
 def classify_modality(rgb: np.ndarray, tissue: np.ndarray, *, dark_background: float = 80.0,
                       dab_share: float = 0.3) -> Modality:
     """Decide whether a low-resolution image is bright-field H&E.
@@ -45,8 +52,9 @@ def classify_modality(rgb: np.ndarray, tissue: np.ndarray, *, dark_background: f
         rgb: (h, w, 3) uint8 image of the whole slide.
         tissue: its tissue mask.
         dark_background: a frame median brightness below this is a dark background.
-        dab_share: a slide whose tissue is at least this share DAB-brown, and more brown than
-            pink, is IHC.
+        dab_share: a slide whose tissue is at least this share DAB-brown (hue 10-50 degrees,
+            saturation above :data:`DAB_MIN_SATURATION`, not near-white), and more brown than pink,
+            is IHC.
 
     Returns:
         The measurements and the verdict: ``he``, ``fluorescence``, ``dark background`` or ``ihc``.
@@ -56,7 +64,7 @@ def classify_modality(rgb: np.ndarray, tissue: np.ndarray, *, dark_background: f
     bright = float(np.mean((p.value > 100) & (p.saturation > 0.4)))
     if tissue.any():
         hue, sat, val = p.hue[tissue], p.saturation[tissue], p.value[tissue]
-        dab = float(np.mean((hue >= 10) & (hue <= 50) & (sat > 0.25) & (val < 230)))
+        dab = float(np.mean((hue >= 10) & (hue <= 50) & (sat > DAB_MIN_SATURATION) & (val < 230)))
         eosin = float(np.mean(((hue >= 290) | (hue < 10)) & (sat > 0.1)))
     else:
         dab = eosin = 0.0

@@ -86,7 +86,7 @@ def qc_slide(
         mpp_range=(cfg.mpp_range[0], cfg.mpp_range[1]), power_tolerance=cfg.power_tolerance)
     modality = classify_modality(thumbnail, tissue, dark_background=cfg.dark_background,
                                  dab_share=cfg.dab_share)
-    variances = np.array([laplacian_variance(t) for t in sampled.pixels])
+    variances = np.array([laplacian_variance(t, cfg.blur_contrast) for t in sampled.pixels])
     blurry = variances < cfg.blur_variance
     downsample = level0[0] / thumbnail.shape[1]
     tissue_px, covered = int(tissue.sum()), max(1, int((tissue | pen).sum()))
@@ -106,7 +106,16 @@ def qc_slide(
         "pen_fraction": float(pen.sum()) / covered, "fold_fraction": float(fold.sum()) / covered,
     }
     decision, reasons = decide(m, cfg, problems)
-    flagged = dilate(pen | fold | boxes_mask(tissue.shape, sampled.boxes[blurry], level0), cfg.mask_margin_px)
+    # Only defects that flag the slide mark regions to leave out: specks below a defect's threshold
+    # (a few dark pixels of a clean slide) would otherwise drop tiles of a slide that passed.
+    shown = np.zeros_like(tissue)
+    if m["pen_fraction"] > cfg.pen_fraction:
+        shown |= pen
+    if m["fold_fraction"] > cfg.fold_fraction:
+        shown |= fold
+    if m["blurry_fraction"] > cfg.blur_fraction:
+        shown |= boxes_mask(tissue.shape, sampled.boxes[blurry], level0)
+    flagged = dilate(shown, cfg.mask_margin_px)
     out = Path(cfg.out_dir)
     thumb_path = slide_file(out / THUMBNAILS, slide_id, ".png")
     mask_path = slide_file(out / MASKS, slide_id, ".png")

@@ -25,12 +25,6 @@ pytestmark = [pytest.mark.truth, pytest.mark.usefixtures("ray_session")]
 PER_TYPE, SEED, SIZE = 2, 0, 512
 SMALL_SLIDES = {"tile_px": 64}
 TARGET = 0.9
-#: Misses of this seed's set that the QC thresholds cause (strict: a fix turns them into failures, so
-#: that the mark is removed with it).
-KNOWN_MISSES = {
-    "ihc": "ihc_01 (DAB drop x0.86, lighter brown) has 25% of its tissue DAB-brown by the QC's rule "
-           "(saturation > 0.25), under dab_share 0.3: recall 1/2",
-}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +48,7 @@ def test_planted_set_has_every_type_from_its_own_slide(planted: Planted) -> None
         assert frame[frame.defect == kind].params.nunique() == PER_TYPE  # strengths and positions vary
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[k])) if k in KNOWN_MISSES else k
-    for k in DEFECT_TYPES])
+@pytest.mark.parametrize("kind", DEFECT_TYPES)
 def test_each_planted_defect_is_found_with_precision_and_recall_of_at_least_0_9(
         planted: Planted, kind: str) -> None:
     _, scores, table = planted
