@@ -32,8 +32,14 @@ def fixed_list_to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def load_embeddings(store: Path | Uri, feature: str) -> dict[float, tuple[pd.DataFrame, np.ndarray]]:
-    """Per magnification: key rows (slide_id, case_id, x, y, magnification) and the matrix."""
+    """Per magnification: key rows (slide_id, case_id, x, y, magnification) and the matrix.
+
+    Rows come in tile-key order (slide, y, x), not in the order of the store's chunks (named by
+    random ids, and listed differently on an object store), so that a seeded clustering of the
+    same store gives the same result wherever it is read from.
+    """
     table = read_parquet_files(committed_locations(store), columns=[*KEYS, feature])
+    table = table.sort_by([("slide_id", "ascending"), ("y", "ascending"), ("x", "ascending")])
     out: dict[float, tuple[pd.DataFrame, np.ndarray]] = {}
     for mag in sorted(set(table["magnification"].to_pylist()), key=lambda m: -1 if m is None else m):
         part = (
