@@ -125,29 +125,30 @@ class Location:
         return Path(self.path) if self.is_local else Uri(str(self))
 
     # ------------------------------------------------------------------ queries
-    def _info(self) -> pafs.FileInfo:
+    def info(self) -> pafs.FileInfo:
+        """Type, size and modification time in one query (one request on an object store)."""
         info: pafs.FileInfo = self.fs.get_file_info(self.path)
         return info
 
     def exists(self) -> bool:
         """Whether a file or folder is there (on object stores, a folder is a key prefix)."""
-        return bool(self._info().type != pafs.FileType.NotFound)
+        return bool(self.info().type != pafs.FileType.NotFound)
 
     def is_file(self) -> bool:
         """Whether a file is there."""
-        return bool(self._info().type == pafs.FileType.File)
+        return bool(self.info().type == pafs.FileType.File)
 
     def is_dir(self) -> bool:
         """Whether a folder is there."""
-        return bool(self._info().type == pafs.FileType.Directory)
+        return bool(self.info().type == pafs.FileType.Directory)
 
     def size(self) -> int:
         """The size of the file in bytes."""
-        return int(self._info().size or 0)
+        return int(self.info().size or 0)
 
     def mtime_ns(self) -> int:
         """Modification time of the file in nanoseconds (0 where the store gives none)."""
-        return int(self._info().mtime_ns or 0)
+        return int(self.info().mtime_ns or 0)
 
     def children(self) -> list[Location]:
         """Files and folders directly inside this folder (none when it does not exist)."""
@@ -212,7 +213,7 @@ class Location:
 
     def delete(self) -> None:
         """Remove the file or the folder with everything in it; nothing when absent."""
-        info = self._info()
+        info = self.info()
         if info.type == pafs.FileType.Directory:
             self.fs.delete_dir(self.path)
         elif info.type == pafs.FileType.File:

@@ -122,6 +122,31 @@ def tiled_cohort(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledCoho
     yield TiledCohort(root, written.root, written.manifest, written.masks_dir, tiles)
 
 
+def classify_with_random_network(tiles: Path, root: Path, classes: tuple[str, ...], *, magnification: float,
+                                 seed: int) -> Path:
+    """``tiles`` classified by a seeded random ResNet18 over ``classes`` (tiles <= 70 % background).
+
+    Writes ``root/classifier.pt`` and the prediction store ``root/predictions`` (returned).
+    """
+    import torch
+
+    from mixture_ray.classify.config import ClassifyConfig
+    from mixture_ray.classify.stage import run as run_classify
+    from mixture_ray.config import build_config
+    from mixture_ray.models import checkpoint as ckpt
+    from mixture_ray.models.backbone import Backbone
+    from mixture_ray.models.classifier import classifier_payload
+
+    torch.manual_seed(seed)
+    net = Backbone("resnet18", len(classes), classes=classes).eval()
+    ckpt.save(classifier_payload(net, magnification=magnification, image_size=0), root / "classifier.pt")
+    report = run_classify(build_config(ClassifyConfig, {
+        "tiles": tiles, "classifier": root / "classifier.pt", "out_dir": root / "predictions",
+        "pool.batch_size": 16, "max_background": 0.7}))
+    assert report.complete and report.magnification == magnification, report.summary()
+    return root / "predictions"
+
+
 def _start_ray() -> bool:
     """Start a local Ray session for a session fixture unless one is up; True if started here."""
     import ray
@@ -158,28 +183,16 @@ def analysed_cohort(
     Made once for the classify, maps, cases and export tests.
     """
     import ray
-    import torch
 
-    from mixture_ray.classify.config import ClassifyConfig
-    from mixture_ray.classify.stage import run as run_classify
     from mixture_ray.cluster.config import ClusterConfig
     from mixture_ray.cluster.stage import run as run_cluster
     from mixture_ray.config import build_config
     from mixture_ray.embed.config import EmbedConfig
     from mixture_ray.embed.stage import run as run_embedding
-    from mixture_ray.models import checkpoint as ckpt
-    from mixture_ray.models.backbone import Backbone
-    from mixture_ray.models.classifier import classifier_payload
 
     started = _start_ray()
     root = tmp_path_factory.mktemp("analysed")
-    torch.manual_seed(3)
-    net = Backbone("resnet18", len(ANALYSIS_CLASSES), classes=ANALYSIS_CLASSES).eval()
-    ckpt.save(classifier_payload(net, magnification=20.0, image_size=0), root / "classifier.pt")
-    predicted = run_classify(build_config(ClassifyConfig, {
-        "tiles": tiled_cohort.tiles, "classifier": root / "classifier.pt", "out_dir": root / "predictions",
-        "pool.batch_size": 16, "max_background": 0.7}))
-    assert predicted.complete and predicted.magnification == 20.0, predicted.summary()
+    classify_with_random_network(tiled_cohort.tiles, root, ANALYSIS_CLASSES, magnification=20.0, seed=3)
     embedded = run_embedding(build_config(EmbedConfig, {
         "tiles": tiled_cohort.tiles, "out_dir": root / "embeddings", "model": "random",
         "pool.batch_size": 32, "magnification": 20.0}))

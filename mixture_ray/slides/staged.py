@@ -21,6 +21,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from mixture_ray.errors import SlideError
 from mixture_ray.locations import Location
 
@@ -58,11 +60,12 @@ def staged_slide(uri: str) -> Path:
     """
     source = Location.of(uri)
     try:
-        if not source.is_file():
+        found = source.info()  # one request: type, size and time
+        if found.type != pafs.FileType.File:
             folder_note = "a folder (DICOM series and MIRAX slides on object storage are not read)"
-            raise SlideError(uri, f"{folder_note if source.is_dir() else 'not found'}; "
-                                  "check the path in the manifest")
-        size, mtime = source.size(), source.mtime_ns()
+            what = folder_note if found.type == pafs.FileType.Directory else "not found"
+            raise SlideError(uri, f"{what}; check the path in the manifest")
+        size, mtime = int(found.size or 0), int(found.mtime_ns or 0)
     except OSError as exc:
         raise SlideError(uri, f"cannot reach the object store ({exc}); check credentials and endpoint"
                          ) from exc

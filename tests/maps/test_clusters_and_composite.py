@@ -10,11 +10,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
 
-from mixture_ray.classify.config import ClassifyConfig
-from mixture_ray.classify.stage import run as run_classify
 from mixture_ray.cli import EXIT_OK, main
 from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
@@ -24,16 +21,13 @@ from mixture_ray.maps.draw import MAP_ORIGIN
 from mixture_ray.maps.layers import cluster_colours, grid_edges
 from mixture_ray.maps.stage import map_file
 from mixture_ray.maps.stage import run as run_maps
-from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.models.backbone import Backbone
-from mixture_ray.models.classifier import classifier_payload
 from mixture_ray.palette import finding_colours
 from mixture_ray.slides.factory import open_slide
 from mixture_ray.store.folder import SUCCESS, committed_files
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.store.predictions import load_predictions
 from mixture_ray.store.schemas import TILE_KEY
-from tests.conftest import ANALYSIS_CLASSES, AnalysedCohort, TiledCohort
+from tests.conftest import ANALYSIS_CLASSES, AnalysedCohort, TiledCohort, classify_with_random_network
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 THUMB = 256
@@ -142,15 +136,8 @@ def test_maps_take_exactly_one_of_predictions_and_clusters(
 @pytest.fixture(scope="module")
 def predictions_5x(tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cohort's 5x tiles classified by a seeded random classifier of other findings."""
-    root = tmp_path_factory.mktemp("maps5x")
-    torch.manual_seed(5)
-    net = Backbone("resnet18", len(CLASSES_5X), classes=CLASSES_5X).eval()
-    ckpt.save(classifier_payload(net, magnification=5.0, image_size=0), root / "classifier.pt")
-    report = run_classify(build_config(ClassifyConfig, {
-        "tiles": tiled_cohort.tiles, "classifier": root / "classifier.pt", "out_dir": root / "predictions",
-        "pool.batch_size": 16, "max_background": 0.7}))
-    assert report.complete and report.magnification == 5.0, report.summary()
-    return root / "predictions"
+    return classify_with_random_network(tiled_cohort.tiles, tmp_path_factory.mktemp("maps5x"), CLASSES_5X,
+                                        magnification=5.0, seed=5)
 
 
 def test_composite_shows_the_slide_then_each_magnification_with_one_legend(
