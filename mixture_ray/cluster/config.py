@@ -38,6 +38,11 @@ class ClusterConfig:
     task_cpus: float = option("distributed engine: CPUs per block task", 1.0)
     max_iter: int = option("most Lloyd iterations (torch and distributed engines)", 300)
     per_case: bool = option("cluster each case separately (supplemental set) and merge the ids", False)
+    fit_split: Path | None = option(
+        "case split CSV (`mixture-ray split`): k-means is fitted on the tiles of its training cases only "
+        "and every tile (test cases too) is assigned to its nearest centroid, for a fold-nested run; "
+        "null = fitted on every tile", None
+    )
     silhouette_sample: int = option("rows sampled for the silhouette score; 0 = skip", 5000)
     seed: int = option("random seed", 0)
 
@@ -51,6 +56,11 @@ class ClusterConfig:
             raise ConfigError(f"num_gpus: give auto or a number >= 0 (got {self.num_gpus})")
         if self.task_cpus <= 0 or self.max_iter <= 0:
             raise ConfigError(f"task_cpus, max_iter: must be > 0 (got {self.task_cpus}, {self.max_iter})")
+        if self.fit_split is not None and (self.per_case or self.engine == "distributed"):
+            raise ConfigError(
+                "fit_split: fitting on the training cases works with the driver engines (sklearn, "
+                "sklearn-lloyd, torch, cuml) and without per_case"
+            )
         if self.per_case and self.engine == "distributed":
             raise ConfigError(
                 "engine: per_case clusters each case in the driver; choose sklearn, torch or cuml"

@@ -11,6 +11,10 @@ Layout::
     out_dir/metrics.csv                          one row per (magnification, k)
     out_dir/_SUCCESS                             written last: clusterings, engine, devices, nodes
 
+With ``fit_split`` (a fold-nested run) k-means is fitted on the tiles of the split's training cases
+only; every tile is then assigned to its nearest centroid, ``assignments`` gain a ``fitted`` column
+(True = a training-case tile) and ``inertia`` is that of the fitted rows.
+
 With ``per_case`` each case is clustered on its own (k capped at its tile count) and the ids are
 made unique across cases (``cluster`` = offset + local id, ``case_cluster`` keeps the local id).
 Each (magnification, k) folder is written under a temporary name and renamed when complete.
@@ -39,7 +43,8 @@ import pyarrow.parquet as pq
 
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.clusterings import clustering_folder
+from mixture_ray.store.case_split import Split, SplitError, read_split
+from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, committed_locations, write_json_atomic
 
@@ -100,6 +105,28 @@ def fit_per_case(
     return merged, local
 
 
+def fitted_rows(keys: pd.DataFrame, split: Split, source: Path) -> np.ndarray:
+    """Rows of the training cases (True) among ``keys``; every case must be in the split.
+
+    Raises:
+        SplitError: a case of the embeddings is in neither part of the split file ``source``.
+    """
+    missing = split.missing(keys["case_id"].astype(str).unique())
+    if missing:
+        raise SplitError(f"fit_split: {source} does not list {len(missing)} cases of the embeddings "
+                         f"({', '.join(missing[:10])}); write the split from the cohort's clinical table "
+                         f"with `mixture-ray split`")
+    fitted: np.ndarray = keys["case_id"].astype(str).isin(set(split.train)).to_numpy()
+    return fitted
+
+
+def fit_nested(engine: KMeansEngine, x: np.ndarray, fitted: np.ndarray, k: int, seed: int) -> KMeansFit:
+    """k-means fitted on the ``fitted`` rows only; every row then gets its nearest centroid."""
+    fit = engine.fit(x[fitted], k, seed)
+    labels, _ = nearest_centroid(x, fit.centroids)
+    return dataclasses.replace(fit, labels=labels)
+
+
 def resolve_engine(name: KMeansEngineName) -> str:
     """The engine ``auto`` stands for here (see the module docstring); other names unchanged."""
     from mixture_ray.cluster.engines import cuml_available
@@ -138,13 +165,19 @@ def write_clustering(
     scaler: dict[str, Any] | None,
     metrics: dict[str, Any],
     local: np.ndarray | None,
+    fitted: np.ndarray | None = None,
 ) -> None:
-    """Write one (magnification, k) folder atomically (temporary name, then rename)."""
+    """Write one (magnification, k) folder atomically (temporary name, then rename).
+
+    ``fitted`` (a fold-nested fit) adds a ``fitted`` column: True for the rows k-means was fitted on.
+    """
     tmp = _new_tmp(folder)
     table = pa.Table.from_pandas(keys.reset_index(drop=True), preserve_index=False)
     table = table.append_column("cluster", pa.array(fit.labels, pa.int32()))
     if local is not None:
         table = table.append_column("case_cluster", pa.array(local, pa.int32()))
+    if fitted is not None:
+        table = table.append_column("fitted", pa.array(fitted, pa.bool_()))
     pq.write_table(table, tmp / "assignments.parquet")
     _write_side_files(tmp, fit.centroids, scaler, metrics)
     _replace(tmp, folder)
@@ -163,19 +196,22 @@ def _driver_engine(cfg: ClusterConfig, name: str) -> tuple[KMeansEngine, list[st
 
 def _run_driver(cfg: ClusterConfig, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     engine, devices = _driver_engine(cfg, name)
+    split = None if cfg.fit_split is None else read_split(cfg.fit_split)
     rows = []
     for magnification, (keys, x) in load_embeddings(cfg.embeddings, cfg.feature).items():
+        fitted = None if split is None else fitted_rows(keys, split, Path(str(cfg.fit_split)))
         scaler = None
         if cfg.standardize:
             x, scaler = standardize(x)
         for k in cfg.ks:
-            if not cfg.per_case and k > len(x):
+            if not cfg.per_case and k > (len(x) if fitted is None else int(fitted.sum())):
                 continue  # fewer tiles than clusters at this magnification
-            fit, local = (
-                fit_per_case(engine, keys, x, k, cfg.seed)
-                if cfg.per_case
-                else (engine.fit(x, k, cfg.seed), None)
-            )
+            if cfg.per_case:
+                fit, local = fit_per_case(engine, keys, x, k, cfg.seed)
+            elif fitted is not None:
+                fit, local = fit_nested(engine, x, fitted, k, cfg.seed), None
+            else:
+                fit, local = engine.fit(x, k, cfg.seed), None
             metrics = {
                 "magnification": None if np.isnan(magnification) else magnification,
                 "k": k,
@@ -189,6 +225,8 @@ def _run_driver(cfg: ClusterConfig, name: str) -> tuple[list[dict[str, Any]], di
                 "feature": cfg.feature,
                 "standardize": cfg.standardize,
                 "devices": devices,
+                "fit_rows": len(x) if fitted is None else int(fitted.sum()),
+                "fit_split": None if cfg.fit_split is None else str(cfg.fit_split),
             }
             prefix = "per-case-k" if cfg.per_case else "k"
             write_clustering(
@@ -198,6 +236,7 @@ def _run_driver(cfg: ClusterConfig, name: str) -> tuple[list[dict[str, Any]], di
                 scaler,
                 metrics,
                 local,
+                fitted,
             )
             rows.append(metrics)
     return rows, {"devices": devices, "nodes": {"driver": {"devices": devices}}}

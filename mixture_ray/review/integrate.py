@@ -4,7 +4,8 @@ Mappings apply in order (a principal clustering, then e.g. per-case supplemental
 tile takes the finding its cluster maps to, later mappings override earlier ones for the tiles
 they cover, ``exclude`` drops the tile, ``other`` stays a class. A corrections CSV (slide_id, x,
 y, magnification, finding) overrides single tiles last. Everything is validated first and every
-problem is reported at once; nothing is written when anything is invalid.
+problem is reported at once; nothing is written when anything is invalid. A fold-nested clustering
+(``cluster.fit_split``: a ``fitted`` column) labels only the tiles of its training cases.
 
 Output: ``out_dir/labels.parquet`` (slide_id, case_id, x, y, magnification, finding, source)
 and ``out_dir/_SUCCESS`` with the class counts.
@@ -95,6 +96,8 @@ def run_integrate(cfg: IntegrateConfig) -> IntegrateReport:
     labelled = []
     for order, mapping in enumerate(mappings):
         rows = pq.read_table(mapping.clustering / "assignments.parquet").to_pandas()
+        if "fitted" in rows.columns:  # a fold-nested clustering: test-case tiles never become labels
+            rows = rows[rows["fitted"]]
         rows["finding"] = rows["cluster"].map(mapping.clusters)
         rows["source"] = f"{mapping.path.name}: cluster " + rows["cluster"].astype(str)
         rows["order"] = order

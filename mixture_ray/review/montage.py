@@ -24,7 +24,13 @@ KEY = list(TILE_KEY)
 
 
 def sample_per_cluster(assignments: pd.DataFrame, per_cluster: int, seed: int) -> pd.DataFrame:
-    """At most ``per_cluster`` rows of each cluster, drawn with ``seed``."""
+    """At most ``per_cluster`` rows of each cluster, drawn with ``seed``.
+
+    A fold-nested clustering (a ``fitted`` column) shows only the tiles it was fitted on, so the
+    reviewer never sees the test cases.
+    """
+    if "fitted" in assignments.columns:
+        assignments = assignments[assignments["fitted"]]
     parts = []
     for cluster, rows in assignments.groupby("cluster", sort=True):
         take = min(per_cluster, len(rows))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,10 +15,9 @@ from mixture_ray.stats.cox import CoxAnalysis
 from mixture_ray.stats.diagnosis import (
     DiagnosisAnalysis,
     ModelResult,
-    Split,
     comparisons,
-    split_cases,
 )
+from mixture_ray.stats.errors import StatsInputError
 from mixture_ray.stats.features import (
     FrequencyTable,
     load_frequencies,
@@ -28,6 +27,10 @@ from mixture_ray.stats.features import (
 )
 from mixture_ray.stats.km import KMGroups, km_groups
 from mixture_ray.stats.survival import SurvivalByGroup
+from mixture_ray.store.case_split import Split, read_split, split_cases
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclasses.dataclass
@@ -60,6 +63,23 @@ class Analyses:
         return self.baseline.best() if self.baseline is not None else None
 
 
+def given_split(path: Path, labels: pd.Series) -> Split:
+    """The split file's parts restricted to the analysed cases; every analysed case must be in it."""
+    split = read_split(path)
+    missing = split.missing(labels.index)
+    if missing:
+        raise StatsInputError(f"split: {path} does not list {len(missing)} analysed cases "
+                              f"({', '.join(missing[:10])}); give the split the clustering was fitted with, "
+                              f"or write a new one with `mixture-ray split`")
+    split = split.restricted(labels.index)
+    for part, ids in (("train", split.train), ("test", split.test)):
+        counts = labels.loc[list(ids)].value_counts()
+        if len(counts) < 2:
+            raise StatsInputError(f"split: the {part} cases of {path} hold one class only "
+                                  f"({counts.to_dict()}); the AUC needs both")
+    return split
+
+
 def analyse(cfg: StatsConfig) -> Analyses:
     """Read and check the inputs, then run every analysis (raises on bad input, naming it)."""
     freq = load_frequencies(cfg.frequencies)
@@ -76,7 +96,8 @@ def analyse(cfg: StatsConfig) -> Analyses:
     sets, skipped = select_feature_sets(freq, cfg.feature_sets)
     notes += skipped
     labels = clin["label"]
-    split = split_cases(labels, cfg.test_fraction, cfg.seed)
+    split = (split_cases(labels, cfg.test_fraction, cfg.seed) if cfg.split is None
+             else given_split(cfg.split, labels))
     diagnosis = DiagnosisAnalysis(cfg, split).fit({n: frame[c] for n, c in sets.items()}, labels)
     best = diagnosis.best()
     rows = comparisons(diagnosis)

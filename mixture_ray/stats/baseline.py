@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mixture_ray.stats.diagnosis import DiagnosisAnalysis, ModelResult, Split, compare
+from mixture_ray.stats.diagnosis import DiagnosisAnalysis, ModelResult, compare
 from mixture_ray.stats.errors import StatsInputError
 from mixture_ray.stats.features import load_frequencies
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mixture_ray.stats.config import StatsConfig
+    from mixture_ray.store.case_split import Split
 
 _BASELINE = re.compile(r"^k(\d+)\.(csv|parquet)$")
 

@@ -69,6 +69,11 @@ class StatsConfig:
         "frequency-table cases with no clinical row: warn (left out, listed) or error", "warn"
     )
     test_fraction: float = option("share of cases in the label-stratified test split", 0.3)
+    split: Path | None = option(
+        "case split CSV (case_id, split = train/test; `mixture-ray split` writes one) used instead of "
+        "drawing the split here: pass the file the clustering was fitted with (`cluster.fit_split`) for a "
+        "fold-nested run; null = a seeded label-stratified split of test_fraction", None
+    )
     cv_folds: int = option("stratified folds of the out-of-fold predicted class (Kaplan-Meier groups)", 5)
     rf_trees: int = option("random forest trees", 500)
     forest: Literal["classifier", "regressor"] = option(
@@ -167,3 +172,31 @@ class StatsConfig:
                 raise ConfigError(f"km_model: {exc}") from exc
         if self.km_threshold is not None and not 0.0 <= self.km_threshold <= 1.0:
             raise ConfigError(f"km_threshold: must be in [0, 1] or null (got {self.km_threshold})")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """`mixture-ray split`: draw the train/test case split once, for a fold-nested run.
+
+    The file (``case_id,split``) is then given to ``cluster.fit_split`` (k-means fitted on the training
+    cases' tiles only, every tile assigned) and to ``stats.split`` (the diagnosis models fitted on the
+    same training cases), so no test case shapes the clusters, the baseline or the models.
+    """
+
+    clinical: Path = option("clinical CSV: one row per case with its id and binary label")
+    out: Path = option("split CSV to write (case_id, split = train/test)")
+    case_id_column: str = option("clinical column of the case id", "case_id")
+    label_column: str = option("clinical column of the binary diagnosis label", "label")
+    positive_label: str = option(
+        "label value of the positive class for text labels; empty = labels are 0/1", ""
+    )
+    test_fraction: float = option("share of cases in the label-stratified test part", 0.3)
+    seed: int = option("random seed of the split", 0)
+
+    def validate(self) -> None:
+        """Check the test fraction and two distinct column names."""
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test_fraction: must be in (0, 1) (got {self.test_fraction})")
+        if self.case_id_column.strip() == self.label_column.strip() or not self.label_column.strip():
+            raise ConfigError(f"case_id_column/label_column: give two distinct column names "
+                              f"(got {self.case_id_column!r}, {self.label_column!r})")

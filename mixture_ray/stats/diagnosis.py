@@ -15,7 +15,6 @@ from sklearn.base import is_classifier
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import roc_curve
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mixture_ray.stats.config import StatsConfig
+    from mixture_ray.store.case_split import Split
 
 MODELS = ("random_forest", "svm")
 
@@ -63,25 +63,6 @@ def folds_for(y: np.ndarray, wanted: int) -> int:
     if folds < 2:
         raise StatsInputError(f"too few cases: each class needs at least 2 cases here (got {np.bincount(y)})")
     return folds
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """Training and test case ids (the same for every model of a run)."""
-
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-
-
-def split_cases(labels: pd.Series, test_fraction: float, seed: int) -> Split:
-    """Seeded random split stratified on the label (``labels`` indexed by case id)."""
-    counts = labels.value_counts()
-    if len(counts) < 2 or counts.min() < 4:
-        raise StatsInputError(f"the diagnosis split needs at least 4 cases of each class "
-                              f"(got {counts.to_dict()})")
-    train, test = train_test_split(labels.index.to_numpy(), test_size=test_fraction, random_state=seed,
-                                   stratify=labels.to_numpy())
-    return Split(tuple(map(str, train)), tuple(map(str, test)))
 
 
 @dataclasses.dataclass

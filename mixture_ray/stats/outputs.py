@@ -124,6 +124,8 @@ def build_summary(result: Analyses) -> dict[str, Any]:
         "n_events": int(result.clinical.frame.loc[result.cases, "event"].sum()),
         "n_train": len(result.split.train),
         "n_test": len(result.split.test),
+        "split": (f"read from {cfg.split}" if cfg.split is not None
+                  else f"drawn: seed {cfg.seed}, label-stratified, test share {cfg.test_fraction}"),
         "feature_sets": sorted(set(diag.summary["feature_set"]), key=list(diag.summary["feature_set"]).index),
         "best_integrated": _auc_row(diag.summary, diag.results.index(result.best)),
         "best_baseline": _auc_row(base.summary, base.results.index(best_base))
