@@ -48,8 +48,9 @@ def case_labels(cfg: SplitConfig) -> pd.Series:
     for key in ("case_id_column", "label_column"):
         column = getattr(cfg, key)
         if column not in raw.columns:
-            raise ClinicalTableError(path, [f"column {column!r} is missing; columns present: "
-                                            f"{', '.join(raw.columns)}; set {key} to the column that holds it"])
+            present = ", ".join(raw.columns)
+            raise ClinicalTableError(path, [f"column {column!r} is missing; columns present: {present}; "
+                                            f"set {key} to the column that holds it"])
     ids = raw[cfg.case_id_column].str.strip()
     values = raw[cfg.label_column].str.strip()
     labels = (values == cfg.positive_label.strip()).astype(int) if cfg.positive_label.strip() else None
