@@ -32,3 +32,4 @@ def test_paper_preset_validates_with_the_papers_choices() -> None:
     assert (stats.forest, stats.km_model, stats.km_threshold) == ("regressor", ("5x", "random_forest"), 0.5)
     assert (stats.bootstrap_iterations, stats.test_fraction) == (5000, 0.3)
     assert list(stats.baseline_ks) == [4, 8, 10, 20, 30, 50, 80]
+    assert list(stats.feature_sets) == ["2.5x", "5x", "20x", "2.5x+5x", "2.5x+20x", "5x+20x", "2.5x+5x+20x"]
