@@ -26,10 +26,17 @@ class SynthConfig:
     jpeg_quality: int = option("JPEG quality of the TIFF tiles", 85)
     mask_downsample: int = option("ground-truth mask pixel = this many level-0 pixels", 16)
     seed: int = option("random seed; the same seed gives the same cohort", 0)
+    version: int = option("cohort design: 1 = one texture per finding (fast tests); 2 = sub-types, "
+                          "look-alike sub-types across findings, site stain/scanner batch effects", 1)
+    sites: int = option("sites (v2: each with its own stain and scanner); cases are dealt to sites "
+                        "at random, balanced", 3)
 
     def validate(self) -> None:
-        """Check positive sizes, slides per case, TIFF tile size, JPEG quality and the smallest level."""
+        """Check version, positive sizes, slides per case, TIFF tile, JPEG quality, smallest level."""
+        if self.version not in (1, 2):
+            raise ConfigError(f"version: must be 1 or 2 (got {self.version})")
         require_positive(self, "n_cases", "width", "height", "levels", "tile_px", "mask_downsample")
+        require_positive(self, "sites")
         require_positive(self, "mpp", "app_mag", "min_slides_per_case", "max_slides_per_case")
         if self.min_slides_per_case > self.max_slides_per_case:
             raise ConfigError(

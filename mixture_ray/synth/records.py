@@ -1,7 +1,9 @@
 """The tables and JSON records a synthetic cohort writes (manifest, clinical, truth).
 
 A *case record* is a dict with ``case_id``, ``slide_ids``, ``uip_like``, ``mixture`` (planned),
-``fractions`` (realised, by finding code) and ``outcome`` (:class:`Outcome`).
+``fractions`` (realised, by finding code) and ``outcome`` (:class:`Outcome`); a v2 case record
+also has ``v2`` (:func:`cohort_v2.case_record`: site, sub-type probabilities and fractions).
+Version 1 tables and records are exactly those written before v2 existed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ if TYPE_CHECKING:
     from mixture_ray.synth.outcomes import Outcome, OutcomeModel
 
 MANIFEST_COLUMNS = ["slide_id", "case_id", "path", "mpp"]
+V2_ONLY_CONFIG = ("version", "sites")  # config keys left out of a v1 truth.json (byte-stable)
 
 
-def clinical_columns() -> list[str]:
-    """Column order of clinical.csv."""
+def manifest_columns(version: int = 1) -> list[str]:
+    """Column order of manifest.csv (v2 adds ``site``)."""
+    return MANIFEST_COLUMNS + (["site"] if version == 2 else [])
+
+
+def clinical_columns(version: int = 1) -> list[str]:
+    """Column order of clinical.csv (v2 adds ``site``)."""
     fracs = [f"frac_{findings.finding(c).name}" for c in findings.TISSUE_CODES]
-    return ["case_id", "slide_ids", "diagnosis", "label", "time", "event", *fracs]
+    site = ["site"] if version == 2 else []
+    return ["case_id", "slide_ids", "diagnosis", "label", "time", "event", *fracs, *site]
 
 
 def clinical_row(case: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +48,8 @@ def clinical_row(case: dict[str, Any]) -> dict[str, Any]:
     }
     for code, value in case["fractions"].items():
         row[f"frac_{findings.finding(code).name}"] = f"{value:.6f}"
+    if "v2" in case:
+        row["site"] = case["v2"]["site"]
     return row
 
 
@@ -54,7 +65,8 @@ def truth_record(cfg: SynthConfig, model: OutcomeModel,
                  cases: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything planted, for truth.json: seed, config, models, priors and per-case draws."""
     names = {f.code: f.name for f in findings.FINDINGS}
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()
+              if cfg.version == 2 or k not in V2_ONLY_CONFIG}
     return {
         "seed": cfg.seed,
         "config": config,
@@ -80,6 +92,7 @@ def truth_record(cfg: SynthConfig, model: OutcomeModel,
                 "linear_predictor": round(c["outcome"].linear_predictor, 6),
                 "event_time": round(c["outcome"].event_time, 6),
                 "censor_time": round(c["outcome"].censor_time, 6),
+                **c.get("v2", {}),
             }
             for c in cases
         ],

@@ -18,6 +18,8 @@ from mixture_ray.synth.procedural import smooth_noise
 from mixture_ray.synth.textures import render_texture
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mixture_ray.synth.layout import SlideLayout
 
 JITTER_PERIOD = 256  # period of the edge-displacement field, level-0 px
@@ -25,15 +27,26 @@ JITTER_PERIOD = 256  # period of the edge-displacement field, level-0 px
 
 @dataclasses.dataclass(frozen=True)
 class TextureBank:
-    """Periodic patches packed as RGBA uint32, ``codes[i]`` the finding of patch ``i``."""
+    """Periodic patches packed as RGBA uint32, ``codes[i]`` the finding of patch ``i``.
+
+    ``subtypes[i]`` is the sub-type index of patch ``i`` (v2 banks); None in v1 banks.
+    """
 
     patches: np.ndarray  # (n, size, size) uint32
     codes: np.ndarray  # (n,) finding codes
+    subtypes: np.ndarray | None = None  # (n,) sub-type indices (v2)
 
     @property
     def size(self) -> int:
         """Patch edge in pixels (a power of two)."""
         return int(self.patches.shape[1])
+
+
+def pack_rgba(rgb: np.ndarray) -> np.ndarray:
+    """An (h, w, 3) uint8 RGB patch packed as (h, w) uint32 RGBA with opaque alpha."""
+    rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+    packed: np.ndarray = np.ascontiguousarray(rgba).view(np.uint32)[..., 0]
+    return packed
 
 
 def build_bank(rng: np.random.Generator, size: int = 1024, variants: int = 2) -> TextureBank:
@@ -43,25 +56,32 @@ def build_bank(rng: np.random.Generator, size: int = 1024, variants: int = 2) ->
     patches, codes = [], []
     for item in findings.FINDINGS:
         for _ in range(variants):
-            rgb = render_texture(item.code, rng, size)
-            rgba = np.concatenate([rgb, np.full((size, size, 1), 255, np.uint8)], axis=2)
-            patches.append(np.ascontiguousarray(rgba).view(np.uint32)[..., 0])
+            patches.append(pack_rgba(render_texture(item.code, rng, size)))
             codes.append(item.code)
     return TextureBank(np.stack(patches), np.asarray(codes, dtype=np.uint8))
 
 
 class SlideRenderer:
-    """Renders row bands of one slide at level 0 (``width`` x ``height`` px)."""
+    """Renders row bands of one slide at level 0 (``width`` x ``height`` px).
+
+    v2 slides also pass ``subtypes`` (the sub-type index of every layout region, matched
+    against ``bank.subtypes``) and ``look`` (the site's stain and scanner, applied per band).
+    """
 
     def __init__(self, rng: np.random.Generator, layout: SlideLayout, bank: TextureBank,
-                 width: int, height: int, mask_downsample: int) -> None:
-        self.layout, self.bank = layout, bank
+                 width: int, height: int, mask_downsample: int,
+                 subtypes: np.ndarray | None = None,
+                 look: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.layout, self.bank, self.look = layout, bank, look
         self.width, self.height, self.ds = width, height, mask_downsample
         n = len(layout.codes)
         size = bank.size
         tex = np.empty(n, np.int32)
         for i, code in enumerate(layout.codes):
-            tex[i] = rng.choice(np.flatnonzero(bank.codes == code))
+            match = bank.codes == code
+            if subtypes is not None and bank.subtypes is not None:
+                match &= bank.subtypes == subtypes[i]
+            tex[i] = rng.choice(np.flatnonzero(match))
         transpose = rng.integers(0, 2, n).astype(bool)
         self._base = tex * size * size
         self._su = np.where(transpose, 1, size).astype(np.int32)
@@ -93,4 +113,5 @@ class SlideRenderer:
         b = (self._sx[r] * cols[None, :] + self._ox[r]) & m
         idx = self._base[r] + a * self._su[r] + b * self._sv[r]
         packed: np.ndarray = self._flat[idx]
-        return packed.view(np.uint8).reshape(h, self.width, 4)[..., :3]
+        rgb: np.ndarray = packed.view(np.uint8).reshape(h, self.width, 4)[..., :3]
+        return rgb if self.look is None else self.look(rgb)
