@@ -39,6 +39,11 @@ class ReviewConfig:
         None,
     )
     mix_top: int = option("slides, cases and sites named per cluster, with their share of its tiles", 3)
+    site_flag: float = option(
+        "site audit: a cluster is flagged 'one site' when its site score reaches this (0 = its site "
+        "mix is the cohort's, 1 = all its tiles from one site; see mixture_ray.review.site_audit)",
+        0.75,
+    )
     oracle_cohort: Path | None = option(
         "synthetic cohort folder: also write an oracle mapping from its ground truth (a simulation "
         "of the pathologist for tests and the demo, not a feature of real use)",
@@ -49,13 +54,15 @@ class ReviewConfig:
     )
 
     def validate(self) -> None:
-        """Check positive sizes, non-empty unreserved findings and oracle_purity in (0, 1]."""
+        """Check sizes > 0, unreserved findings, site_flag in [0, 1] and oracle_purity in (0, 1]."""
         require_positive(self, "per_cluster", "thumb_px", "mix_top")
         if not self.findings:
             raise ConfigError("findings: give at least one finding name")
         bad = [f for f in self.findings if f in ("other", "exclude") or not f.strip()]
         if bad:
             raise ConfigError(f"findings: {bad} are reserved or empty names")
+        if not 0.0 <= self.site_flag <= 1.0:
+            raise ConfigError(f"site_flag: must be in [0, 1] (got {self.site_flag})")
         if not 0.0 < self.oracle_purity <= 1.0:
             raise ConfigError(f"oracle_purity: must be in (0, 1] (got {self.oracle_purity})")
 

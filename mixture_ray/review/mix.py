@@ -61,8 +61,9 @@ def cluster_mixes(
         Cluster id -> its mixes in the order slides, cases, sites (kinds without data left out).
     """
     frame = assignments.copy()
-    if SITE not in frame.columns and sites is not None:
-        frame[SITE] = frame["slide_id"].map(dict(sites))
+    known = tile_sites(assignments, sites)
+    if known is not None:
+        frame[SITE] = known
     mixes: dict[int, list[Mix]] = {int(str(c)): [] for c in frame["cluster"].unique()}
     for kind, column in KINDS.items():
         if column not in frame.columns:
@@ -87,6 +88,27 @@ def cluster_mixes(
             )
             mixes[cid].append(Mix(kind, int(distinct[cid]), sources))
     return {cid: tuple(found) for cid, found in sorted(mixes.items())}
+
+
+def tile_sites(assignments: pd.DataFrame, sites: Mapping[str, str] | None) -> pd.Series | None:
+    """The site of every tile: the assignments' ``site`` column, else its slide's site in ``sites``.
+
+    Args:
+        assignments: one row per tile with ``slide_id`` and optionally ``site``.
+        sites: slide id -> site (from :func:`read_sites`), used when there is no ``site`` column.
+
+    Returns:
+        One string per row, aligned with ``assignments``; missing (None) where the site is not
+        known (no entry, empty or blank). None when neither the column nor ``sites`` is given.
+    """
+    if SITE in assignments.columns:
+        values = assignments[SITE]
+    elif sites is not None:
+        values = assignments["slide_id"].astype(str).map(dict(sites))
+    else:
+        return None
+    text = values.astype("object").map(lambda v: None if pd.isna(v) else str(v).strip() or None)
+    return text.rename(SITE)
 
 
 def read_sites(manifest: Path | None, tile_files: list[str]) -> dict[str, str] | None:

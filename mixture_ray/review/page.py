@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from mixture_ray.review.mix import Mix
 from mixture_ray.review.page_script import SCRIPT
 from mixture_ray.review.page_style import STYLE
+from mixture_ray.review.site_audit import ClusterSites, SiteAudit
 from mixture_ray.store.schemas import EXCLUDE, OTHER, magnification_label
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class ClusterCard:
         montage: URL of the montage relative to the page (already URL-quoted).
         montage_size: the montage's width and height in pixels.
         mix: where the cluster's tiles come from (slides, cases, sites).
+        sites: the cluster's site audit (site score, one-site flag); None without sites.
     """
 
     cluster: int
@@ -48,6 +50,7 @@ class ClusterCard:
     montage: str
     montage_size: tuple[int, int]
     mix: tuple[Mix, ...] = ()
+    sites: ClusterSites | None = None
 
 
 def _esc(value: object) -> str:
@@ -87,7 +90,42 @@ def _mix(mixes: Sequence[Mix]) -> str:
     return f'<dl class="mix">{"".join(rows)}</dl>'
 
 
-def _section(card: ClusterCard, options: str) -> str:
+def _tiles(n: int) -> str:
+    return f"{n} tile" if n == 1 else f"{n} tiles"
+
+
+def _one_site(sites: ClusterSites) -> str:
+    return (
+        f'<span class="badge one-site">one site: {_esc(sites.site)} ({_share(sites.share)} vs '
+        f"{_share(sites.cohort_share)} of the cohort)</span>"
+    )
+
+
+def _purity(sites: ClusterSites | None, threshold: float) -> str:
+    if sites is None:
+        return ""
+    if sites.with_site == 0:
+        return '<p class="purity">Site score: none of its tiles has a known site.</p>'
+    badge = _one_site(sites) + " " if sites.flagged else ""
+    flag_at = f"; flagged at {threshold:g} or more" if not math.isnan(threshold) else ""
+    if sites.score < 0.005:
+        top = "no site over-represented, its site mix is the cohort's"
+    else:
+        top = (
+            f"most over-represented {_esc(sites.site)}, {_share(sites.share)} of the cluster vs "
+            f"{_share(sites.cohort_share)} of the cohort ({sites.enrichment:.1f} times its share)"
+        )
+    unknown = sites.tiles - sites.with_site
+    left_out = f"; {_tiles(unknown)} without a site left out" if unknown else ""
+    return (
+        f'<p class="purity" data-site-score="{sites.score:.4f}" data-flagged="{str(sites.flagged).lower()}">'
+        f'{badge}Site score <b>{sites.score:.2f}</b> <small title="0 = its site mix is the cohort\'s, '
+        f'1 = all its tiles from one site{flag_at}">(0 = the cohort\'s mix, 1 = one site)</small>: '
+        f"{top}; largest site share {_share(sites.purity)}{left_out}.</p>"
+    )
+
+
+def _section(card: ClusterCard, options: str, threshold: float) -> str:
     width, height = card.montage_size
     return (
         f'<section class="cluster" id="cluster-{card.cluster}" tabindex="-1">'
@@ -95,6 +133,7 @@ def _section(card: ClusterCard, options: str) -> str:
         f'<label>Finding: <select class="finding" data-cluster="{card.cluster}">{options}</select>'
         "</label></div>"
         + _mix(card.mix)
+        + _purity(card.sites, threshold)
         + f'<p class="shown">Montage: {card.shown} of {card.size} tiles, drawn at random.</p>'
         f'<img loading="lazy" decoding="async" src="{_esc(card.montage)}" width="{width}" '
         f'height="{height}" alt="montage of cluster {card.cluster}">'
@@ -102,14 +141,43 @@ def _section(card: ClusterCard, options: str) -> str:
     )
 
 
-def _overview(cards: Sequence[ClusterCard]) -> str:
-    items = "".join(
-        f'<a class="card" id="card-{c.cluster}" href="#cluster-{c.cluster}">'
-        f"<b>{c.cluster}</b> <small>{c.size} tiles</small>"
-        '<span class="card-finding">—</span></a>'
-        for c in cards
+def _card(card: ClusterCard) -> str:
+    flag = (
+        f'<span class="card-site" title="{_esc(card.sites.site)}">one site</span>'
+        if card.sites is not None and card.sites.flagged
+        else ""
     )
-    return f'<section id="overview"><h2>Overview</h2><div class="grid">{items}</div></section>'
+    return (
+        f'<a class="card" id="card-{card.cluster}" href="#cluster-{card.cluster}">'
+        f"<b>{card.cluster}</b> <small>{card.size} tiles</small>{flag}"
+        '<span class="card-finding">—</span></a>'
+    )
+
+
+def _audit_line(audit: SiteAudit | None) -> str:
+    if audit is None:
+        return ""
+    if audit.skipped is not None:
+        return f'<p id="site-audit">Site audit: skipped ({_esc(audit.skipped)}).</p>'
+    assert audit.nmi is not None
+    links = ", ".join(f'<a href="#cluster-{c.cluster}">{c.cluster}</a>' for c in audit.flagged)
+    which = f": {links}" if links else ""
+    left_out = f" {_tiles(audit.without_site)} without a site left out." if audit.without_site else ""
+    return (
+        f'<p id="site-audit" data-nmi="{audit.nmi:.4f}" data-flagged="{len(audit.flagged)}">'
+        f"Site audit ({len(audit.sites)} sites): NMI between cluster and site <b>{audit.nmi:.2f}</b> "
+        "(0 = clusters independent of site, 1 = the clusters are the sites); "
+        f"<b>{len(audit.flagged)} of {len(audit.clusters)}</b> clusters flagged as one site "
+        f"(site score ≥ {audit.threshold:g}){which}.{left_out}</p>"
+    )
+
+
+def _overview(cards: Sequence[ClusterCard], audit: SiteAudit | None) -> str:
+    items = "".join(_card(c) for c in cards)
+    return (
+        f'<section id="overview"><h2>Overview</h2>{_audit_line(audit)}'
+        f'<div class="grid">{items}</div></section>'
+    )
 
 
 def _keys(findings: Sequence[str]) -> str:
@@ -131,6 +199,7 @@ def render_review_page(
     clustering: str,
     magnification: float | None,
     k: int,
+    site_audit: SiteAudit | None = None,
 ) -> str:
     """The whole HTML page as a string.
 
@@ -142,6 +211,8 @@ def render_review_page(
             under which the browser keeps the choices.
         magnification: the clustering's magnification (None when unknown).
         k: the clustering's k.
+        site_audit: the clustering's batch-effect audit, summed up in the overview (NMI, flagged
+            clusters, or why it was skipped); each card's ``sites`` holds its cluster's part.
 
     Returns:
         The page; its montages are the files ``card.montage`` names, relative to the page.
@@ -150,6 +221,7 @@ def render_review_page(
         magnification = None  # JSON has no NaN: the page's metadata would not parse
     mag = magnification_label(magnification)
     options = _options(findings)
+    threshold = site_audit.threshold if site_audit is not None else math.nan
     meta = {
         "clustering": clustering,
         "magnification": magnification,
@@ -176,9 +248,9 @@ def render_review_page(
         'accept=".yaml,.yml,.json"></label>'
         '<a href="#overview">overview</a><a href="#keys">keys</a>'
         '<span id="status"></span><span id="saved"></span></div>'
-        + _overview(cards)
+        + _overview(cards, site_audit)
         + _keys(findings)
-        + "".join(_section(card, options) for card in cards)
+        + "".join(_section(card, options, threshold) for card in cards)
         + '<h2>Mapping file</h2><textarea id="mapping-output" readonly></textarea>'
         f'<script type="application/json" id="meta">{meta_json}</script>'
         f"<script>{SCRIPT}</script></body></html>"

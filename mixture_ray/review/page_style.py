@@ -26,6 +26,11 @@ body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#22
 .mix div{display:flex;gap:0.5rem}
 .mix dt{font-weight:600;min-width:6rem}
 .mix dd{margin:0}
+.purity{font-size:0.8rem;color:#555;margin:0.3rem 0}
+.badge{display:inline-block;border-radius:3px;padding:0 0.35rem;font-weight:600}
+.one-site{background:#fde2c8;color:#8a3b00;border:1px solid #e59a55}
+.card .card-site{display:block;font-size:0.7rem;font-weight:600;color:#8a3b00}
+#site-audit{font-size:0.85rem;margin:0.3rem 0 0.6rem}
 #keys table{border-collapse:collapse;font-size:0.85rem}
 #keys td{padding:0.1rem 0.8rem 0.1rem 0}
 kbd{border:1px solid #bbb;border-radius:3px;padding:0 0.25rem;background:#fff;font-size:0.8rem}

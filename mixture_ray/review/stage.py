@@ -5,12 +5,15 @@ Layout (the page loads its montages from the folder beside it: move ``out_dir`` 
     out_dir/review-<mag>-k<k>.html                 the page (small: montages are linked, lazily loaded)
     out_dir/montages/<mag>/k<k>/cluster-<id>.png   up to ``per_cluster`` random tiles each
     out_dir/mapping-oracle-<mag>-k<k>.yaml         only with ``oracle_cohort`` (simulation)
+    out_dir/site_audit.csv, site_audit.json        the batch-effect audit (only when sites are known;
+                                                   see :mod:`mixture_ray.review.site_audit`)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -20,9 +23,10 @@ import pyarrow.parquet as pq
 from mixture_ray.paths import recorded_path
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.mapping import dump_mapping
-from mixture_ray.review.mix import cluster_mixes, read_sites
+from mixture_ray.review.mix import cluster_mixes, read_sites, tile_sites
 from mixture_ray.review.montage import fetch_images, montage_png, montage_size, sample_per_cluster
 from mixture_ray.review.page import ClusterCard, render_review_page
+from mixture_ray.review.site_audit import SiteAudit, audit_clustering, audit_line, write_site_audit
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
@@ -35,17 +39,21 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class ReviewReport(Report):
-    """Pages and oracle mappings written."""
+    """Pages, oracle mappings and site-audit files written, with a line per clustering's audit."""
 
     pages: list[Path]
     oracle_mappings: list[Path]
     complete: bool = True
     failures: tuple[Failure, ...] = ()
+    site_audit: list[Path] = dataclasses.field(default_factory=list)
+    site_audit_lines: tuple[str, ...] = ()
 
     def summary(self) -> str:
-        """The pages to open and the oracle mappings written."""
+        """The pages to open, the oracle mappings written and the site audit (or why it was skipped)."""
         lines = [f"review page: {page}" for page in self.pages]
         lines += [f"oracle mapping (simulated pathologist): {m}" for m in self.oracle_mappings]
+        lines += [f"site audit: {path}" for path in self.site_audit]
+        lines += list(self.site_audit_lines)
         return "\n".join(lines)
 
 
@@ -69,7 +77,7 @@ def run(cfg: ReviewConfig) -> ReviewReport:
     tile_files = [str(p) for p in committed_files(cfg.tiles)]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     sites = read_sites(cfg.manifest, tile_files)
-    pages, oracles = [], []
+    pages, oracles, audits = [], [], []
     for folder in clustering_folders(cfg.clusters, cfg.ks):
         metrics = json.loads((folder / "metrics.json").read_text())
         assignments = pq.read_table(folder / "assignments.parquet").to_pandas()
@@ -79,18 +87,39 @@ def run(cfg: ReviewConfig) -> ReviewReport:
         montage_dir = cfg.out_dir / "montages" / mag / folder.name.replace("-", "")
         cards = write_montages(cfg, assignments, tile_files, montage_dir, path.parent)
         mixes = cluster_mixes(assignments, sites=sites, top=cfg.mix_top)
+        audit = site_audit(cfg, assignments, sites, label, metrics)
+        audits.append(audit)
         page = render_review_page(
-            cards=[dataclasses.replace(card, mix=mixes.get(card.cluster, ())) for card in cards],
+            cards=[
+                dataclasses.replace(card, mix=mixes.get(card.cluster, ()), sites=audit.get(card.cluster))
+                for card in cards
+            ],
             findings=cfg.findings,
             clustering=recorded_path(folder),
             magnification=metrics["magnification"],
             k=int(metrics["k"]),
+            site_audit=audit,
         )
         path.write_text(page, encoding="utf-8")
         pages.append(path)
         if cfg.oracle_cohort is not None:
             oracles.append(write_oracle(cfg, folder, assignments, metrics, label, tile_files))
-    return ReviewReport(pages, oracles)
+    written = write_site_audit(cfg.out_dir, audits, cfg.site_flag)
+    return ReviewReport(pages, oracles, site_audit=written, site_audit_lines=tuple(map(audit_line, audits)))
+
+
+def site_audit(
+    cfg: ReviewConfig, assignments: pd.DataFrame, sites: dict[str, str] | None, label: str,
+    metrics: dict[str, object],
+) -> SiteAudit:
+    """The batch-effect audit of one clustering (sites from its assignments, else ``sites``)."""
+    magnification = metrics.get("magnification")
+    mag = float(str(magnification)) if magnification is not None else None
+    return audit_clustering(
+        assignments["cluster"], tile_sites(assignments, sites), label=label,
+        magnification=None if mag is None or math.isnan(mag) else mag, k=int(str(metrics["k"])),
+        threshold=cfg.site_flag,
+    )
 
 
 def write_montages(
