@@ -17,11 +17,12 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError
 from mixture_ray.stats.config import StatsConfig
-from mixture_ray.stats.diagnosis import DiagnosisAnalysis, make_model, split_cases
+from mixture_ray.stats.diagnosis import DiagnosisAnalysis, make_model
 from mixture_ray.stats.km import choose_model, km_groups, out_of_fold
 from mixture_ray.stats.simulate import SimulatedCohort, simulate_cohort
 from mixture_ray.stats.stage import StatsReport
 from mixture_ray.stats.stage import run as run_stats
+from mixture_ray.store.case_split import split_cases
 
 
 def config(**values: object) -> StatsConfig:

@@ -18,9 +18,10 @@ from mixture_ray.config import build_config
 from mixture_ray.stats.collinearity import select_findings
 from mixture_ray.stats.config import StatsConfig
 from mixture_ray.stats.cox import CoxAnalysis
-from mixture_ray.stats.diagnosis import DiagnosisAnalysis, split_cases
+from mixture_ray.stats.diagnosis import DiagnosisAnalysis
 from mixture_ray.stats.km import out_of_fold_class
 from mixture_ray.stats.simulate import SimulatedCohort, simulate_cohort
+from mixture_ray.store.case_split import split_cases
 
 RISK, NULL = ("dense_fibrosis", "fibroblastic_foci"), ("cellular_inflammation", "lymphoid_aggregate", "fat")
 
