@@ -42,6 +42,18 @@ def heatmaps(weights: np.ndarray, valid: np.ndarray, path: Path, title: str) -> 
 
 
 def multiclass(weights: np.ndarray, valid: np.ndarray, size: tuple[int, int], path: Path) -> None:
+    """Write :func:`multiclass_image` of the weights as a PNG.
+
+    Args:
+        weights: rows x cols x K NMF weights.
+        valid: rows x cols covered cells.
+        size: (width, height) of the image in pixels (the slide thumbnail's).
+        path: the PNG written.
+    """
+    multiclass_image(weights, valid, size).save(path)
+
+
+def multiclass_image(weights: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """Every class's heatmap in its own colour on one image of ``size`` (the slide's aspect).
 
     Each class's weight is scaled by its 99th percentile over the covered cells and clipped
@@ -54,7 +66,9 @@ def multiclass(weights: np.ndarray, valid: np.ndarray, size: tuple[int, int], pa
         weights: rows x cols x K NMF weights.
         valid: rows x cols covered cells.
         size: (width, height) of the image in pixels (the slide thumbnail's).
-        path: the PNG written.
+
+    Returns:
+        The RGB image.
     """
     k = weights.shape[-1]
     lut = class_colours(k).astype(float)
@@ -69,7 +83,7 @@ def multiclass(weights: np.ndarray, valid: np.ndarray, size: tuple[int, int], pa
     rgb = np.rint((1 - alpha) * 255 + alpha * mix).clip(0, 255).astype(np.uint8)
     image = Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST)
     _legend(image, [f"class {c}" for c in range(k)], class_colours(k))
-    image.save(path)
+    return image
 
 
 def _legend(image: Image.Image, labels: Sequence[str], colours: np.ndarray) -> None:
@@ -100,6 +114,103 @@ def overlay(thumb: np.ndarray, classes: np.ndarray, valid: np.ndarray, path: Pat
     out = thumb.astype(float)
     out[mask] = (1 - alpha) * out[mask] + alpha * big[mask]
     Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(path)
+
+
+#: Colour map of GradCAM figures: perceptual, and its light end is yellow, never the white of
+#: cells without tissue.
+GRADCAM_CMAP = "viridis"
+#: Height in pixels of the colour bar band under a GradCAM map (caption, colour ramp, 0 and max).
+COLOUR_BAR_PX = 44
+_TITLE_PX = 18  # the title row above each panel of :func:`side_by_side`
+_GAP_PX = 8  # white space between panels
+
+
+def _cmap_rgb(level: np.ndarray) -> np.ndarray:
+    """uint8 RGB of :data:`GRADCAM_CMAP` at ``level`` in [0, 1] (any shape; a last axis of 3 added)."""
+    from matplotlib import colormaps
+
+    rgba: np.ndarray = np.asarray(colormaps[GRADCAM_CMAP](np.asarray(level, np.float64).clip(0, 1)))
+    rgb: np.ndarray = np.rint(rgba[..., :3] * 255).astype(np.uint8)
+    return rgb
+
+
+def gradcam_image(cam: np.ndarray, valid: np.ndarray, size: tuple[int, int], label: str) -> Image.Image:
+    """A slide's GradCAM in :data:`GRADCAM_CMAP`, scaled to its max, with a colour bar under it.
+
+    Each covered cell takes the colour of cam / (the max of cam over covered cells); uncovered
+    cells (no tissue tile) are white. With a max of 0 every covered cell has the colour of 0.
+
+    Args:
+        cam: rows x cols slide GradCAM (non-negative).
+        valid: rows x cols covered cells.
+        size: (width, height) of the map in pixels (the slide thumbnail's).
+        label: the colour bar's caption, e.g. "GradCAM (class 1), scaled to the slide's max".
+
+    Returns:
+        The RGB image: the map at ``size`` on top, the colour bar band (:data:`COLOUR_BAR_PX` high:
+        caption, colour ramp, "0" and the max) under it; as wide as the map, or as the caption
+        where that is wider (the map then left-aligned on white).
+    """
+    top = float(cam[valid].max()) if valid.any() else 0.0
+    level = np.zeros(cam.shape, np.float64)
+    if top > 0:
+        level[valid] = cam[valid] / top
+    rgb = _cmap_rgb(level)
+    rgb[~valid] = 255
+    picture = Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST)
+    bar = _colour_bar(size[0], label, top)
+    out = Image.new("RGB", (max(size[0], bar.width), size[1] + bar.height), (255, 255, 255))
+    out.paste(picture, (0, 0))
+    out.paste(bar, (0, size[1]))
+    return out
+
+
+def _colour_bar(width: int, label: str, top: float) -> Image.Image:
+    """The caption, a left-to-right colour ramp from 0 to 1, and its end values "0" and ``top``."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    high = f"max {top:.3g}"
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max(width, int(probe.textlength(label, font=font)) + 8,
+                int(probe.textlength(f"0 {high}", font=font)) + 16)
+    band = Image.new("RGB", (width, COLOUR_BAR_PX), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    draw.text((4, 2), label, fill=(0, 0, 0), font=font)
+    x0, x1 = 4, width - 4
+    ramp = _cmap_rgb(np.broadcast_to(np.linspace(0.0, 1.0, x1 - x0), (10, x1 - x0)))
+    band.paste(Image.fromarray(ramp), (x0, 16))
+    draw.rectangle((x0 - 1, 15, x1, 26), outline=(0, 0, 0))
+    draw.text((x0, 29), "0", fill=(0, 0, 0), font=font)
+    draw.text((x1 - int(draw.textlength(high, font=font)), 29), high, fill=(0, 0, 0), font=font)
+    return band
+
+
+def side_by_side(panels: Sequence[tuple[str, Image.Image]]) -> Image.Image:
+    """Panels left to right, each under its title, on white.
+
+    Args:
+        panels: (title, RGB image) per panel.
+
+    Returns:
+        An image of width sum(panel widths) + 8 px between panels and height 18 px (the title row)
+        + the tallest panel; panels are top-aligned under their titles (a title is cut at its
+        panel's width).
+    """
+    from PIL import ImageDraw, ImageFont
+
+    width = sum(p.width for _, p in panels) + _GAP_PX * (len(panels) - 1)
+    height = _TITLE_PX + max(p.height for _, p in panels)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    font = ImageFont.load_default()
+    x = 0
+    for title, panel in panels:
+        strip = Image.new("RGB", (panel.width, _TITLE_PX), (255, 255, 255))
+        ImageDraw.Draw(strip).text((2, 3), title, fill=(0, 0, 0), font=font)
+        canvas.paste(strip, (x, 0))
+        canvas.paste(panel.convert("RGB"), (x, _TITLE_PX))
+        x += panel.width + _GAP_PX
+    return canvas
 
 
 def matrix(values: np.ndarray, path: Path, title: str, *, xlabels: Sequence[str] | None = None,

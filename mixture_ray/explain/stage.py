@@ -144,7 +144,8 @@ def run_apply(cfg: ExplainApplyConfig) -> LinesReport:
         cfg: the apply settings; the network, layer and tiling come from the fitted NMF folder.
 
     Returns:
-        The report: one line per slide, failed slides.
+        The report: one line per slide (grid size, tiles, the GradCAM figures written into the
+        slide's folder or why there are none), failed slides.
     """
     from mixture_ray.explain.tasks import apply_in_tasks
 
@@ -155,7 +156,8 @@ def run_apply(cfg: ExplainApplyConfig) -> LinesReport:
     out = Path(cfg.out_dir) / "apply"
     folder = StageFolder(out, stage="explain-apply", item_column=None)
     folder.prepare({"nmf_dir": fitted, "n_classes": list(ks)})
-    done, apply_failures, devices = apply_in_tasks(grids, ids, fitted, ks, cfg.run_settings(), out)
+    done, apply_failures, devices = apply_in_tasks(grids, ids, fitted, ks, cfg.run_settings(), out,
+                                                   target=spec.positive_class)
     lines = [f"  {slide_id}: {text} -> {out / slide_id}" for slide_id, text in done.items()]
     requested = [*ids, *(f.item_id for f in failures)]
     failures = [*failures, *apply_failures]

@@ -108,20 +108,21 @@ def fit_in_task(cfg: ExplainFitConfig, grids: Path, slide_ids: Sequence[str],
 
 
 def _apply_task(grid_folder: Path, nmf_dir: Path, ks: tuple[int, ...], device: str, task_cpus: float,
-                out: Path) -> tuple[str | None, str, TaskPlace | None]:
+                out: Path, target: int) -> tuple[str | None, str, TaskPlace | None]:
     """One slide's apply; any error is returned (as extract_slide does), not raised."""
     from mixture_ray.explain.apply import apply_grid
 
     try:
         _set_threads(task_cpus)
-        used, (rows, cols), tiles = apply_grid(grid_folder, nmf_dir, ks, device=device, out=out)
+        applied = apply_grid(grid_folder, nmf_dir, ks, device=device, out=out, target=target)
     except Exception as exc:  # one slide failing must not stop the others
         return f"{type(exc).__name__}: {exc}", "", None
-    return None, f"{rows}x{cols} cells, {tiles} tiles", TaskPlace(used, _node_id())
+    return None, applied.summary(), TaskPlace(applied.device, _node_id())
 
 
 def apply_in_tasks(grids: Path, slide_ids: Sequence[str], nmf_dir: Path, ks: Sequence[int],
-                   run: GridRun, out: Path) -> tuple[dict[str, str], list[Failure], dict[str, Any]]:
+                   run: GridRun, out: Path, *, target: int
+                   ) -> tuple[dict[str, str], list[Failure], dict[str, Any]]:
     """Apply the fitted NMF to every slide, one Ray task per slide (``num_gpus`` from ``run``).
 
     Args:
@@ -131,10 +132,12 @@ def apply_in_tasks(grids: Path, slide_ids: Sequence[str], nmf_dir: Path, ks: Seq
         ks: the class counts K applied.
         run: device, GPUs and CPUs of the tasks.
         out: the apply folder; each slide's maps go to ``out/<slide_id>``.
+        target: the class the grids' GradCAM is of (``positive_class``), named in its figures.
 
     Returns:
-        (slide id -> a short description, for slides done; failed slides with the reason; the
-        ``devices`` record of the slides done).
+        (slide id -> a short description (grid size, tiles, the GradCAM figures written or why
+        none were), for slides done; failed slides with the reason; the ``devices`` record of the
+        slides done).
     """
     import ray
 
@@ -143,7 +146,7 @@ def apply_in_tasks(grids: Path, slide_ids: Sequence[str], nmf_dir: Path, ks: Seq
     ensure_ray()
     gpus = task_gpus(run)
     task = ray.remote(_apply_task).options(num_cpus=run.task_cpus, num_gpus=gpus)
-    refs = [task.remote(grids / i, nmf_dir, tuple(ks), run.device, run.task_cpus, out / i)
+    refs = [task.remote(grids / i, nmf_dir, tuple(ks), run.device, run.task_cpus, out / i, target)
             for i in slide_ids]
     done: dict[str, str] = {}
     failures: list[Failure] = []

@@ -14,6 +14,7 @@ from mixture_ray.cli import main
 from mixture_ray.config import build_config
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.explain.config import ExplainApplyConfig, ExplainFitConfig
+from mixture_ray.explain.plots import COLOUR_BAR_PX
 from mixture_ray.explain.stage import run_apply
 from mixture_ray.store.folder import read_failures
 
@@ -51,8 +52,16 @@ def test_outputs_per_slide_and_markers(checked: tuple[Path, dict[str, Any]]) -> 
         for png in ("k3_heatmaps.png", "k3_overlay.png", "k3_multiclass.png"):
             assert (root / "apply" / slide / png).stat().st_size > 1000
         with Image.open(root / "grids" / slide / "thumb.png") as thumb, \
-                Image.open(root / "apply" / slide / "k3_multiclass.png") as heatmap:
+                Image.open(root / "apply" / slide / "k3_multiclass.png") as heatmap, \
+                Image.open(root / "apply" / slide / "gradcam.png") as cam, \
+                Image.open(root / "apply" / slide / "k3_gradcam_compare.png") as compare:
             assert heatmap.size == thumb.size  # the slide's aspect
+            w, h = thumb.size
+            assert cam.size == (w, h + COLOUR_BAR_PX)  # the map at the thumbnail's size, its colour bar
+            assert compare.size == (3 * w + 16, 18 + h + COLOUR_BAR_PX)  # slide | classes | GradCAM
+        slide_cam = np.load(root / "apply" / slide / "gradcam.npy")
+        assert slide_cam.shape == count.shape and (slide_cam[~covered] == 0).all()
+        assert slide_cam.max() > 0
 
 
 def test_analyses_and_known_truth(checked: tuple[Path, dict[str, Any]]) -> None:
@@ -182,6 +191,9 @@ def test_a_slide_failing_in_apply_is_recorded_while_the_others_finish(
     assert (apply / "_INCOMPLETE.json").exists() and not (apply / "_SUCCESS").exists()
     for slide in slides[1:]:
         assert (apply / slide / "k3_classes.npy").exists()
+        line = next(text for text in report.lines if text.startswith(f"  {slide}: "))
+        assert "GradCAM: gradcam.png, k3_gradcam_compare.png" in line  # the figures, by name
+        assert (apply / slide / "gradcam.png").exists()
 
 
 def test_num_gpus_is_validated(checked: tuple[Path, dict[str, Any]]) -> None:
