@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 FIGURES = ("nmi_moco", "nmi_random", "map_agreement", "auc_integrated", "auc_baseline", "delong_p",
+           "auc_baseline_all_cases", "auc_baseline_nested",
            "explain_auc")
 PATHS = ("review_page", "stats_report", "maps")
 

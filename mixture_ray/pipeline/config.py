@@ -24,12 +24,21 @@ class DemoConfig:
         "cases of the second synthetic cohort that classify -> maps -> cases -> stats analyse", 40
     )
     analysis_slide_px: int = option("slide edge in pixels of the analysis cohort", 1024)
+    cohort_version: int = option(
+        "synthetic cohort design of both cohorts (synth.version): 1 = fast, colour separates the findings; "
+        "2 = sub-types, look-alikes and site batch effects", 1
+    )
+    pretrain_steps: int = option("MoCo optimiser steps", 120)
+    color_jitter: float = option("MoCo colour jitter strength (0 = off; the cohort v2 needs it)", 0.0)
+    explain: bool = option("run the activation-clustering known-truth check (3 seeds)", True)
     seed: int = option("random seed of the cohort and the sampling", 0)
 
     def validate(self) -> None:
-        """Check the cohort, slide, tile and worker sizes are positive."""
+        """Check the cohort, slide, tile, worker and step counts are positive and the jitter is >= 0."""
         require_positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
-        require_positive(self, "analysis_cases", "analysis_slide_px")
+        require_positive(self, "analysis_cases", "analysis_slide_px", "pretrain_steps")
+        if self.color_jitter < 0:
+            raise ConfigError(f"color_jitter: must be >= 0 (got {self.color_jitter})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from mixture_ray.qc.config import QcConfig
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.config import IntegrateConfig, ReviewConfig
 from mixture_ray.run_report.config import RunReportConfig
-from mixture_ray.stats.config import StatsConfig
+from mixture_ray.stats.config import SplitConfig, StatsConfig
 from mixture_ray.store.folder import write_json_atomic
 from mixture_ray.store.schemas import magnification_label
 from mixture_ray.synth.config import SynthConfig
@@ -53,6 +53,7 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
             "width": cfg.slide_px,
             "height": cfg.slide_px,
             "seed": cfg.seed,
+            "version": cfg.cohort_version,
         },
     )
     if not (cohort_dir / "manifest.csv").exists():
@@ -84,7 +85,8 @@ def run_demo(cfg: DemoConfig) -> DemoHeadline:
     review_stages(cfg, start, headline)
     finetune_stage(cfg, start)
     clinical_stages(cfg, start, headline)
-    explain_stage(cfg, start, headline)
+    if cfg.explain:
+        explain_stage(cfg, start, headline)
     headline.seconds = time.perf_counter() - start
     write_json_atomic(cfg.out_dir / "summary.json", dataclasses.asdict(headline))
     from mixture_ray.run_report.stage import run as run_report
@@ -113,6 +115,8 @@ class DemoHeadline(Report):
     auc_baseline: float = float("nan")
     delong_p: float = float("nan")
     test_cases: int = 0
+    auc_baseline_all_cases: float = float("nan")
+    auc_baseline_nested: float = float("nan")
     explain_classes: list[tuple[int, str, float]] = dataclasses.field(default_factory=list)
     explain_auc: float = float("nan")
     explain_seeds: list[int] = dataclasses.field(default_factory=list)
@@ -138,6 +142,10 @@ class DemoHeadline(Report):
             f"  diagnosis: integrated findings AUC {self.auc_integrated:.2f} (95% CI {low:.2f}-{high:.2f}) "
             f"vs best non-integrated baseline {self.auc_baseline:.2f}; {verdict} "
             f"(DeLong p {self.delong_p:.2f}, {self.test_cases} test cases)",
+            f"  leakage: the baseline clustered on the analysis cohort itself reaches AUC "
+            f"{self.auc_baseline_nested:.2f} fitted on the training cases only (fold-nested) vs "
+            f"{self.auc_baseline_all_cases:.2f} fitted on every case; leakage "
+            f"{self.auc_baseline_all_cases - self.auc_baseline_nested:+.2f} (same test cases)",
             f"  activation clustering: each NMF class's best-matching planted finding (IoU): {iou}; "
             f"class weights predict the model's output with AUC {self.explain_auc:.2f}",
             *self._explain_spread(),
@@ -171,10 +179,8 @@ DEMO_KS = (8, 12)
 #: Small CPU settings of the self-supervised stages (the demo stays a few minutes on 2 cores).
 PRETRAIN = {
     "batch_size": 32,
-    "max_steps": 120,
     "queue_size": 1024,
     "crop_fraction": 0.5,
-    "train.checkpoint_every": 120,
     "train.keep_checkpoints": 1,
     "train.log_every": 20,
     "split_bn": 4,
@@ -200,6 +206,9 @@ def pretrain_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
             # worker still trains on every core of its node (train.torch_threads: 0).
             "train.cpus_per_worker": 1.0,
             **PRETRAIN,
+            "max_steps": cfg.pretrain_steps,
+            "train.checkpoint_every": cfg.pretrain_steps,
+            "color_jitter": cfg.color_jitter,
         },
     )
     run = run_pretrain(pretrain)
@@ -334,6 +343,7 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
     from mixture_ray.classify.stage import run as run_classify
     from mixture_ray.embed.stage import run as run_embedding
     from mixture_ray.maps.stage import run as run_maps
+    from mixture_ray.stats.split import run_split
     from mixture_ray.stats.stage import run as run_stats
     from mixture_ray.synth.cohort import write_cohort
     from mixture_ray.tile.stage import run as run_tiling
@@ -343,7 +353,8 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
     if not (cohort / "manifest.csv").exists():
         size = cfg.analysis_slide_px
         write_cohort(build_config(SynthConfig, {"out_dir": cohort, "n_cases": cfg.analysis_cases,
-                                                "width": size, "height": size, "seed": cfg.seed + 1}))
+                                                "width": size, "height": size, "seed": cfg.seed + 1,
+                                                "version": cfg.cohort_version}))
     tiles = run_tiling(build_config(TileConfig, {
         "manifest": cohort / "manifest.csv", "out_dir": root / "tiles", "tile_size": cfg.tile_size,
         "magnifications": [mag], "max_tiles_per_slide": 0, "max_background": 0.7,
@@ -366,11 +377,13 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
         "predictions": [root / "predictions"], "out_dir": root / "cases", "embeddings": [root / "embeddings"],
         "clusters": cfg.out_dir / "clusters", "baseline_ks": list(DEMO_KS),
         "exclude": []}))  # one magnification (20x): nothing of 5x to drop
+    split = run_split(build_config(SplitConfig, {
+        "clinical": cohort / "clinical.csv", "out": root / "split.csv", "seed": cfg.seed}))
     stats = run_stats(build_config(StatsConfig, {
         "frequencies": root / "cases", "baseline_dir": root / "cases" / "baseline",
         "baseline_ks": list(DEMO_KS), "clinical": cohort / "clinical.csv", "out_dir": root / "stats",
         "feature_sets": [label], "cox_feature_set": label, "subgroup_column": "diagnosis",
-        "rf_trees": 200, "seed": cfg.seed}))
+        "rf_trees": 200, "split": split.out, "seed": cfg.seed}))
     best, base = stats.headline["best_integrated"], stats.headline["best_baseline"] or {}
     p = stats.headline["delong_p_best_integrated_vs_best_baseline"]
     headline.map_agreement = float(maps.agreement["accuracy"].mean())
@@ -382,6 +395,40 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
     print(f"[demo] cases + stats: integrated AUC {best['auc']:.3f}, best baseline AUC "
           f"{headline.auc_baseline:.3f}, DeLong p {headline.delong_p:.2f} "
           f"({time.perf_counter() - start:.1f}s)")
+    leakage_stages(cfg, split.out, start, headline)
+
+
+def leakage_stages(cfg: DemoConfig, split: Path, start: float, headline: DemoHeadline) -> None:
+    """The leakage figure: the baseline clustered on the analysis cohort, on every case vs fold-nested.
+
+    k-means of the analysis cohort's own embeddings, once fitted on every case and once on the training
+    cases of ``split`` only (``cluster.fit_split``); each gives nearest-centroid case frequencies, scored
+    by stats on the same split. The integrated findings need no such pair here: their clusters, mapping
+    and classifier all come from the other (pretraining) cohort.
+    """
+    from mixture_ray.cases.stage import run as run_cases
+    from mixture_ray.cluster.stage import run as run_cluster
+    from mixture_ray.stats.stage import run as run_stats
+
+    root, label = cfg.out_dir / "analysis", magnification_label(max(cfg.magnifications))
+    aucs = {}
+    for name, fit_split in (("all_cases", None), ("nested", split)):
+        clusters, cases = root / f"clusters_{name}", root / f"cases_{name}"
+        run_cluster(build_config(ClusterConfig, {
+            "embeddings": root / "embeddings", "out_dir": clusters, "ks": list(DEMO_KS), "engine": "sklearn",
+            "fit_split": fit_split, "seed": cfg.seed}))
+        run_cases(build_config(CasesConfig, {
+            "predictions": [root / "predictions"], "out_dir": cases, "embeddings": [root / "embeddings"],
+            "clusters": clusters, "baseline_ks": list(DEMO_KS), "exclude": []}))
+        stats = run_stats(build_config(StatsConfig, {
+            "frequencies": cases, "baseline_dir": cases / "baseline", "baseline_ks": list(DEMO_KS),
+            "clinical": root / "cohort" / "clinical.csv", "out_dir": root / f"stats_{name}",
+            "feature_sets": [label], "cox_feature_set": label, "rf_trees": 200, "bootstrap_iterations": 0,
+            "split": split, "seed": cfg.seed}))
+        aucs[name] = float((stats.headline["best_baseline"] or {}).get("auc", float("nan")))
+    headline.auc_baseline_all_cases, headline.auc_baseline_nested = aucs["all_cases"], aucs["nested"]
+    print(f"[demo] leakage: baseline clustered on the analysis cohort, AUC {aucs['nested']:.3f} fold-nested "
+          f"vs {aucs['all_cases']:.3f} on every case ({time.perf_counter() - start:.1f}s)")
 
 
 def explain_stage(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None:

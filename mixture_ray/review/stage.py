@@ -81,6 +81,8 @@ def run(cfg: ReviewConfig) -> ReviewReport:
     for folder in clustering_folders(cfg.clusters, cfg.ks):
         metrics = json.loads((folder / "metrics.json").read_text())
         assignments = pq.read_table(folder / "assignments.parquet").to_pandas()
+        if "fitted" in assignments.columns:  # fold-nested: pages and oracle see training cases only
+            assignments = assignments[assignments["fitted"]].reset_index(drop=True)
         mag = folder.parent.name.removeprefix("mag-")
         label = f"{mag}-{folder.name.replace('-', '')}"
         path = cfg.out_dir / f"review-{label}.html"

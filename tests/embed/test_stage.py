@@ -24,6 +24,7 @@ from mixture_ray.models.backbone import Backbone
 from mixture_ray.models.classifier import CLASSIFIER_FILE, classifier_payload
 from mixture_ray.models.encoder import build_encoder, load_encoder
 from mixture_ray.pipeline.config import DemoConfig
+from mixture_ray.store.case_split import read_split
 from mixture_ray.store.codec import decode_tile
 from mixture_ray.store.folder import COMMITTED, committed_files
 from mixture_ray.store.schemas import EMBEDDING_SCHEMA, TILE_KEY
@@ -166,7 +167,6 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
     """The demo's new stages on a tiny cohort: pretrain -> embed (MoCo, random) -> evaluate."""
     from mixture_ray.pipeline import demo
 
-    monkeypatch.setitem(demo.PRETRAIN, "max_steps", 3)
     monkeypatch.setitem(demo.PRETRAIN, "batch_size", 8)
     monkeypatch.setitem(demo.PRETRAIN, "queue_size", 32)
     # Two tiny cases cannot give a case-wise validation split, and the explain check has its own
@@ -187,7 +187,7 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(demo, "explain_stage", lambda cfg, start, headline: skipped.append("explain"))
     cfg = build_config(DemoConfig, {"out_dir": tmp_path, "n_cases": 2, "slide_px": 1024, "tile_size": 32,
                                     "magnifications": [5.0, 20.0], "max_tiles_per_slide": 40, "workers": 1,
-                                    "analysis_cases": 24, "analysis_slide_px": 512})
+                                    "analysis_cases": 24, "analysis_slide_px": 512, "pretrain_steps": 3})
     report = demo.run_demo(cfg)
     assert report.complete and skipped == ["finetune", "explain"]
     assert "[demo] known-truth summary" in report.summary()
@@ -199,6 +199,15 @@ def test_demo_pretrains_embeds_and_evaluates(tmp_path: Path, monkeypatch: pytest
         assert (analysis / stage / "_SUCCESS").exists(), stage
     summary = json.loads((analysis / "stats" / "summary.json").read_text())
     assert summary["n_cases"] == 24 and summary["best_baseline"] is not None
+    split = read_split(analysis / "split.csv")
+    for name in ("all_cases", "nested"):  # the leakage pair: scored on the demo's one split
+        cases = pd.read_csv(analysis / f"stats_{name}" / "cases.csv")
+        assert set(cases.case_id[cases.split == "test"]) == set(split.test), name
+        assert np.isfinite(headline[f"auc_baseline_{name}"]), name
+    k12 = Path("mag-20x") / "k-12" / "assignments.parquet"
+    nested = pq.read_table(analysis / "clusters_nested" / k12).to_pandas()
+    assert (nested.fitted == nested.case_id.isin(split.train)).all() and not nested.fitted.all()
+    assert "fitted" not in pq.read_schema(analysis / "clusters_all_cases" / k12).names
     slides = read(analysis / "tiles").slide_id.unique()
     assert len(pd.read_csv(analysis / "maps" / "agreement.csv")) == len(slides)
     assert (tmp_path / "labels" / "_SUCCESS").exists() and list((tmp_path / "review").glob("review-*.html"))
