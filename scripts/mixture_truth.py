@@ -29,14 +29,16 @@ from typing import Any
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.hardware import hardware_info
 from mixture_ray.config import build_config
 from mixture_ray.pipeline.config import DemoConfig
 from mixture_ray.pipeline.demo import run_demo
 from mixture_ray.synth.stats_truth import cox_recovery, planted_coefficients
 
-FULL: dict[str, Any] = {"n_cases": 12, "slide_px": 3072, "analysis_slide_px": 1024, "pretrain_steps": 300,
-                        "color_jitter": 0.4}
+FULL: dict[str, Any] = {"n_cases": 8, "slide_px": 2048, "analysis_slide_px": 768, "pretrain_steps": 200,
+                        "color_jitter": 0.4, "ks": [8, 12, 30]}
 QUICK: dict[str, Any] = {"n_cases": 4, "slide_px": 2048, "analysis_slide_px": 512, "pretrain_steps": 40,
                          "color_jitter": 0.4}
 
@@ -97,6 +99,19 @@ def targets(runs: list[dict[str, Any]], min_cases: int, n_cases: int) -> dict[st
     }
 
 
+def save(args: argparse.Namespace, settings: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the JSON of the seeds done so far (``complete`` once every seed is in); returns the targets."""
+    scored = targets(runs, 200, args.cases)
+    params = {"cases": args.cases, "seeds": args.seeds, "quick": args.quick, "cohort_version": 2, **settings}
+    result = {"name": "mixture_truth", "complete": len(runs) == len(args.seeds), "params": params,
+              "hardware": hardware_info(), "seeds": runs, "targets": scored}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    tmp.replace(args.out)
+    return scored
+
+
 def main(argv: list[str]) -> int:
     """Run every seed, then print and save the figures and targets; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,7 +122,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     runs_dir = args.out.with_name(f"{args.out.stem}_runs")
-    runs = []
+    runs: list[dict[str, Any]] = []
+    scored: dict[str, Any] = {}
     for seed in args.seeds:
         start = time.perf_counter()
         cfg = build_config(DemoConfig, {"out_dir": runs_dir / f"seed-{seed}", "analysis_cases": args.cases,
@@ -115,12 +131,7 @@ def main(argv: list[str]) -> int:
         print(run_demo(cfg).summary(), flush=True)
         runs.append({"seed": seed, **seed_figures(cfg.out_dir)})
         print(f"[truth] seed {seed}: {time.perf_counter() - start:.0f}s", flush=True)
-    scored = targets(runs, 200, args.cases)
-    params = {"cases": args.cases, "seeds": args.seeds, "quick": args.quick, "cohort_version": 2, **settings}
-    result = {"name": "mixture_truth", "params": params, "hardware": hardware_info(), "seeds": runs,
-              "targets": scored}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        scored = save(args, settings, runs)  # after every seed: a stopped run keeps what it finished
     for name, target in scored.items():
         verdict = "pass" if target["pass"] else "MISSED"
         print(f"[truth] {name}: {verdict} ({target['target']}; {target['value']})")

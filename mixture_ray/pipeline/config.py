@@ -28,6 +28,9 @@ class DemoConfig:
         "synthetic cohort design of both cohorts (synth.version): 1 = fast, colour separates the findings; "
         "2 = sub-types, look-alikes and site batch effects", 1
     )
+    ks: tuple[int, ...] = option(
+        "k of the demo's clusterings: the largest is reviewed (oracle mapping); all are the baseline", [8, 12]
+    )
     pretrain_steps: int = option("MoCo optimiser steps", 120)
     color_jitter: float = option("MoCo colour jitter strength (0 = off; the cohort v2 needs it)", 0.0)
     explain: bool = option("run the activation-clustering known-truth check (3 seeds)", True)
@@ -37,6 +40,8 @@ class DemoConfig:
         """Check the cohort, slide, tile, worker and step counts are positive and the jitter is >= 0."""
         require_positive(self, "n_cases", "slide_px", "tile_size", "max_tiles_per_slide", "workers")
         require_positive(self, "analysis_cases", "analysis_slide_px", "pretrain_steps")
+        if not self.ks or min(self.ks) < 2:
+            raise ConfigError(f"ks: give numbers of clusters >= 2 (got {list(self.ks)})")
         if self.color_jitter < 0:
             raise ConfigError(f"color_jitter: must be >= 0 (got {self.color_jitter})")
 

@@ -146,10 +146,15 @@ class DemoHeadline(Report):
             f"{self.auc_baseline_nested:.2f} fitted on the training cases only (fold-nested) vs "
             f"{self.auc_baseline_all_cases:.2f} fitted on every case; leakage "
             f"{self.auc_baseline_all_cases - self.auc_baseline_nested:+.2f} (same test cases)",
-            f"  activation clustering: each NMF class's best-matching planted finding (IoU): {iou}; "
-            f"class weights predict the model's output with AUC {self.explain_auc:.2f}",
-            *self._explain_spread(),
+            *self._explain_lines(iou),
         ])
+
+    def _explain_lines(self, iou: str) -> list[str]:
+        if not self.explain_classes:
+            return ["  activation clustering: not run (explain: false)"]
+        return [f"  activation clustering: each NMF class's best-matching planted finding (IoU): {iou}; "
+                f"class weights predict the model's output with AUC {self.explain_auc:.2f}",
+                *self._explain_spread()]
 
     def _explain_spread(self) -> list[str]:
         if not self.explain_spread:
@@ -173,8 +178,6 @@ def qc_stage(cfg: DemoConfig, start: float) -> str:
     return str(report.page)
 
 
-#: k of the demo's clusterings: the largest is reviewed; all are the non-integrated baseline.
-DEMO_KS = (8, 12)
 
 #: Small CPU settings of the self-supervised stages (the demo stays a few minutes on 2 cores).
 PRETRAIN = {
@@ -270,7 +273,7 @@ def review_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None
     clusters = cfg.out_dir / "clusters"
     cluster = build_config(
         ClusterConfig,
-        {"embeddings": cfg.out_dir / "embeddings_moco", "out_dir": clusters, "ks": list(DEMO_KS),
+        {"embeddings": cfg.out_dir / "embeddings_moco", "out_dir": clusters, "ks": list(cfg.ks),
          "seed": cfg.seed},
     )
     metrics = run_cluster(cluster).metrics
@@ -284,7 +287,7 @@ def review_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> None
             "tiles": cfg.out_dir / "tiles",
             "out_dir": cfg.out_dir / "review",
             "findings": findings,
-            "ks": [DEMO_KS[-1]],
+            "ks": [max(cfg.ks)],
             "per_cluster": 60,
             "oracle_cohort": cohort,
             "seed": cfg.seed,
@@ -375,13 +378,13 @@ def clinical_stages(cfg: DemoConfig, start: float, headline: DemoHeadline) -> No
         "model": str(cfg.out_dir / "pretrain" / f"elex_{label}"), "torch_threads": cfg.workers}))
     run_cases(build_config(CasesConfig, {
         "predictions": [root / "predictions"], "out_dir": root / "cases", "embeddings": [root / "embeddings"],
-        "clusters": cfg.out_dir / "clusters", "baseline_ks": list(DEMO_KS),
+        "clusters": cfg.out_dir / "clusters", "baseline_ks": list(cfg.ks),
         "exclude": []}))  # one magnification (20x): nothing of 5x to drop
     split = run_split(build_config(SplitConfig, {
         "clinical": cohort / "clinical.csv", "out": root / "split.csv", "seed": cfg.seed}))
     stats = run_stats(build_config(StatsConfig, {
         "frequencies": root / "cases", "baseline_dir": root / "cases" / "baseline",
-        "baseline_ks": list(DEMO_KS), "clinical": cohort / "clinical.csv", "out_dir": root / "stats",
+        "baseline_ks": list(cfg.ks), "clinical": cohort / "clinical.csv", "out_dir": root / "stats",
         "feature_sets": [label], "cox_feature_set": label, "subgroup_column": "diagnosis",
         "rf_trees": 200, "split": split.out, "seed": cfg.seed}))
     best, base = stats.headline["best_integrated"], stats.headline["best_baseline"] or {}
@@ -415,13 +418,13 @@ def leakage_stages(cfg: DemoConfig, split: Path, start: float, headline: DemoHea
     for name, fit_split in (("all_cases", None), ("nested", split)):
         clusters, cases = root / f"clusters_{name}", root / f"cases_{name}"
         run_cluster(build_config(ClusterConfig, {
-            "embeddings": root / "embeddings", "out_dir": clusters, "ks": list(DEMO_KS), "engine": "sklearn",
+            "embeddings": root / "embeddings", "out_dir": clusters, "ks": list(cfg.ks), "engine": "sklearn",
             "fit_split": fit_split, "seed": cfg.seed}))
         run_cases(build_config(CasesConfig, {
             "predictions": [root / "predictions"], "out_dir": cases, "embeddings": [root / "embeddings"],
-            "clusters": clusters, "baseline_ks": list(DEMO_KS), "exclude": []}))
+            "clusters": clusters, "baseline_ks": list(cfg.ks), "exclude": []}))
         stats = run_stats(build_config(StatsConfig, {
-            "frequencies": cases, "baseline_dir": cases / "baseline", "baseline_ks": list(DEMO_KS),
+            "frequencies": cases, "baseline_dir": cases / "baseline", "baseline_ks": list(cfg.ks),
             "clinical": root / "cohort" / "clinical.csv", "out_dir": root / f"stats_{name}",
             "feature_sets": [label], "cox_feature_set": label, "rf_trees": 200, "bootstrap_iterations": 0,
             "split": split, "seed": cfg.seed}))
