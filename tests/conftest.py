@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,19 @@ def analysed_cohort(
         ray.shutdown()
     yield AnalysedCohort(root, root / "classifier.pt", root / "predictions", root / "embeddings",
                          root / "clusters")
+
+
+@pytest.fixture(scope="session")
+def explain_check(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The activation-clustering known-truth check (3 one-slide cases of 1024 px, K = 3), run once for
+    the explain and export tests. Its folder is read-only to them: they write into their own folders."""
+    import ray
+
+    from mixture_ray.pipeline.explain_truth import known_truth_check
+
+    started = _start_ray()
+    out = tmp_path_factory.mktemp("explain")
+    result = known_truth_check(out, n_cases=3, slide_px=1024, n_classes=(3,), per_slide=120, epochs=2)
+    if started:
+        ray.shutdown()
+    yield out, result

@@ -181,20 +181,20 @@ def test_ome_tiff_heatmaps_open_in_tiffslide_and_openslide(exported: dict[str, P
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Path]:
-    """A known-truth explain run (fit and apply, K = 2) of two 1024 px slides, the same slides tiled
-    (64 px at 20x, up to 24 tiles each) and a hand-made k = 2 clustering of those tiles."""
+def explained(explain_check: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory,
+              ray_session: None) -> dict[str, Path]:
+    """The session's known-truth explain run (fit and apply, K = 3, three 1024 px slides), the same
+    slides tiled (64 px at 20x, up to 24 tiles each) and a hand-made k = 2 clustering of those tiles."""
     import pyarrow as pa
 
-    from mixture_ray.pipeline.explain_truth import known_truth_check
     from mixture_ray.tile.config import TileConfig
     from mixture_ray.tile.stage import run as run_tiling
 
+    checked, _ = explain_check
     root = tmp_path_factory.mktemp("explained")
-    known_truth_check(root, n_cases=2, slide_px=1024, n_classes=(2,), per_slide=60, epochs=1)
     tiles = root / "tiles"
     report = run_tiling(build_config(TileConfig, {
-        "manifest": root / "cohort" / "manifest.csv", "out_dir": tiles, "tile_size": 64,
+        "manifest": checked / "cohort" / "manifest.csv", "out_dir": tiles, "tile_size": 64,
         "magnifications": [20.0], "max_tiles_per_slide": 24, "pool.workers": 1}))
     assert report.complete, report.summary()
     keys = pq.read_table(committed_files(tiles), columns=KEY).to_pandas()
@@ -202,7 +202,7 @@ def explained(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> di
     folder = root / "clusters" / "mag-20x" / "k-2"
     folder.mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(keys, preserve_index=False), folder / "assignments.parquet")
-    return {"root": root, "explain": root / "explain", "tiles": tiles, "clusters": root / "clusters"}
+    return {"root": root, "explain": checked / "explain", "tiles": tiles, "clusters": root / "clusters"}
 
 
 def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(explained: dict[str, Path]) -> None:
@@ -215,10 +215,10 @@ def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(explained: dict[str, Pa
     mpp = json.loads((explain / "nmf" / "_settings.json").read_text())["grid"]["mpp"]
     for slide_id in applied["slides"]:
         count = np.load(explain / "grids" / slide_id / "count.npy")
-        weights = np.load(explain / "apply" / slide_id / "k2_weights.npy")
+        weights = np.load(explain / "apply" / slide_id / "k3_weights.npy")
         cell_px = json.loads((explain / "grids" / slide_id / "meta.json").read_text())["cell_px"]
-        for c in range(2):
-            slide = tiffslide.TiffSlide(out / "heatmaps" / slide_id / f"nmf_k2_class{c}.ome.tif")
+        for c in range(3):
+            slide = tiffslide.TiffSlide(out / "heatmaps" / slide_id / f"nmf_k3_class{c}.ome.tif")
             pixels = np.asarray(slide.read_region((0, 0), 0, slide.level_dimensions[0]))[..., 0]
             assert pixels.shape == count.shape
             assert float(slide.properties["tiffslide.mpp-x"]) == pytest.approx(mpp * cell_px, rel=1e-4)
@@ -231,7 +231,7 @@ def test_ome_tiff_nmf_class_heatmaps_of_an_explain_apply(explained: dict[str, Pa
 def test_qupath_tiles_carry_the_mean_nmf_class_weight_over_their_footprint(
     explained: dict[str, Path],
 ) -> None:
-    """Each tile's ``nmf_k2_class<j>`` is the mean weight of the covered grid cells whose centre lies
+    """Each tile's ``nmf_k3_class<j>`` is the mean weight of the covered grid cells whose centre lies
     in the tile's level-0 square, computed here cell by cell from the apply's weight map."""
     import geojson
     from shapely.geometry import shape
@@ -240,7 +240,7 @@ def test_qupath_tiles_carry_the_mean_nmf_class_weight_over_their_footprint(
     report = run_export(build_config(ExportConfig, {
         "out_dir": out, "formats": ["qupath"], "tiles": explained["tiles"],
         "clusters": explained["clusters"], "explain": explain}))
-    assert report.complete and "NMF class weights of K=[2]" in report.summary()
+    assert report.complete and "NMF class weights of K=[3]" in report.summary()
     files = sorted((out / "qupath").glob("*.geojson"))
     applied = json.loads((explain / "apply" / SUCCESS).read_text())
     assert sorted(p.stem for p in files) == sorted(applied["slides"])
@@ -252,7 +252,7 @@ def test_qupath_tiles_carry_the_mean_nmf_class_weight_over_their_footprint(
         grid = explain / "grids" / path.stem
         cell = json.loads((grid / "meta.json").read_text())["cell_level0"]
         count = np.load(grid / "count.npy")
-        weights = np.load(explain / "apply" / path.stem / "k2_weights.npy")
+        weights = np.load(explain / "apply" / path.stem / "k3_weights.npy")
         rows, cols = np.mgrid[0 : count.shape[0], 0 : count.shape[1]]
         centre_x, centre_y = (cols + 0.5) * cell, (rows + 0.5) * cell
         for feature in collection["features"]:
@@ -265,11 +265,11 @@ def test_qupath_tiles_carry_the_mean_nmf_class_weight_over_their_footprint(
             inside = ((centre_x >= x0) & (centre_x < x1) & (centre_y >= y0) & (centre_y < y1)
                       & (count > 0))
             if not inside.any():
-                assert "nmf_k2_class0" not in numbers
+                assert "nmf_k3_class0" not in numbers
                 continue
             expected = weights[inside].astype(np.float64).mean(axis=0)
-            for j in range(2):
-                assert numbers[f"nmf_k2_class{j}"] == pytest.approx(expected[j], rel=1e-6, abs=1e-9)
+            for j in range(3):
+                assert numbers[f"nmf_k3_class{j}"] == pytest.approx(expected[j], rel=1e-6, abs=1e-9)
             checked += 1
             multi_cell += int(inside.sum() > 1)
     assert checked > 0 and multi_cell > 0
