@@ -105,7 +105,7 @@ def fit_per_case(
     return merged, local
 
 
-def fitted_rows(keys: pd.DataFrame, split: Split, source: Path) -> np.ndarray:
+def fitted_rows(keys: pd.DataFrame, split: Split, source: Path | None) -> np.ndarray:
     """Rows of the training cases (True) among ``keys``; every case must be in the split.
 
     Raises:
@@ -199,7 +199,7 @@ def _run_driver(cfg: ClusterConfig, name: str) -> tuple[list[dict[str, Any]], di
     split = None if cfg.fit_split is None else read_split(cfg.fit_split)
     rows = []
     for magnification, (keys, x) in load_embeddings(cfg.embeddings, cfg.feature).items():
-        fitted = None if split is None else fitted_rows(keys, split, Path(str(cfg.fit_split)))
+        fitted = None if split is None else fitted_rows(keys, split, cfg.fit_split)
         scaler = None
         if cfg.standardize:
             x, scaler = standardize(x)

@@ -54,9 +54,10 @@ def case_labels(cfg: SplitConfig) -> pd.Series:
     ids = raw[cfg.case_id_column].str.strip()
     values = raw[cfg.label_column].str.strip()
     labels = (values == cfg.positive_label.strip()).astype(int) if cfg.positive_label.strip() else None
+    bad_ids = ((ids == "") | ids.duplicated(keep=False)).to_numpy()
     problems = []
-    for row, (case, value) in enumerate(zip(ids, values, strict=True), start=1):
-        if not case or (ids == case).sum() > 1:
+    for row, (case, value, bad_id) in enumerate(zip(ids, values, bad_ids, strict=True), start=1):
+        if bad_id:
             problems.append(f"row {row} (case {case!r}): the case id is empty or repeated")
         elif labels is None and value not in ("0", "1"):
             problems.append(f"row {row} (case {case!r}): label {value!r} is not 0 or 1; set positive_label "

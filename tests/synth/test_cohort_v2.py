@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import tiffslide
 from scipy import ndimage
 
 from mixture_ray.errors import ConfigError
@@ -21,6 +19,7 @@ from mixture_ray.synth.cohort import Cohort
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.synth.procedural import E_OD, H_OD
 from mixture_ray.synth.sites import Site, deal_sites, make_sites
+from tests.synth.test_cohort import _level0, _rows
 
 SIZE = 1024
 DS = 16
@@ -66,16 +65,6 @@ def _truth_sha(path: Path) -> str:
     truth = json.loads(path.read_text())
     truth["config"]["out_dir"] = "OUT"
     return _sha(json.dumps(truth, indent=2).encode())
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _level0(path: Path) -> np.ndarray:
-    with tiffslide.TiffSlide(path) as slide:
-        return np.asarray(slide.read_region((0, 0), 0, (SIZE, SIZE)).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
