@@ -91,13 +91,16 @@ class ActorPool:
     workers: int = option("actors (each keeps its model or its open slides)", 1)
     actor_cpus: float = option("CPUs each actor reserves in Ray's scheduler", 1.0)
     batch_size: int = option("tiles per batch handed to an actor", 64)
+    part_rows: int = option(
+        "rows per Parquet part of the output store (a part holds many slides' rows; larger parts mean "
+        "fewer files, later commits and more memory per writer task)", 20_000)
     gpus: GpuRequest = option(
         "GPUs each model actor requests: a number (requested even when no GPU node is up yet, so an "
         "autoscaling cluster starts one), or auto = 1 when the cluster has a GPU, else 0", "auto")
 
     def validate(self) -> None:
         """Positive sizes; gpus is auto or a number >= 0."""
-        require_positive(self, "workers", "actor_cpus", "batch_size")
+        require_positive(self, "workers", "actor_cpus", "batch_size", "part_rows")
         check_gpus("pool.gpus", self.gpus)
 
 

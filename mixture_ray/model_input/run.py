@@ -15,12 +15,12 @@ from mixture_ray.model_input.plan import RowFilter, TilePlan, plan_rows, stored_
 from mixture_ray.progress import ProgressLine
 from mixture_ray.ray_runtime import cluster_resources, gpus_per_actor
 from mixture_ray.report import Failure
-from mixture_ray.store.slide_stream import SlidePartWriter, stream_slides
+from mixture_ray.store.slide_stream import SlideBatchRunner, stream_slides
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mixture_ray.locations import Location, Uri
+    from mixture_ray.locations import Uri
     from mixture_ray.store.folder import StageFolder
 
 
@@ -71,14 +71,13 @@ class ModelStage:
     pool: ActorPool
     source: TileInput
 
-    def dataset(self, plan: TilePlan, rule: RowFilter, staging: Location, gpus: float) -> ray.data.Dataset:
+    def dataset(self, plan: TilePlan, rule: RowFilter, gpus: float) -> ray.data.Dataset:
         """Read -> decode (or read from slides) on CPUs -> model actors that write each slide's rows."""
         ready = model_input(plan, rule, self.source, keys=self.keys, size=self.size,
                             batch_size=self.pool.batch_size)
         return ready.map_batches(
-            SlidePartWriter,
-            fn_constructor_kwargs={"inner": self.actor, "inner_kwargs": dict(self.actor_kwargs),
-                                   "staging": str(staging)},
+            SlideBatchRunner,
+            fn_constructor_kwargs={"inner": self.actor, "inner_kwargs": dict(self.actor_kwargs)},
             batch_size=self.pool.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.pool.workers),
@@ -114,6 +113,7 @@ class ModelStage:
             staging = store.new_staging()
             progress = ProgressLine(self.name, total_items=len(plan.expected),
                                     total_rows=sum(plan.expected.values()))
-            failures = stream_slides(self.dataset(plan, rule, staging, gpus), store=store, staging=staging,
-                                     sources=plan.sources, progress=progress, expected=plan.expected)
+            failures = stream_slides(self.dataset(plan, rule, gpus), store=store, staging=staging,
+                                     sources=plan.sources, progress=progress, expected=plan.expected,
+                                     part_rows=self.pool.part_rows)
         return ModelStageRun(plan.requested, plan.skipped, failures, gpus)

@@ -3,8 +3,10 @@
 Layout::
 
     out_dir/
-      chunk-<id>/*.parquet         data of committed items (stages that commit items in chunks)
-      chunk-<id>/_COMMITTED.json   its items and row counts; the folder appears only when complete
+      chunk-<id>/*.parquet         committed parts: each holds many slides' rows, sized by rows
+      chunk-<id>/_COMMITTED.json   rows per slide per part and slide totals (a slide may span parts:
+                                   it is committed when its parts' rows add up to its total)
+      _index.json                  the merged markers, written when a run finishes
       _settings.json               settings the data were made with (a rerun must match)
       _failures.csv                items that failed in the latest run, with the reason
       _SUCCESS                     written only when every requested item is done
@@ -42,7 +44,9 @@ import pyarrow.parquet as pq
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.locations import Location, Uri
 from mixture_ray.report import Failure
+from mixture_ray.store.part_commits import drop_partial_slides
 from mixture_ray.store.schemas import FAILURE_COLUMNS
+from mixture_ray.store.store_index import INDEX, StoreIndex, is_marker, read_index
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -139,11 +143,13 @@ class StageFolder:
             self._drop_local_leftovers()
         else:
             self._drop_unlisted_objects()
+        if self.item_column is not None:
+            drop_partial_slides(self)
 
     def _drop_local_leftovers(self) -> None:
         root = self.root
         stale = [*root.parent.glob(f".{glob.escape(root.name)}.tmp-*"), *root.glob(".tmp-*")]
-        stale += [c for c in root.glob("chunk-*") if not (c / COMMITTED).exists()]  # older versions
+        stale += [c for c in root.glob("chunk-*") if not any(c.glob("_COMMITTED*.json"))]  # older versions
         for child in stale:
             if child.is_dir():
                 shutil.rmtree(child)
@@ -152,7 +158,7 @@ class StageFolder:
         """Delete data objects that no commit marker lists (a killed run's, or a failed commit's)."""
         files = self.where.files_below()
         listed: set[str] = set()
-        for marker in (f for f in files if f.name == COMMITTED):
+        for marker in (f for f in files if is_marker(f.name)):
             listed.add(marker.path)
             listed.update((marker.parent / name).path for name in json.loads(marker.read_text())["files"])
         for file in files:
@@ -163,7 +169,7 @@ class StageFolder:
     def start(self) -> None:
         """Clear the completion markers: from now on the folder reads as not complete."""
         self.where.mkdir()
-        for marker in (SUCCESS, INCOMPLETE):
+        for marker in (SUCCESS, INCOMPLETE, INDEX):
             (self.where / marker).delete()
 
     def new_tmp_dir(self) -> Path:
@@ -274,11 +280,14 @@ class StageFolder:
             missing = sorted({f.item_id for f in failures})
             summary: dict[str, Any] = {"stage": self.stage, "items": len(requested)}
         else:
-            committed = self.committed_items()
+            index = read_index(self.where, prefer_index=False)
+            committed = index.committed()
             missing = sorted(set(requested) - set(committed))
             summary = {"stage": self.stage, "items_committed": len(committed),
                        "rows": sum(committed.values())}
         summary = {**summary, "items_failed": len(missing), **extra}
+        if self.item_column is not None:
+            write_json_atomic(self.where / INDEX, index.to_json())
         if missing:
             write_json_atomic(self.where / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
             return False
@@ -286,25 +295,17 @@ class StageFolder:
         return True
 
     # ------------------------------------------------------------------ reading
-    def _markers(self) -> list[Location]:
-        if self.where.is_local:
-            return [Location.of(m) for m in sorted(self.root.glob(f"chunk-*/{COMMITTED}"))]
-        return [f for f in self.where.files_below() if f.name == COMMITTED]
+    def index(self) -> StoreIndex:
+        """What the folder holds, from ``_index.json`` (a finished run) or the commit markers."""
+        return read_index(self.where)
 
     def committed_items(self) -> dict[str, int]:
-        """Item id -> committed row count, over every committed chunk."""
-        items: dict[str, int] = {}
-        for marker in self._markers():
-            items.update(json.loads(marker.read_text())["items"])
-        return items
+        """Item id -> committed row count, for items whose every row is committed."""
+        return self.index().committed()
 
     def data_locations(self) -> list[Location]:
-        """Parquet files of committed chunks only."""
-        files: list[Location] = []
-        for marker in self._markers():
-            names = json.loads(marker.read_text())["files"]
-            files.extend(marker.parent / name for name in names)
-        return files
+        """Parquet files of committed parts only."""
+        return [self.where / name for name in self.index().files]
 
     def data_files(self) -> list[Path]:
         """Parquet files of committed chunks only, as local paths (see :meth:`data_locations`)."""

@@ -1,10 +1,10 @@
-"""`mixture-ray tile`: manifest -> coordinate tasks -> pixel actors (writing per slide) -> Parquet.
+"""`mixture-ray tile`: manifest -> coordinate tasks -> pixel actors -> row-sized Parquet parts.
 
 One Ray Data execution per run streams every pending slide: coordinate tasks emit bounded blocks
-of tile coordinates, the pixel actors (created once per run) read and encode tiles and write each
-slide's rows to a staging folder, and the driver commits each slide as soon as its last tile is
-written (:mod:`mixture_ray.store.slide_stream`). A rerun skips committed slides; an interrupted
-run leaves nothing that looks complete.
+of tile coordinates, the pixel actors (created once per run) read and encode tiles, writer tasks
+write row-sized parts holding many slides, and the driver commits each slide as soon as its last
+tile is in a written part (:mod:`mixture_ray.store.slide_stream`). A rerun skips committed
+slides; an interrupted run leaves nothing that looks complete.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mixture_ray.ray_runtime import ensure_ray, slide_reader_gpus
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.manifest import read_manifest
 from mixture_ray.store.qc_table import read_qc
-from mixture_ray.store.slide_stream import SlidePartWriter, stream_slides
+from mixture_ray.store.slide_stream import SlideBatchRunner, stream_slides
 from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader, pixel_reader_kwargs
 from mixture_ray.tile.report import TilingReport
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from mixture_ray.locations import Location
     from mixture_ray.tile.config import TileConfig
 
 #: Settings that change what is written; a rerun into the same folder must match them.
@@ -46,8 +45,8 @@ DATA_SETTINGS = (
 )
 
 
-def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Location) -> ray.data.Dataset:
-    """The lazy pipeline of one run: a block per slide -> coordinate blocks -> pixel actors that write.
+def build_dataset(records: list[dict[str, Any]], cfg: TileConfig) -> ray.data.Dataset:
+    """The lazy pipeline of one run: a block per slide -> coordinate blocks -> pixel actors (+ tally rows).
 
     Coordinate tasks reserve no CPU (they are short: one thumbnail per slide) and run at most
     ``pool.workers`` at a time, so they interleave with the pixel actors instead of waiting for
@@ -59,9 +58,8 @@ def build_dataset(records: list[dict[str, Any]], cfg: TileConfig, staging: Locat
                      compute=ray.data.TaskPoolStrategy(size=max(1, min(cfg.pool.workers, len(records)))),
                      num_cpus=0)
         .map_batches(
-            SlidePartWriter,
-            fn_constructor_kwargs={"inner": TilePixelReader, "inner_kwargs": pixel_reader_kwargs(cfg),
-                                   "staging": str(staging)},
+            SlideBatchRunner,
+            fn_constructor_kwargs={"inner": TilePixelReader, "inner_kwargs": pixel_reader_kwargs(cfg)},
             batch_size=cfg.pool.batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cfg.pool.workers),
@@ -130,8 +128,9 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     if records:
         staging = store.new_staging()
         progress = ProgressLine("tile", total_items=len(records), unit="tile positions")
-        failures = stream_slides(build_dataset(records, cfg, staging), store=store, staging=staging,
-                                 sources={r["slide_id"]: r["path"] for r in records}, progress=progress)
+        failures = stream_slides(build_dataset(records, cfg), store=store, staging=staging,
+                                 sources={r["slide_id"]: r["path"] for r in records}, progress=progress,
+                                 part_rows=cfg.pool.part_rows)
     return TilingReport.finish(store, requested=manifest["slide_id"].tolist(),
                                skipped=len(manifest) - len(todo), failures=failures, config=cfg,
                                excluded=qc.excluded)

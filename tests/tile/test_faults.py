@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixture_ray.config import build_config
-from mixture_ray.store.folder import COMMITTED, committed_files
+from mixture_ray.store.folder import COMMITTED, StageFolder, committed_files
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.pixels import SlideCoordinates, TilePixelReader, pixel_reader_kwargs
@@ -85,10 +85,12 @@ def test_killed_driver_then_rerun_skips_finished_slides(
 
     out = tmp_path / "tiles"
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": str(REPO)}
+    # Parts of 100 rows for slides of about 60 tiles: slides span parts, so the first commit can
+    # hold a slide whose other rows were still in an uncommitted part when the driver died.
     command = [sys.executable, "-m", "mixture_ray.cli", "tile", "--manifest", str(cohort), "--out-dir",
                str(out), "--tile-size", str(TILE), "--magnifications", "[20]", "--max-tiles-per-slide", "60",
-               "--pool.batch-size", "16"]
-    # The driver exits abruptly (as if killed) right after committing its first slide.
+               "--pool.batch-size", "16", "--pool.part-rows", "100"]
+    # The driver exits abruptly (as if killed) right after its first commit.
     (fault_dir / "tile.driver-after-commit").touch()
     env["MIXTURE_RAY_FAULTS"] = str(fault_dir)
     proc = subprocess.Popen(command, env=env, start_new_session=True,
@@ -99,18 +101,20 @@ def test_killed_driver_then_rerun_skips_finished_slides(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    before = {m.parent.name: m.parent.stat().st_mtime_ns for m in out.glob(f"chunk-*/{COMMITTED}")}
-    assert len(before) == 1, "the driver was not killed after its first commit"
+    markers = list(out.glob(f"chunk-*/{COMMITTED}"))
+    assert len(markers) == 1, "the driver was not killed after its first commit"
     assert not (out / "_SUCCESS").exists()
-    report = run_tiling(tile_cfg(cohort, out))
+    index = StageFolder(out, stage="tile").index()
+    before = index.committed()
+    assert before, "the first commit held no whole slide"
+    report = run_tiling(tile_cfg(cohort, out, **{"pool.part_rows": 100}))
     assert report.complete
     assert report.slides_skipped == len(before)
-    # One commit per slide: the rerun left the slides committed before the kill as they were and
-    # wrote one new commit for each missing slide only.
-    after = {m.parent.name: m.parent.stat().st_mtime_ns for m in out.glob(f"chunk-*/{COMMITTED}")}
-    assert {k: after[k] for k in before} == before
-    assert len(after) == 4
+    # Rows of a slide cut by the kill were removed before the rerun tiled it again: every tile
+    # once, the same tiles as a run that was never killed.
     assert_same_tiles(tiles_of(out), clean)
+    assert StageFolder(out, stage="tile").committed_items() == {
+        s: int(n) for s, n in clean.groupby("slide_id").size().items()}
 
 
 def peak_traced_bytes(manifest: Path, cache_mb: int) -> tuple[int, int]:
