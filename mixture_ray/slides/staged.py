@@ -133,7 +133,7 @@ def staged_slide(uri: str) -> Path:
     if _ready(local, size):
         return local
     try:
-        with contextlib.nullcontext():
+        with _held(_lock_path(local)):
             if _ready(local, size):  # copied by another process of this node while this one waited
                 return local
             _fetch(source, local, size)
