@@ -50,6 +50,11 @@ class Layer:
         rows = self.rows[self.rows["slide_id"] == slide_id].reset_index(drop=True)
         return dataclasses.replace(self, rows=rows)
 
+    def by_slide(self) -> dict[str, Layer]:
+        """This layer split into one layer per slide, grouping the rows once (not once per slide)."""
+        return {str(slide): dataclasses.replace(self, rows=rows.reset_index(drop=True))
+                for slide, rows in self.rows.groupby("slide_id", sort=False)}
+
 
 def prediction_layers(stores: Sequence[Path]) -> list[Layer]:
     """One layer per complete prediction store, by increasing magnification.

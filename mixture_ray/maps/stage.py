@@ -168,7 +168,10 @@ def run(cfg: MapsConfig) -> MapsReport:
                 for s in slides if s not in paths]
     ensure_ray()
     task = ray.remote(_safe_draw).options(num_cpus=1, num_gpus=slide_reader_gpus(cfg.gpus, cfg.backend))
-    refs = [task.remote(cfg, s, paths[s], [layer.for_slide(s) for layer in layers], colours)
+    split = [layer.by_slide() for layer in layers]  # rows grouped once, not filtered once per slide
+    empty = [layer.for_slide("") for layer in layers]
+    pairs = list(zip(split, empty, strict=True))
+    refs = [task.remote(cfg, s, paths[s], [parts.get(s, none) for parts, none in pairs], colours)
             for s in slides if s in paths]
     results = ray.get(refs)
     drawn = [r for r in results if "error" not in r]

@@ -22,12 +22,13 @@ import ray
 from PIL import Image
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Location
 from mixture_ray.model_input.stain import REFERENCE, StainEstimate, estimate_stains, normalise_stain
 from mixture_ray.slides.open_cache import OpenSlides
 from mixture_ray.store.codec import decode_tile, resize_square
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from mixture_ray.config import TileInput
     from mixture_ray.model_input.plan import RowFilter, TilePlan
@@ -36,15 +37,24 @@ if TYPE_CHECKING:
 SLIDE_COLUMNS = ("level", "x", "y", "size_level0", "tile_size", "source")
 
 
+#: Rows a read task hands on at a time (a part holds tens of thousands of rows with their pixels).
+READ_ROWS = 2048
+
+
 def read_rows(batch: dict[str, Any], *, columns: Sequence[str], rule: RowFilter,
-              slides: Sequence[str]) -> pa.Table:
-    """``map_batches`` body: the pending rows of one tile file, only ``columns``."""
+              slides: Sequence[str]) -> Iterator[pa.Table]:
+    """``map_batches`` body: the pending rows of one tile file, only ``columns``, in bounded blocks."""
     (path,) = batch["path"]
     wanted = list(dict.fromkeys([*columns, *rule.columns()]))
-    table = pq.read_table(str(path), columns=wanted)
-    pending = pc.is_in(table["slide_id"], value_set=pa.array(list(slides), pa.string()))
-    keep = pc.and_(rule.mask(table), pending)
-    return table.filter(keep).select(list(columns))
+    where = Location.of(str(path))
+    value_set = pa.array(list(slides), pa.string())
+    with where.fs.open_input_file(where.path) as handle:
+        for record_batch in pq.ParquetFile(handle).iter_batches(batch_size=READ_ROWS, columns=wanted):
+            table = pa.Table.from_batches([record_batch])
+            keep = pc.and_(rule.mask(table), pc.is_in(table["slide_id"], value_set=value_set))
+            kept = table.filter(keep).select(list(columns))
+            if kept.num_rows:
+                yield kept
 
 
 def _keys(batch: pa.Table, keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -129,7 +129,8 @@ def write_part(staging: str, name: str, key_columns: Sequence[str],
     table = pa.concat_tables([t for t in tables if t.num_rows] or tables[:1], promote_options="default")
     is_tally = table[TALLY]
     tally = table.filter(is_tally)
-    data = table.filter(pc.invert(is_tally)).drop_columns([TALLY, CONSUMED, PRODUCED, EXPECTED])
+    helpers = [c for c in (TALLY, CONSUMED, PRODUCED, EXPECTED, SLIDE_ROWS) if c in table.column_names]
+    data = table.filter(pc.invert(is_tally)).drop_columns(helpers)
     failed = pc.is_valid(data["error"])
     good = data.filter(pc.invert(failed))
     bad = data.filter(failed)
