@@ -20,11 +20,13 @@ import ray
 
 from mixture_ray.cases.frequencies import combine, frequencies
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Location
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import fixed_list_to_matrix
 from mixture_ray.store.folder import committed_files
 from mixture_ray.store.schemas import magnification_label
+from mixture_ray.store.store_index import read_index
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -98,8 +100,23 @@ def count_file(batch: dict[str, np.ndarray], *, feature: str, models: Models) ->
                                 schema=COUNT_SCHEMA, preserve_index=False)
 
 
-def stored_magnifications(files: Sequence[Path]) -> set[float]:
-    """Magnifications present in embedding files (one small column read); unknown ones refused."""
+def stored_magnifications(stores: Sequence[Path], files: Sequence[Path]) -> set[float]:
+    """Magnifications present in embedding stores (from their indexes); unknown ones refused.
+
+    Stores written before the index counted magnifications are read (one small column per file).
+    """
+    found: set[float] = set()
+    for store in stores:
+        counts = read_index(Location.of(store)).magnification_rows()
+        if counts is None:
+            return _file_magnifications(files)
+        if "unknown" in counts:
+            raise ConfigError(f"embeddings: {store} has tiles of unknown magnification")
+        found.update(float(m) for m in counts)
+    return found
+
+
+def _file_magnifications(files: Sequence[Path]) -> set[float]:
     found: set[float] = set()
     for file in files:
         for mag in set(pq.read_table(str(file), columns=["magnification"])["magnification"].to_pylist()):
@@ -125,7 +142,7 @@ def baseline_tables(embeddings: Sequence[Path], clusters: Path, ks: Sequence[int
     """
     feature = clustered_feature(clusters)
     files = [f for store in embeddings for f in committed_files(store)]
-    mags = sorted(stored_magnifications(files))
+    mags = sorted(stored_magnifications(embeddings, files))
     models: Models = {(mag, k): load_centroids(clusters, mag, k) for mag in mags for k in ks}
     ensure_ray()
     paths = ray.data.from_items([{"path": str(f)} for f in files], override_num_blocks=max(1, len(files)))

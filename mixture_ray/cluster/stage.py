@@ -42,11 +42,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
+from mixture_ray.locations import Location
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.case_split import Split, SplitError, read_split
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, committed_locations, write_json_atomic
+from mixture_ray.store.store_index import magnification_values
 
 if TYPE_CHECKING:
     from mixture_ray.cluster.config import ClusterConfig, KMeansEngineName
@@ -290,7 +292,8 @@ def _run_distributed(cfg: ClusterConfig) -> tuple[list[dict[str, Any]], dict[str
     rows: list[dict[str, Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     gpus = 0.0
-    for magnification in store_magnifications(files):
+    indexed = magnification_values(Location.of(cfg.embeddings))
+    for magnification in indexed if indexed is not None else store_magnifications(files):
         loaded = load_blocks([ParquetBlock(f, cfg.feature, magnification) for f in files], options=options)
         gpus = loaded.num_gpus
         for k in cfg.ks:

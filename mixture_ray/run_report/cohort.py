@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mixture_ray.run_report.locate import RunLayout
+    from mixture_ray.store.store_index import SlideEntry
 
 QC_COLUMNS = ("slide_id", "decision", "reason")
 
@@ -30,8 +31,33 @@ def status(folder: Path) -> str:
 def tile_counts(store: Path) -> pd.DataFrame:
     """Per magnification of a tile store's committed rows: tiles, slides, cases.
 
-    Reads the three metadata columns one file at a time (no pixels; per-slide sets are cohort-sized).
+    From the store's index (rows per slide and magnification, each slide's case): no data file is
+    opened. Stores whose markers predate those counts are read, three metadata columns a file.
     """
+    entries = {s: e for s, e in StageFolder(store, stage="").index().slides.items() if e.complete and e.rows}
+    if entries and all(e.case is not None and e.magnifications for e in entries.values()):
+        return _counts_table(*_index_counts(entries))
+    return _counts_table(*_file_counts(store))
+
+
+Counts = tuple[dict[str, int], dict[str, set[str]], dict[str, set[str]]]
+
+
+def _index_counts(entries: dict[str, SlideEntry]) -> Counts:
+    tiles: dict[str, int] = defaultdict(int)
+    slides: dict[str, set[str]] = defaultdict(set)
+    cases: dict[str, set[str]] = defaultdict(set)
+    for slide, entry in entries.items():
+        for mag, n in entry.magnifications.items():
+            label = magnification_label(None if mag == "unknown" else float(mag))
+            for key in (label, "all"):
+                tiles[key] += n
+                slides[key].add(slide)
+                cases[key].add(str(entry.case))
+    return tiles, slides, cases
+
+
+def _file_counts(store: Path) -> Counts:
     tiles: dict[str, int] = defaultdict(int)
     slides: dict[str, set[str]] = defaultdict(set)
     cases: dict[str, set[str]] = defaultdict(set)
@@ -43,6 +69,11 @@ def tile_counts(store: Path) -> pd.DataFrame:
                 tiles[key] += len(group)
                 slides[key].update(group["slide_id"].astype(str))
                 cases[key].update(group["case_id"].astype(str))
+    return tiles, slides, cases
+
+
+def _counts_table(tiles: dict[str, int], slides: dict[str, set[str]],
+                  cases: dict[str, set[str]]) -> pd.DataFrame:
     order = sorted((k for k in tiles if k != "all"), key=_magnification_order) + (["all"] if tiles else [])
     return pd.DataFrame({"magnification": order, "tiles": [tiles[k] for k in order],
                          "slides": [len(slides[k]) for k in order], "cases": [len(cases[k]) for k in order]})

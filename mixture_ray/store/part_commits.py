@@ -40,6 +40,7 @@ class StagedPart:
     location: Location
     rows: dict[str, int]
     magnifications: dict[str, dict[str, int]]
+    cases: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def rewrite_without(source: Location, target: Location, slides: Collection[str], item_column: str) -> int:
@@ -55,14 +56,16 @@ def rewrite_without(source: Location, target: Location, slides: Collection[str],
 
 
 def _marker_payload(parts: Mapping[str, Mapping[str, int]], totals: Mapping[str, int],
-                    magnifications: Mapping[str, Mapping[str, int]]) -> dict[str, object]:
+                    magnifications: Mapping[str, Mapping[str, int]],
+                    cases: Mapping[str, str]) -> dict[str, object]:
     items: Counter[str] = Counter()
     for rows in parts.values():
         items.update(rows)
     slides = set(items)
     return {"parts": {name: dict(rows) for name, rows in parts.items()}, "files": sorted(parts),
             "items": dict(items), "totals": {s: int(totals[s]) for s in sorted(slides)},
-            "magnifications": {s: dict(magnifications[s]) for s in sorted(slides) if s in magnifications}}
+            "magnifications": {s: dict(magnifications[s]) for s in sorted(slides) if s in magnifications},
+            "cases": {s: cases[s] for s in sorted(slides) if s in cases}}
 
 
 def commit_parts(folder: StageFolder, parts: Sequence[StagedPart], *, totals: Mapping[str, int],
@@ -86,6 +89,7 @@ def commit_parts(folder: StageFolder, parts: Sequence[StagedPart], *, totals: Ma
     home = Location.of(folder.new_tmp_dir()) if local else parts[0].location.parent
     listed: dict[str, dict[str, int]] = {}
     mags: dict[str, Counter[str]] = {}
+    cases: dict[str, str] = {}
     for part in parts:
         target = home / part.location.name if local else part.location
         keep = {s: n for s, n in part.rows.items() if s not in dropped and n > 0}
@@ -101,11 +105,13 @@ def commit_parts(folder: StageFolder, parts: Sequence[StagedPart], *, totals: Ma
         listed[target.name] = keep
         for slide in keep:
             mags.setdefault(slide, Counter()).update(part.magnifications.get(slide, {}))
+            if slide in part.cases:
+                cases[slide] = part.cases[slide]
     if not listed:
         if local:
             home.delete()
         return {}
-    payload = _marker_payload(listed, totals, mags)
+    payload = _marker_payload(listed, totals, mags, cases)
     if local:
         write_json_atomic(home / f"{MARKER_PREFIX}.json", payload)
         os.replace(home.path, (folder.where / f"chunk-{uuid.uuid4().hex}").path)
@@ -143,7 +149,8 @@ def drop_partial_slides(folder: StageFolder) -> set[str]:
             parts[file.name] = kept
         totals = {s: n for s, n in marker.totals.items() if s not in partial}
         if parts:
-            write_json_atomic(marker.where, _marker_payload(parts, totals, marker.magnifications))
+            payload = _marker_payload(parts, totals, marker.magnifications, marker.cases)
+            write_json_atomic(marker.where, payload)
         else:  # nothing left: locally the chunk folder goes, on an object store its marker
             (marker.where.parent if folder.where.is_local else marker.where).delete()
     return partial

@@ -72,6 +72,7 @@ class PartLedger:
         """Take one written part's counts (see :func:`slide_stream.write_part`) and commit what is whole."""
         rows: dict[str, int] = {}
         mags: dict[str, dict[str, int]] = {}
+        cases: dict[str, str] = {}
         touched = []
         for row in counts.to_pylist():
             slide = str(row["slide_id"])
@@ -88,8 +89,10 @@ class PartLedger:
             self.rows_consumed += int(row["consumed"])
             rows[slide] = int(row["written"])
             mags[slide] = {str(k): int(v) for k, v in json.loads(row["magnifications"]).items()}
+            if row.get("case_id"):
+                cases[slide] = str(row["case_id"])
             touched.append(slide)
-        self.parts[part.name] = StagedPart(part, rows, mags)
+        self.parts[part.name] = StagedPart(part, rows, mags, cases)
         for slide in touched:
             self._check_finished(slide)
         self._commit_ready()

@@ -50,7 +50,8 @@ WRITERS_IN_FLIGHT = 2
 #: Columns of the counts a writer returns to the driver.
 COUNT_SCHEMA = pa.schema([("slide_id", pa.string()), ("consumed", pa.int64()), ("produced", pa.int64()),
                           ("expected", pa.int64()), ("written", pa.int64()), ("errors", pa.int64()),
-                          ("first_error", pa.string()), ("magnifications", pa.string())])
+                          ("first_error", pa.string()), ("magnifications", pa.string()),
+                          ("case_id", pa.string())])
 
 
 def _column(batch: pa.Table | Mapping[str, Any], name: str) -> list[Any]:
@@ -113,9 +114,18 @@ def _magnification_counts(table: pa.Table) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for row in grouped:
         mag = row["magnification"]
-        key = "unknown" if mag is None or mag != mag else format(float(mag), "g")
+        key = "unknown" if mag is None or mag != mag else repr(float(mag))  # exact: float(key) == mag
         counts.setdefault(row["slide_id"], {})[key] = int(row["slide_id_count"])
     return counts
+
+
+def _slide_cases(table: pa.Table) -> dict[str, str]:
+    """Each slide's case id (one group-by; no per-row Python), empty when the rows carry none."""
+    if "case_id" not in table.column_names:
+        return {}
+    pairs = table.select(["slide_id", "case_id"]).group_by(["slide_id", "case_id"]).aggregate([])
+    return {slide: case for slide, case in zip(pairs["slide_id"].to_pylist(), pairs["case_id"].to_pylist(),
+                                              strict=True) if case}
 
 
 def write_part(staging: str, name: str, key_columns: Sequence[str],
@@ -150,6 +160,7 @@ def write_part(staging: str, name: str, key_columns: Sequence[str],
     for slide, error in zip(bad["slide_id"].to_pylist(), bad["error"].to_pylist(), strict=True):
         first.setdefault(slide, error)
     mags = _magnification_counts(good)
+    cases = _slide_cases(good)
     names = sorted(set(stats) | set(written) | set(errors))
     empty = {"consumed": 0, "produced": 0, "expected": -1}
     return pa.table({
@@ -160,6 +171,7 @@ def write_part(staging: str, name: str, key_columns: Sequence[str],
         "written": [written[s] for s in names], "errors": [errors[s] for s in names],
         "first_error": [first.get(s) for s in names],
         "magnifications": [json.dumps(mags.get(s, {}), sort_keys=True) for s in names],
+        "case_id": [cases.get(s) for s in names],
     }, schema=COUNT_SCHEMA)
 
 

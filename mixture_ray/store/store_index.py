@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ class Marker:
     parts: dict[str, dict[str, int]]
     totals: dict[str, int]
     magnifications: dict[str, dict[str, int]]
+    cases: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def read(cls, where: Location, root: Location) -> Marker:
@@ -62,7 +64,8 @@ class Marker:
         totals = {str(s): int(n) for s, n in payload.get("totals", dict(held)).items()}
         magnifications = {str(s): {str(m): int(n) for m, n in mags.items()}
                           for s, mags in payload.get("magnifications", {}).items()}
-        return cls(where, relative, totals, magnifications)
+        cases = {str(s): str(c) for s, c in payload.get("cases", {}).items()}
+        return cls(where, relative, totals, magnifications, cases)
 
 
 @dataclasses.dataclass
@@ -73,6 +76,7 @@ class SlideEntry:
     total: int = 0
     files: list[str] = dataclasses.field(default_factory=list)
     magnifications: Counter[str] = dataclasses.field(default_factory=Counter)
+    case: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -106,6 +110,8 @@ class StoreIndex:
                 slides.setdefault(slide, SlideEntry()).total = total
             for slide, mags in marker.magnifications.items():
                 slides.setdefault(slide, SlideEntry()).magnifications.update(mags)
+            for slide, case in marker.cases.items():
+                slides.setdefault(slide, SlideEntry()).case = case
         return cls(slides, sorted(files), kept)
 
     def committed(self) -> dict[str, int]:
@@ -116,18 +122,28 @@ class StoreIndex:
         """Slides with rows in committed parts but not all of them (a run killed between parts)."""
         return {s for s, e in self.slides.items() if not e.complete and e.rows > 0}
 
+    def magnification_rows(self) -> Counter[str] | None:
+        """Rows per magnification label over the whole store; None when markers predate the counts."""
+        total: Counter[str] = Counter()
+        for entry in self.slides.values():
+            if entry.rows and not entry.magnifications:
+                return None
+            total.update(entry.magnifications)
+        return total
+
     def to_json(self) -> dict[str, Any]:
         """The ``_index.json`` payload (complete slides only)."""
         return {"version": 1, "files": self.files,
                 "slides": {s: {"rows": e.rows, "files": sorted(set(e.files)),
-                               "magnifications": dict(e.magnifications)}
+                               "magnifications": dict(e.magnifications), "case": e.case}
                            for s, e in sorted(self.slides.items()) if e.complete}}
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> StoreIndex:
         """Read an ``_index.json`` payload."""
         slides = {str(s): SlideEntry(int(e["rows"]), int(e["rows"]), list(e["files"]),
-                                     Counter({str(m): int(n) for m, n in e["magnifications"].items()}))
+                                     Counter({str(m): int(n) for m, n in e["magnifications"].items()}),
+                                     e.get("case"))
                   for s, e in payload["slides"].items()}
         return cls(slides, list(payload["files"]))
 
@@ -147,3 +163,12 @@ def read_index(root: Location, *, prefer_index: bool = True) -> StoreIndex:
     if finished and index_file.exists():
         return StoreIndex.from_json(json.loads(index_file.read_text()))
     return StoreIndex.from_markers(Marker.read(m, root) for m in list_markers(root))
+
+
+def magnification_values(root: Location) -> list[float] | None:
+    """Distinct magnifications of a store from its index (NaN first for unknown), or None if not counted."""
+    counts = read_index(root).magnification_rows()
+    if counts is None:
+        return None
+    values = sorted(float(m) for m in counts if m != "unknown")
+    return ([math.nan] if "unknown" in counts else []) + values

@@ -33,7 +33,9 @@ import pytest
 from mixture_ray.config import build_config
 from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.embed.stage import run as run_embed
+from mixture_ray.locations import Location
 from mixture_ray.ray_runtime import slide_reader_gpus
+from mixture_ray.store.store_index import read_index
 from mixture_ray.synth.cohort import write_cohort
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
@@ -215,15 +217,15 @@ def test_node_killed_mid_stage_loses_nothing(cluster: SimCluster, reference: Ref
     outcome: dict[str, Any] = {}
 
     def tile() -> None:
-        try:
-            outcome["report"] = _tile(reference.manifest, store, workers=2, actor_cpus=1.5)
+        try:  # parts of 80 rows (one slide's tiles): the first commit comes while actors still run
+            outcome["report"] = _tile(reference.manifest, store, workers=2, actor_cpus=1.5, part_rows=80)
         except BaseException as exc:  # reported by the assertions below
             outcome["error"] = exc
 
     runner = threading.Thread(target=tile, daemon=True)
     runner.start()
     assert _first_commit(store, 90), "no slide committed within 90 s"
-    committed_at_kill = len(list(store.glob("chunk-*/_COMMITTED.json")))
+    committed_at_kill = len(read_index(Location.of(store), prefer_index=False).committed())
     success_at_kill = (store / "_SUCCESS").exists()
     alive = {info["Address"]["NodeID"] for a, info in _map_workers().items()
              if a not in before and info["State"] == "ALIVE"}

@@ -19,6 +19,7 @@ from PIL import Image
 
 from mixture_ray.config import build_config, load_config
 from mixture_ray.report import Failure
+from mixture_ray.run_report import cohort
 from mixture_ray.run_report.cohort import tile_counts
 from mixture_ray.run_report.config import RunReportConfig
 from mixture_ray.run_report.stage import run as run_report
@@ -242,15 +243,24 @@ def test_report_in_chromium_renders_images_and_runs_nothing(page: Path) -> None:
     assert all(url.startswith(("file://", "data:")) for url in requests)
 
 
-def test_counts_of_a_real_tile_store(tiled_cohort: TiledCohort, tmp_path: Path) -> None:
+def _no_data_read(*args: object, **kwargs: object) -> None:
+    raise AssertionError(f"a data file was read: {args}")
+
+
+def test_counts_of_a_real_tile_store(tiled_cohort: TiledCohort, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from mixture_ray.store.folder import committed_files
 
     files = committed_files(tiled_cohort.tiles)
-    tiles = pq.read_table(files, columns=["slide_id", "magnification"]).to_pandas()
+    tiles = pq.read_table(files, columns=["slide_id", "case_id", "magnification"]).to_pandas()
+    monkeypatch.setattr(cohort.pq, "read_table", _no_data_read)  # counted from the store's index
     counts = tile_counts(tiled_cohort.tiles).set_index("magnification")
+    monkeypatch.undo()
     assert counts.loc["5x", "tiles"] == (tiles.magnification == 5.0).sum() > 0
+    assert counts.loc["20x", "slides"] == tiles[tiles.magnification == 20.0].slide_id.nunique() > 0
     assert counts.loc["all", "tiles"] == len(tiles)
     assert counts.loc["all", "slides"] == tiles.slide_id.nunique()
+    assert counts.loc["all", "cases"] == tiles.case_id.nunique() > 1
     shutil.copytree(tiled_cohort.tiles, tmp_path / "tiles")  # read-only fixture: report a copy
     report = run_report(build_config(RunReportConfig, {"run_dir": tmp_path}))
     assert report.shown == ("cohort", "failures", "settings")

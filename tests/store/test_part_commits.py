@@ -35,7 +35,8 @@ def counts(entries: list[tuple[str, int, int, int, int]], expected: dict[str, in
         "produced": [e[2] for e in entries], "expected": [expected.get(e[0], -1) for e in entries],
         "written": [e[3] for e in entries], "errors": [e[4] for e in entries],
         "first_error": [("bad tile" if e[4] else None) for e in entries],
-        "magnifications": [json.dumps({"20": e[3]}) for e in entries]}, schema=COUNT_SCHEMA)
+        "magnifications": [json.dumps({"20": e[3]}) for e in entries],
+        "case_id": [f"case-{e[0]}" for e in entries]}, schema=COUNT_SCHEMA)
 
 
 def stage(part: Location, *tables: pa.Table) -> None:
@@ -85,6 +86,7 @@ def test_a_slide_spanning_parts_is_committed_only_when_whole(store: StageFolder,
     index = store.index()
     assert sorted(index.slides["A"].files) == sorted(index.files) and len(index.files) == 2
     assert index.slides["A"].magnifications == {"20": 60}
+    assert {s: e.case for s, e in index.slides.items()} == {"A": "case-A", "B": "case-B", "C": "case-C"}
     assert reads == []  # the commits and the index came from the writers' counts alone
     table = pq.read_table(committed_files(store.root))
     assert table.num_rows == 75
