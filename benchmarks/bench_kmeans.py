@@ -52,7 +52,8 @@ def distributed_rows(x: np.ndarray, k: int, baseline_inertia: float, node_counts
     import ray
     from ray.cluster_utils import Cluster
 
-    from mixture_ray.cluster.distributed import DistributedKMeans, DistributedOptions
+    from mixture_ray.cluster.distributed import DistributedOptions
+    from mixture_ray.cluster.distributed_engine import DistributedKMeans
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cpus = os.cpu_count() or 1

@@ -36,3 +36,7 @@ class ManifestError(MixtureRayError):
 
 class StageIncompleteError(MixtureRayError):
     """A stage finished with failures, or its input is not marked complete."""
+
+
+class FolderBusyError(MixtureRayError):
+    """Another run holds the stage folder's lease; the message names the holder and what to do."""

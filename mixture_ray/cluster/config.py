@@ -36,6 +36,15 @@ class ClusterConfig:
         "auto",
     )
     task_cpus: float = option("distributed engine: CPUs per block task", 1.0)
+    driver_memory_gb: float = option(
+        "driver engines (sklearn, sklearn-lloyd, torch, cuml): most memory a load of the store may take, "
+        "estimated from the index as rows x dims x 4 bytes x 3 copies; past it auto picks distributed "
+        "and a driver engine is refused", 8.0
+    )
+    block_rows: int = option(
+        "distributed engine: most rows per block (consecutive store parts read by one task and kept in "
+        "its node's object store: rows x dims x 4 bytes); at least two blocks per task slot", 250_000
+    )
     max_iter: int = option("most Lloyd iterations (torch and distributed engines)", 300)
     per_case: bool = option("cluster each case separately (supplemental set) and merge the ids", False)
     fit_split: Path | None = option(
@@ -54,8 +63,11 @@ class ClusterConfig:
             raise ConfigError(f"silhouette_sample: must be >= 0 (got {self.silhouette_sample})")
         if self.num_gpus != "auto" and self.num_gpus < 0:
             raise ConfigError(f"num_gpus: give auto or a number >= 0 (got {self.num_gpus})")
-        if self.task_cpus <= 0 or self.max_iter <= 0:
-            raise ConfigError(f"task_cpus, max_iter: must be > 0 (got {self.task_cpus}, {self.max_iter})")
+        positive = {"task_cpus": self.task_cpus, "max_iter": self.max_iter, "block_rows": self.block_rows,
+                    "driver_memory_gb": self.driver_memory_gb}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key}: must be > 0 (got {value})")
         if self.fit_split is not None and (self.per_case or self.engine == "distributed"):
             raise ConfigError(
                 "fit_split: fitting on the training cases works with the driver engines (sklearn, "

@@ -1,7 +1,8 @@
 """Distributed k-means: torch Lloyd steps in Ray tasks over blocks of rows, reduced on the driver.
 
-A block is a Parquet file of an embedding store (rows of one magnification, read inside a task)
-or a Ray object ref of an (n, d) matrix. The driver never holds the rows:
+A block is some consecutive Parquet parts of an embedding store, about ``block_rows`` rows of one
+magnification read inside a task (``block_sources.py`` plans them from the store's index), or a Ray
+object ref of an (n, d) matrix. The driver never holds the rows:
 
 1. load: one task per block reads it and keeps the matrix and its tile keys in Ray's object store
    on the node that read it (tasks request the same resources as the Lloyd steps, so blocks
@@ -10,13 +11,14 @@ or a Ray object ref of an (n, d) matrix. The driver never holds the rows:
 2. seed: each block hands over its rows of the seeded subsample to one task that runs k-means++
    (the CPU engine's seeding, so both engines start from the same centroids);
 3. Lloyd: each iteration sends the k x d centroids to one task per block (scheduled where its
-   block lives) that returns k x d sums, k counts and its inertia; the driver adds them up;
+   block lives) that returns k x d sums, k counts and its inertia; tasks add them up 16 at a time
+   in block order (a tree), so the driver fetches at most 16 and the sums repeat exactly;
 4. label: one last task per block assigns its rows, writes ``keys + cluster`` as its own Parquet
    part (or returns the labels for in-memory blocks) and returns its inertia and its rows of the
    silhouette sample.
 
 Memory: a node holds its blocks (rows x dims x 4 bytes each, plus one chunk in flight on the
-device); the driver holds k x d centroids and sums, and the silhouette sample (at most
+device); the driver holds k x d centroids and at most 16 partial sums, and the silhouette sample (at most
 ``silhouette_sample`` rows) on its way to the task that scores it; the seeding subsample (at most
 ``seed_rows`` x d floats) goes from the blocks' tasks straight to the seeding task.
 
@@ -29,15 +31,22 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 
-from mixture_ray.cluster.engines import KMeansFit, check_matrix
+from mixture_ray.cluster.block_sources import (
+    GpuSetting,
+    ParquetBlock,
+    fitting_nodes,
+    load_parquet,
+    node_id,
+    resolve_num_gpus,
+    round_robin,
+)
 from mixture_ray.cluster.kmeans_torch import (
     BlockStats,
     LloydPartial,
@@ -53,27 +62,13 @@ from mixture_ray.cluster.kmeans_torch import (
     resolve_device,
     seed_indices,
 )
-from mixture_ray.ray_runtime import cluster_resources, ensure_ray
+from mixture_ray.ray_runtime import ensure_ray
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-GpuSetting = Literal["auto"] | float
-
-
-@dataclasses.dataclass(frozen=True)
-class ParquetBlock:
-    """Rows of one Parquet file of an embedding store, read inside a task.
-
-    Args:
-        path: the file (local path or URI pyarrow reads).
-        feature: the fixed-size-list column holding the vectors.
-        magnification: keep rows of this magnification (NaN: rows without one); None keeps all.
-    """
-
-    path: str
-    feature: str
-    magnification: float | None = None
+#: Partial sums reduced per task of the reduction tree (the driver gets at most this many).
+REDUCE_FAN_IN = 16
 
 
 BlockSource = ParquetBlock | ray.ObjectRef  # type: ignore[type-arg]
@@ -154,51 +149,8 @@ class DistributedFit:
         }
 
 
-def resolve_num_gpus(setting: GpuSetting) -> float:
-    """GPUs per block task for a setting.
-
-    Args:
-        setting: ``auto`` or a number (returned as it is: a request the autoscaler can meet).
-
-    Returns:
-        ``auto``: 1 when the running cluster has GPUs or its autoscaler config can add GPU
-        nodes, else 0.
-    """
-    if setting != "auto":
-        return float(setting)
-    if cluster_resources().get("GPU", 0) > 0:
-        return 1.0
-    try:  # the autoscaler's node types (private API: absent on a local session)
-        from ray._private.state import state
-
-        most = state.get_max_resources_from_cluster_config() or {}
-        return 1.0 if most.get("GPU", 0) > 0 else 0.0
-    except Exception:
-        return 0.0
-
-
-def _node() -> str:
-    return str(ray.get_runtime_context().get_node_id())
-
-
 def _task_device(num_gpus: float) -> Any:
     return resolve_device("cuda" if num_gpus > 0 else "cpu", fallback=True)
-
-
-def _load_parquet(block: ParquetBlock) -> tuple[np.ndarray, Any, tuple[BlockStats, str]]:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from mixture_ray.store.embeddings import KEYS, fixed_list_to_matrix
-
-    table = pq.read_table(block.path, columns=[*KEYS, block.feature])
-    mag = block.magnification
-    if mag is not None:
-        column = table["magnification"]
-        mask = pc.is_null(column) if math.isnan(mag) else pc.equal(column, mag)
-        table = table.filter(pc.fill_null(mask, False))
-    matrix = fixed_list_to_matrix(table[block.feature]) if len(table) else np.empty((0, 0), np.float32)
-    return matrix, table.select(KEYS), (block_stats(matrix), _node())
 
 
 def _stats(matrix: np.ndarray) -> tuple[BlockStats, None]:
@@ -217,10 +169,29 @@ def _seed(k: int, seed: int, *parts: np.ndarray) -> np.ndarray:
 
 
 def _partial(matrix: np.ndarray, centroids: np.ndarray, scaler: Scaler | None, num_gpus: float,
-             chunk_rows: int | None) -> tuple[LloydPartial, str, str]:
+             chunk_rows: int | None) -> tuple[LloydPartial, frozenset[str]]:
     device = _task_device(num_gpus)
     part = lloyd_partials(matrix, centroids, device=device, scaler=scaler, chunk_rows=chunk_rows)
-    return part, _node(), device_label(device)
+    return part, frozenset([node_id()])
+
+
+def _merge(*results: tuple[LloydPartial, frozenset[str]]) -> tuple[LloydPartial, frozenset[str]]:
+    """Sum partial results in the order given (so the sums do not depend on arrival order)."""
+    return reduce_partials([p for p, _ in results]), frozenset().union(*(n for _, n in results))
+
+
+def reduce_tree(refs: Sequence[Any], fan_in: int | None = None) -> tuple[LloydPartial, frozenset[str]]:
+    """Reduce refs of ``(partial, nodes)`` in Ray tasks, ``fan_in`` at a time, in block order.
+
+    The driver fetches at most ``fan_in`` results, so it holds O(fan_in x k x d) whatever the
+    number of blocks; a fixed grouping makes the float sums the same from run to run.
+    """
+    fan_in = fan_in or REDUCE_FAN_IN
+    merge = ray.remote(_merge).options(num_cpus=0)
+    level = list(refs)
+    while len(level) > fan_in:
+        level = [merge.remote(*level[i:i + fan_in]) for i in range(0, len(level), fan_in)]
+    return _merge(*ray.get(level))
 
 
 def _label(matrix: np.ndarray, keys: Any, centroids: np.ndarray, scaler: Scaler | None, num_gpus: float,
@@ -234,7 +205,7 @@ def _label(matrix: np.ndarray, keys: Any, centroids: np.ndarray, scaler: Scaler 
         Path(out_file).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(keys.append_column("cluster", pa.array(labels, pa.int32())), out_file)
     return {
-        "inertia": inertia, "node": _node(), "device": device_label(device), "rows": len(labels),
+        "inertia": inertia, "node": node_id(), "device": device_label(device), "rows": len(labels),
         "labels": None if out_file is not None else labels,
         "sample": _sample(matrix, sample, scaler), "sample_labels": labels[sample],
     }
@@ -284,29 +255,6 @@ class LoadedBlocks:
         return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)}
 
 
-def fitting_nodes(cpus: float, gpus: float) -> list[str]:
-    """Ids of the alive nodes whose total resources fit one task, in a stable order.
-
-    Ray's ``SPREAD`` strategy is best effort: when one node frees its CPU first, it can take every
-    block. Blocks are dealt round-robin over these nodes instead (soft affinity, so a node that
-    disappears lets Ray place the block elsewhere).
-    """
-    found = []
-    for node in ray.nodes():  # type: ignore[no-untyped-call]
-        resources = node.get("Resources", {})
-        if node.get("Alive") and resources.get("CPU", 0.0) >= cpus and resources.get("GPU", 0.0) >= gpus:
-            found.append(str(node["NodeID"]))
-    return sorted(found)
-
-
-def _round_robin(nodes: Sequence[str], index: int) -> dict[str, Any]:
-    if not nodes:
-        return {"scheduling_strategy": "SPREAD"}
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=True)}
-
-
 def load_blocks(blocks: Sequence[BlockSource], *, options: DistributedOptions) -> LoadedBlocks:
     """Read every block inside a task (Parquet) or take its ref; keep them in the object store.
 
@@ -320,14 +268,14 @@ def load_blocks(blocks: Sequence[BlockSource], *, options: DistributedOptions) -
     ensure_ray()
     gpus = resolve_num_gpus(options.num_gpus)
     task = {"num_cpus": options.task_cpus, "num_gpus": gpus}
-    load = ray.remote(_load_parquet)
+    load = ray.remote(load_parquet)
     homes = fitting_nodes(options.task_cpus, gpus)
     matrices: list[Any] = []
     keys: list[Any] = []
     stat_refs: list[Any] = []
     for i, block in enumerate(blocks):
         if isinstance(block, ParquetBlock):
-            returned: Any = load.options(num_returns=3, **task, **_round_robin(homes, i)).remote(block)
+            returned: Any = load.options(num_returns=3, **task, **round_robin(homes, i)).remote(block)
             m, kk, s = returned
             matrices.append(m)
             keys.append(kk)
@@ -339,30 +287,6 @@ def load_blocks(blocks: Sequence[BlockSource], *, options: DistributedOptions) -
     found: list[tuple[BlockStats, str | None]] = ray.get(stat_refs)
     return LoadedBlocks(tuple(matrices), tuple(keys), tuple(s for s, _ in found),
                         tuple(n for _, n in found), gpus)
-
-
-def store_magnifications(files: Sequence[str]) -> list[float]:
-    """Distinct magnifications (NaN for rows without one) of Parquet files, each read in a task.
-
-    Args:
-        files: Parquet files with a ``magnification`` column.
-
-    Returns:
-        Sorted magnifications (NaN first).
-    """
-    ensure_ray()
-    found: set[float] = set()
-    for mags in ray.get([ray.remote(_magnifications).options(num_cpus=1).remote(f) for f in files]):
-        found.update(mags)
-    nan = [m for m in found if math.isnan(m)]
-    return nan[:1] + sorted(m for m in found if not math.isnan(m))
-
-
-def _magnifications(path: str) -> list[float]:
-    import pyarrow.parquet as pq
-
-    column = pq.read_table(path, columns=["magnification"])["magnification"].unique().to_pylist()
-    return [math.nan if m is None else float(m) for m in column]
 
 
 def fit_blocks(blocks: Sequence[BlockSource] | LoadedBlocks, k: int, seed: int, *,
@@ -411,13 +335,13 @@ def fit_blocks(blocks: Sequence[BlockSource] | LoadedBlocks, k: int, seed: int, 
 
     def step(centroids: np.ndarray) -> LloydPartial:
         c_ref = ray.put(centroids)
-        results: list[tuple[LloydPartial, str, str]] = ray.get([
+        summed, nodes = reduce_tree([
             partial.options(**task, **loaded.placement(i)).remote(
                 matrices[i], c_ref, scaler, gpus, options.chunk_rows)
             for i in live
         ])
-        step_nodes.update(node for _, node, _ in results)
-        return reduce_partials([p for p, _, _ in results])
+        step_nodes.update(nodes)
+        return summed
 
     run = lloyd(step, init, tol=float(variance.mean()) * options.tol, max_iter=options.max_iter)
 
@@ -449,41 +373,3 @@ def fit_blocks(blocks: Sequence[BlockSource] | LoadedBlocks, k: int, seed: int, 
         label_files=tuple(files[i] for i in sorted(files)), silhouette=silhouette,
         empty_clusters=run.empty_clusters, step_nodes=frozenset(step_nodes),
     )
-
-
-class DistributedKMeans:
-    """The distributed engine behind ``fit(x, k, seed)``: ``x`` is cut into blocks put in Ray's store.
-
-    For a matrix already in the driver (benchmarks, tests); the cluster stage hands Parquet
-    blocks to :func:`fit_blocks` instead, so its rows never reach the driver.
-
-    Args:
-        block_rows: rows per block.
-        options: resources, seeding and stopping rule.
-    """
-
-    name = "distributed"
-
-    def __init__(self, block_rows: int = 1_000_000, options: DistributedOptions | None = None) -> None:
-        self.block_rows = block_rows
-        self.options = options or DistributedOptions()
-        self.last: DistributedFit | None = None
-
-    def fit(self, x: np.ndarray, k: int, seed: int) -> KMeansFit:
-        """Cluster ``x`` into ``k`` clusters over ``ceil(n / block_rows)`` blocks.
-
-        Args:
-            x: the rows (n, d).
-            k: number of clusters.
-            seed: seed of the subsample and of k-means++.
-
-        Returns:
-            The fit; where the blocks ran is kept in ``self.last``.
-        """
-        x = check_matrix(x, k)
-        ensure_ray()
-        refs = [ray.put(x[i:i + self.block_rows]) for i in range(0, len(x), self.block_rows)]
-        fit = fit_blocks(refs, k, seed, options=self.options)
-        self.last = fit
-        assert fit.labels is not None
-        return KMeansFit(fit.centroids, fit.labels, fit.inertia, fit.n_iter, fit.seconds, self.name)

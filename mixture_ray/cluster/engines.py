@@ -166,7 +166,7 @@ def get_kmeans_engine(name: EngineName = "auto") -> KMeansEngine:
 
         return TorchKMeans()
     if name == "distributed":
-        from mixture_ray.cluster.distributed import DistributedKMeans
+        from mixture_ray.cluster.distributed_engine import DistributedKMeans
 
         return DistributedKMeans()
     engines: dict[str, type[KMeansEngine]] = {

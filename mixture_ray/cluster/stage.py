@@ -4,7 +4,7 @@ Layout::
 
     out_dir/mag-<m>/k-<k>/assignments.parquet   slide_id, case_id, x, y, magnification, cluster
                                                  (engine distributed: a folder of part-<block>.parquet,
-                                                 one per embedding file, read the same by pyarrow)
+                                                 one per block of store parts, read the same by pyarrow)
     out_dir/mag-<m>/k-<k>/centroids.npy          (k, d) float32, in the clustered (scaled) space
     out_dir/mag-<m>/k-<k>/scaler.json            mean/scale applied before clustering (or none)
     out_dir/mag-<m>/k-<k>/metrics.json           inertia, silhouette on a sample, engine, seconds
@@ -20,16 +20,20 @@ made unique across cases (``cluster`` = offset + local id, ``case_cluster`` keep
 Each (magnification, k) folder is written under a temporary name and renamed when complete.
 
 Engines: ``sklearn``, ``sklearn-lloyd``, ``cuml`` and ``torch`` cluster a magnification's matrix in
-the driver; ``distributed`` runs torch Lloyd steps in Ray tasks over the embedding store's Parquet
-files (read inside the tasks; only k x d sums reach the driver, labels are written per file).
+the driver; ``distributed`` runs torch Lloyd steps in Ray tasks over blocks of the embedding store's Parquet
+parts (``block_rows`` each at most, two or more per task slot; read inside the tasks; k x d sums are
+added up in a tree of tasks; labels are written per block).
 ``auto`` is cuML where the driver has it and a GPU, ``distributed`` when the stage joins a Ray
-cluster (``RAY_ADDRESS`` set, as under ``ray job submit``), else ``sklearn``.
+cluster (``RAY_ADDRESS`` set, as under ``ray job submit``), else ``sklearn``. A store whose load
+would take more than ``driver_memory_gb`` on the driver (rows from the index) makes ``auto`` pick
+``distributed``, and refuses a driver engine named explicitly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -42,17 +46,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
+from mixture_ray.errors import ConfigError
 from mixture_ray.locations import Location
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.case_split import Split, SplitError, read_split
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, committed_locations, write_json_atomic
-from mixture_ray.store.store_index import magnification_values
+from mixture_ray.store.store_index import magnification_values, read_index
 
 if TYPE_CHECKING:
     from mixture_ray.cluster.config import ClusterConfig, KMeansEngineName
     from mixture_ray.cluster.distributed import DistributedOptions, LoadedBlocks
+    from mixture_ray.locations import Uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +144,39 @@ def resolve_engine(name: KMeansEngineName) -> str:
     if cuml_available():
         return "cuml"
     return "distributed" if os.environ.get("RAY_ADDRESS") else "sklearn"
+
+
+LOG = logging.getLogger(__name__)
+#: Copies of the rows a driver engine's load holds at its peak (Arrow table, sorted table, matrix).
+LOAD_COPIES = 3
+
+
+def driver_load_bytes(store: Path | Uri, feature: str) -> int:
+    """Estimated peak bytes of loading ``store`` on the driver: from its index and one file's schema."""
+    rows = sum(read_index(Location.of(store)).committed().values())
+    files = committed_locations(store)
+    if not rows or not files:
+        return 0
+    field = pq.read_schema(files[0].path, filesystem=files[0].fs).field(feature).type
+    dims = int(getattr(field, "list_size", 1) or 1)
+    return rows * dims * 4 * LOAD_COPIES
+
+
+def guard_driver_memory(cfg: ClusterConfig, name: str) -> str:
+    """The engine to run: a driver engine past ``driver_memory_gb`` is refused, or, for auto, replaced."""
+    if name == "distributed":
+        return name
+    need = driver_load_bytes(cfg.embeddings, cfg.feature)
+    if need <= cfg.driver_memory_gb * 2**30:
+        return name
+    figure = f"loading {cfg.embeddings} on the driver takes about {need / 2**30:.1f} GiB"
+    if cfg.engine == "auto" and not cfg.per_case and cfg.fit_split is None:
+        LOG.warning("%s (driver_memory_gb: %s): clustering with the distributed engine", figure,
+                    cfg.driver_memory_gb)
+        return "distributed"
+    raise ConfigError(f"engine: {figure}, over driver_memory_gb ({cfg.driver_memory_gb}); use engine "
+                      "distributed (without per_case and fit_split), or raise driver_memory_gb if the "
+                      "driver has the memory")
 
 
 def _new_tmp(folder: Path) -> Path:
@@ -277,24 +316,29 @@ def _distributed_clustering(
 
 
 def _run_distributed(cfg: ClusterConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from mixture_ray.cluster.distributed import (
-        DistributedOptions,
+    from mixture_ray.cluster.block_sources import (
         ParquetBlock,
-        load_blocks,
+        plan_blocks,
+        resolve_num_gpus,
         store_magnifications,
+        task_slots,
     )
+    from mixture_ray.cluster.distributed import DistributedOptions, load_blocks
 
     options = DistributedOptions(
         num_gpus=cfg.num_gpus, task_cpus=cfg.task_cpus, max_iter=cfg.max_iter,
         standardize=cfg.standardize, silhouette_sample=cfg.silhouette_sample,
     )
     files = [str(p) for p in committed_locations(cfg.embeddings)]
+    store_rows = sum(read_index(Location.of(cfg.embeddings)).committed().values())
+    slots = task_slots(cfg.task_cpus, resolve_num_gpus(cfg.num_gpus))
+    blocks = plan_blocks(files, rows=store_rows, block_rows=cfg.block_rows, min_blocks=2 * slots)
     rows: list[dict[str, Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
     gpus = 0.0
     indexed = magnification_values(Location.of(cfg.embeddings))
     for magnification in indexed if indexed is not None else store_magnifications(files):
-        loaded = load_blocks([ParquetBlock(f, cfg.feature, magnification) for f in files], options=options)
+        loaded = load_blocks([ParquetBlock(b, cfg.feature, magnification) for b in blocks], options=options)
         gpus = loaded.num_gpus
         for k in cfg.ks:
             if k > sum(s.rows for s in loaded.stats):
@@ -323,7 +367,7 @@ def run(cfg: ClusterConfig) -> ClusterReport:
     """
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / SUCCESS).unlink(missing_ok=True)
-    name = resolve_engine(cfg.engine)
+    name = guard_driver_memory(cfg, resolve_engine(cfg.engine))
     rows, used = _run_distributed(cfg) if name == "distributed" else _run_driver(cfg, name)
     table = pd.DataFrame(rows)
     table.to_csv(cfg.out_dir / "metrics.csv", index=False)

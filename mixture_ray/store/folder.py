@@ -11,6 +11,7 @@ Layout::
       _failures.csv                items that failed in the latest run, with the reason
       _SUCCESS                     written only when every requested item is done
       _INCOMPLETE.json             written instead when some failed
+      _LEASE.json                  the running run's lease (one writer per folder: store/folder_lease.py)
 
 Every name but the committed chunks starts with ``_``, and nothing else in the folder is Parquet,
 so pandas, pyarrow, DuckDB (``out_dir/**/*.parquet``) and ``ray.data.read_parquet`` pointed at
@@ -33,6 +34,7 @@ import json
 import os
 import shutil
 import uuid
+import weakref
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ import pyarrow.parquet as pq
 from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.locations import Location, Uri
 from mixture_ray.report import Failure
+from mixture_ray.store.folder_lease import FolderLease
 from mixture_ray.store.part_commits import drop_partial_slides
 from mixture_ray.store.schemas import FAILURE_COLUMNS
 from mixture_ray.store.store_index import INDEX, StoreIndex, is_marker, read_index
@@ -101,6 +104,7 @@ class StageFolder:
         self.where = Location.of(root)
         self.stage = stage
         self.item_column = item_column
+        self.lease: FolderLease | None = None
 
     @property
     def root(self) -> Path:
@@ -117,9 +121,14 @@ class StageFolder:
         """Create the folder, check settings match earlier output, drop uncommitted leftovers.
 
         A folder with committed chunks (or, without chunks, any earlier settings) made with
-        other settings is refused, naming each changed key.
+        other settings is refused, naming each changed key. The run takes the folder's lease first:
+        a folder another live run holds is refused (:class:`~mixture_ray.errors.FolderBusyError`).
         """
         self.where.mkdir()
+        if self.lease is None:
+            self.lease = FolderLease(self.where, self.stage or "stage")
+            self.lease.acquire()
+            weakref.finalize(self, self.lease.release)
         settings_path = self.where / SETTINGS
         old_settings = self.where / OLD_SETTINGS
         if old_settings.exists() and not settings_path.exists():
@@ -206,6 +215,7 @@ class StageFolder:
         """
         if self.item_column is None:
             raise TypeError(f"{self.stage}: this stage folder commits no chunks (item_column=None)")
+        self.ensure_lease()
         tmp = Location.of(tmp)
         present = tmp.children()
         for stray in present:  # a killed writer's unfinished file (local stores)
@@ -290,9 +300,22 @@ class StageFolder:
             write_json_atomic(self.where / INDEX, index.to_json())
         if missing:
             write_json_atomic(self.where / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
+            self.release()
             return False
         write_json_atomic(self.where / SUCCESS, summary)
+        self.release()
         return True
+
+    def ensure_lease(self) -> None:
+        """Raise before a commit if another run took this run's lease over (no-op when not leased)."""
+        if self.lease is not None:
+            self.lease.ensure_held()
+
+    def release(self) -> None:
+        """Give the folder's lease back (finish does; a run that stops early may)."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
     # ------------------------------------------------------------------ reading
     def index(self) -> StoreIndex:

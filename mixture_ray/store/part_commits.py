@@ -84,6 +84,7 @@ def commit_parts(folder: StageFolder, parts: Sequence[StagedPart], *, totals: Ma
     from mixture_ray.store.folder import write_json_atomic
 
     assert folder.item_column is not None
+    folder.ensure_lease()
     dropped = set(drop)
     local = folder.where.is_local
     home = Location.of(folder.new_tmp_dir()) if local else parts[0].location.parent

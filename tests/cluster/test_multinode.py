@@ -18,8 +18,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from mixture_ray.cluster.block_sources import ParquetBlock
 from mixture_ray.cluster.config import ClusterConfig
-from mixture_ray.cluster.distributed import DistributedOptions, ParquetBlock, fit_blocks
+from mixture_ray.cluster.distributed import DistributedOptions, fit_blocks
 from mixture_ray.cluster.kmeans_torch import TorchKMeans
 from mixture_ray.cluster.stage import run as run_cluster
 from mixture_ray.config import build_config
@@ -52,7 +53,7 @@ def cluster() -> Iterator[tuple[str, str, str]]:
 
 
 def _blocks(store: Path) -> list[ParquetBlock]:
-    return [ParquetBlock(str(f), "features", 20.0) for f in committed_files(store)]
+    return [ParquetBlock((str(f),), "features", 20.0) for f in committed_files(store)]
 
 
 def _one_process(store: Path, k: int) -> float:

@@ -31,11 +31,12 @@ from mixture_ray.cluster.stage import run as run_cluster
 from mixture_ray.config import build_config
 from mixture_ray.embed.config import EmbedConfig
 from mixture_ray.embed.stage import run as run_embed
-from mixture_ray.errors import ConfigError, SlideError
+from mixture_ray.errors import ConfigError, FolderBusyError, SlideError
 from mixture_ray.locations import Location, Uri, read_parquet_files
 from mixture_ray.slides.factory import open_slide
 from mixture_ray.store.embeddings import fixed_list_to_matrix
 from mixture_ray.store.folder import COMMITTED, StageFolder, committed_locations
+from mixture_ray.store.folder_lease import LEASE, Holder
 from mixture_ray.synth.cohort import write_cohort
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
@@ -185,9 +186,24 @@ def test_commits_rename_nothing_and_a_killed_runs_objects_are_removed(s3: S3) ->
     assert not (killed / "part-0.parquet").exists()
     left = _objects("commits/store")
     assert sorted(p.rsplit("/", 1)[1] for p in left) == sorted(
-        ["_settings.json", "_failures.csv", COMMITTED, "part-0.parquet"])
+        ["_settings.json", "_failures.csv", COMMITTED, "part-0.parquet", LEASE])  # the rerun holds it
     with pytest.raises(ConfigError, match="made with other settings"):
         StageFolder(uri, stage="demo", item_column="slide_id").prepare({"v": 2})
+
+
+@pytest.mark.safety
+def test_a_leased_store_on_s3_refuses_a_second_run(s3: S3) -> None:
+    uri = f"s3://{BUCKET}/leased/store"
+    first = StageFolder(uri, stage="tile", item_column="slide_id")
+    first.prepare({"v": 1})  # PUT, settle, read back: this run's lease
+    holder = Holder.parse((first.where / LEASE).read_text())
+    assert holder is not None and holder.pid == os.getpid()
+    foreign = dataclasses.replace(holder, owner="other-run", host="gpu-node-3", pid=77)
+    (first.where / LEASE).write_text(foreign.to_json())  # as if another host's run held it
+    with pytest.raises(FolderBusyError, match=r"in use by a tile run on host gpu-node-3 \(pid 77"):
+        StageFolder(uri, stage="tile", item_column="slide_id").prepare({"v": 1})
+    first.release()  # not this run's lease any more: left in place
+    assert Holder.parse((first.where / LEASE).read_text()) == foreign
 
 
 def test_uri_errors_name_the_key_and_the_object(s3: S3, tmp_path: Path) -> None:
