@@ -20,7 +20,7 @@ import yaml
 
 from mixture_ray.errors import ConfigError
 from mixture_ray.locations import Uri, is_uri
-from mixture_ray.paths import absolute_path
+from mixture_ray.paths import config_path
 
 C = TypeVar("C")
 
@@ -351,11 +351,11 @@ def _with_absolute_paths(cfg: C) -> C:
         value = getattr(cfg, name)
         keywords = field.metadata.get("path_unless")
         if isinstance(value, Path):
-            changes[name] = absolute_path(value)
+            changes[name] = config_path(name, value)
         elif isinstance(value, tuple) and value and all(isinstance(v, Path) for v in value):
-            changes[name] = tuple(absolute_path(v) for v in value)
+            changes[name] = tuple(config_path(name, v) for v in value)
         elif keywords and isinstance(value, str) and value and value not in keywords:
-            changes[name] = str(absolute_path(value))
+            changes[name] = str(config_path(name, value))
     return dataclasses.replace(cfg, **changes) if changes else cfg  # type: ignore[type-var]
 
 

@@ -12,6 +12,14 @@ Credentials and endpoints come from the usual places of each store's SDK (for S3
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``
 for S3-compatible servers, or an instance role); on a cluster every node needs them, e.g. set
 through the job's ``runtime_env.env_vars``.
+
+Every S3 request is retried with the AWS SDK's standard strategy (exponential backoff with full
+jitter, capped at 20 s a wait) up to ``MIXTURE_RAY_S3_ATTEMPTS`` times (default 10; pyarrow's own
+default is 3), and each read, write, listing and delete of this module is retried as a whole as many
+times with full-jitter backoff (0.05 s x 2^attempt, capped at 5 s): throttling (503 SlowDown), 500s,
+timeouts and dropped connections are absorbed, and an error that persists past the last attempt
+fails the slide or the run with the store's message.
+A URI with query options (``?endpoint_override=...``) is used as pyarrow parses it.
 """
 
 from __future__ import annotations
@@ -19,17 +27,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+import random
 import re
+import time
+import urllib.parse
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -51,6 +62,15 @@ def is_uri(text: str | os.PathLike[str]) -> bool:
     """
     found = _SCHEME.match(os.fspath(text))
     return found is not None and found.group(1).lower() != "file"
+
+
+#: Attempts per S3 request before an error is raised (see the module docstring).
+S3_ATTEMPTS_ENV = "MIXTURE_RAY_S3_ATTEMPTS"
+DEFAULT_S3_ATTEMPTS = 10
+#: Backoff of our own retries (full jitter): up to base x 2^attempt seconds, capped.
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 5.0
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +107,8 @@ class Location:
         text = os.fspath(where)
         if is_uri(text):
             fs, path = pafs.FileSystem.from_uri(text)
+            if isinstance(fs, pafs.S3FileSystem) and "?" not in text:
+                fs = s3_with_retries(fs.region)
             return cls(fs, path.rstrip("/"), _SCHEME.match(text).group(1).lower())  # type: ignore[union-attr]
         if text.startswith("file://"):
             text = text[len("file://"):]
@@ -127,7 +149,7 @@ class Location:
     # ------------------------------------------------------------------ queries
     def info(self) -> pafs.FileInfo:
         """Type, size and modification time in one query (one request on an object store)."""
-        info: pafs.FileInfo = self.fs.get_file_info(self.path)
+        info: pafs.FileInfo = self._retried("query", lambda: self.fs.get_file_info(self.path))
         return info
 
     def exists(self) -> bool:
@@ -152,21 +174,26 @@ class Location:
 
     def children(self) -> list[Location]:
         """Files and folders directly inside this folder (none when it does not exist)."""
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        infos = self._retried("list", lambda: self.fs.get_file_info(
+            pafs.FileSelector(self.path, allow_not_found=True)))
         return sorted((dataclasses.replace(self, path=i.path) for i in infos), key=lambda loc: loc.path)
 
     def files_below(self) -> list[Location]:
         """Every file at any depth below this folder (one listing on object stores)."""
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True, allow_not_found=True))
+        infos = self._retried("list", lambda: self.fs.get_file_info(
+            pafs.FileSelector(self.path, recursive=True, allow_not_found=True)))
         return sorted((dataclasses.replace(self, path=i.path) for i in infos if i.type == pafs.FileType.File),
                       key=lambda loc: loc.path)
 
     # ------------------------------------------------------------------ reading and writing
     def read_bytes(self) -> bytes:
         """The whole file."""
-        with self.fs.open_input_stream(self.path) as stream:
-            data: bytes = stream.read()
-        return data
+        def read() -> bytes:
+            with self.fs.open_input_stream(self.path) as stream:
+                data: bytes = stream.read()
+            return data
+
+        return self._retried("read", read)
 
     def read_text(self) -> str:
         """The whole file as UTF-8 text."""
@@ -184,8 +211,11 @@ class Location:
         object store: one PUT (atomic there).
         """
         if not self.is_local:
-            with self.fs.open_output_stream(self.path) as out:
-                out.write(data)
+            def put() -> None:
+                with self.fs.open_output_stream(self.path) as out:
+                    out.write(data)
+
+            self._retried("write", put)
             return
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -203,7 +233,7 @@ class Location:
     def write_parquet(self, table: pa.Table) -> None:
         """Write ``table`` as one Parquet file, never visible half-written (see :meth:`write_bytes`)."""
         if not self.is_local:
-            pq.write_table(table, self.path, filesystem=self.fs)
+            self._retried("write", lambda: pq.write_table(table, self.path, filesystem=self.fs))
             return
         target = Path(self.path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -215,9 +245,56 @@ class Location:
         """Remove the file or the folder with everything in it; nothing when absent."""
         info = self.info()
         if info.type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.path)
+            self._retried("delete", lambda: self.fs.delete_dir(self.path))
         elif info.type == pafs.FileType.File:
-            self.fs.delete_file(self.path)
+            self._retried("delete", lambda: self.fs.delete_file(self.path))
+
+    def _retried(self, what: str, operation: Callable[[], T]) -> T:
+        """Run ``operation``; on an object store, again after an error, with backoff and jitter.
+
+        The SDK retries each request already; this covers what it gives up on (an error body
+        that does not fit a small ranged read, a connection cut in the middle of a stream).
+        ``MIXTURE_RAY_S3_ATTEMPTS`` bounds both. A missing file is an answer, not retried.
+        """
+        attempts = 1 if self.is_local else s3_attempts()
+        for attempt in range(1, attempts + 1):
+            try:
+                return operation()
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                if attempt == attempts:
+                    raise OSError(f"{self}: {what} failed {attempts} times; last error: {exc}") from exc
+                time.sleep(random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt)))
+        raise AssertionError("unreachable")
+
+
+def s3_attempts() -> int:
+    """Attempts per S3 request (``MIXTURE_RAY_S3_ATTEMPTS``, default 10)."""
+    text = os.environ.get(S3_ATTEMPTS_ENV, "").strip()
+    if not text:
+        return DEFAULT_S3_ATTEMPTS
+    if not text.isdigit() or int(text) < 1:
+        from mixture_ray.errors import ConfigError
+
+        raise ConfigError(f"{S3_ATTEMPTS_ENV}={text!r}: give the attempts per S3 request "
+                          "(a whole number >= 1)")
+    return int(text)
+
+
+def s3_with_retries(region: str) -> pafs.S3FileSystem:
+    """An S3 file system of ``region`` retrying each request :func:`s3_attempts` times.
+
+    The endpoint of an S3-compatible server comes from ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL``, as :meth:`pyarrow.fs.FileSystem.from_uri` takes it.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, str] = {}
+    if endpoint:
+        parsed = urllib.parse.urlsplit(endpoint)
+        options = {"endpoint_override": parsed.netloc or endpoint, "scheme": parsed.scheme or "https"}
+    strategy = pafs.AwsStandardS3RetryStrategy(max_attempts=s3_attempts())
+    return pafs.S3FileSystem(region=region, retry_strategy=strategy, **options)
 
 
 def read_parquet_files(files: Sequence[str | os.PathLike[str] | Location], *,

@@ -67,6 +67,25 @@ def test_config_paths_are_absolute_at_build(tmp_path: Path) -> None:
     assert integrate.mappings == (tmp_path / "run" / "m1.yaml", tmp_path / "run" / "review" / "m2.yaml")
 
 
+@pytest.mark.safety
+def test_relative_outputs_never_land_in_rays_working_dir_copy(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixture_ray.errors import ConfigError
+
+    monkeypatch.delenv("MIXTURE_RAY_ROOT", raising=False)
+    copy = tmp_path / "session_1" / "runtime_resources" / "working_dir_files" / "_ray_pkg_0a1b"
+    with working_dir(copy):  # where `ray job submit --working-dir .` runs the entrypoint
+        with pytest.raises(ConfigError, match=r"out_dir: 'runs/tiles' would be written inside Ray's") as err:
+            load_config(TileConfig, None, ["manifest=cohort/manifest.csv", "out_dir=runs/tiles"])
+        assert "MIXTURE_RAY_ROOT" in str(err.value) and str(copy / "runs" / "tiles") in str(err.value)
+        inputs = load_config(TileConfig, None, ["manifest=cohort/manifest.csv", f"out_dir={tmp_path}/t"])
+        assert inputs.manifest == copy / "cohort" / "manifest.csv"  # inputs may come with the upload
+        monkeypatch.setenv("MIXTURE_RAY_ROOT", str(tmp_path / "shared"))
+        rooted = load_config(TileConfig, None, ["manifest=cohort/manifest.csv", "out_dir=runs/tiles"])
+    assert rooted.out_dir == tmp_path / "shared" / "runs" / "tiles"
+    assert rooted.manifest == tmp_path / "shared" / "cohort" / "manifest.csv"
+
+
 def test_mapping_written_relative_read_from_elsewhere(tmp_path: Path) -> None:
     """The README demo's failure: a relative clustering path resolved a second time."""
     with working_dir(tmp_path / "project"):

@@ -25,6 +25,7 @@ from mixture_ray.models.encoder import RANDOM
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import write_json_atomic
+from mixture_ray.train_progress import TrainingProgress
 from mixture_ray.train_run import torch_trainer
 
 if TYPE_CHECKING:
@@ -119,9 +120,10 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
                                                "classes": list(prep.classes)})
     loop_config = {"cfg": cfg, "classes": prep.classes, "targets": ray.put(prep.train_targets),
                    "val": prep.val}
-    trainer = torch_trainer(train_loop, loop_config, cfg.train, storage=cfg.out_dir, name=cfg.name,
-                            datasets={"train": prep.train})
-    result = trainer.fit()
+    with TrainingProgress("finetune", total_steps=0) as progress:  # the workers post the total
+        trainer = torch_trainer(train_loop, {**loop_config, "progress": progress.sink}, cfg.train,
+                                storage=cfg.out_dir, name=cfg.name, datasets={"train": prep.train})
+        result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")
     with result.checkpoint.as_directory() as folder:

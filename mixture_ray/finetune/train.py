@@ -20,6 +20,7 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import Backbone, upgrade_state_dict
 from mixture_ray.models.classifier import classifier_payload, from_elex, predict
+from mixture_ray.train_progress import post_step
 from mixture_ray.train_run import report_to_ray_train, worker_threads
 
 if TYPE_CHECKING:
@@ -118,6 +119,12 @@ def train_loop(config: dict[str, Any]) -> None:
             crash_once(f"finetune.step-{step}")  # fault injection (tests)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == total):
                 print(f"[finetune] step {step}/{total} epoch {epoch + 1} loss {loss_value:.4f}", flush=True)
+            if rank == 0:
+                shown = {"epoch": epoch + 1}
+                if progress["history"]:
+                    shown["val_balanced_accuracy"] = progress["history"][-1]["val_balanced_accuracy"]
+                post_step(config.get("progress"), step=step, total=total,
+                          samples=(step - start) * cfg.batch_size * world, loss=loss_value, **shown)
             epoch_end = b == per_epoch - 1
             metrics: dict[str, Any] = {"step": step, "epoch": epoch + 1, "loss": loss_value,
                                        "start_step": start, "world_size": world}

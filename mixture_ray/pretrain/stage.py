@@ -12,6 +12,7 @@ from mixture_ray.pretrain.data import tile_dataset
 from mixture_ray.pretrain.train import train_loop
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
+from mixture_ray.train_progress import TrainingProgress
 from mixture_ray.train_run import torch_trainer
 
 if TYPE_CHECKING:
@@ -63,9 +64,10 @@ def run(cfg: PretrainConfig) -> PretrainReport:
     ensure_ray()
     dataset = tile_dataset(cfg)
     run_dir = cfg.out_dir / cfg.name
-    trainer = torch_trainer(train_loop, {"cfg": cfg}, cfg.train, storage=cfg.out_dir, name=cfg.name,
-                            datasets={"train": dataset})
-    result = trainer.fit()
+    with TrainingProgress("pretrain", total_steps=cfg.max_steps) as progress:
+        trainer = torch_trainer(train_loop, {"cfg": cfg, "progress": progress.sink}, cfg.train,
+                                storage=cfg.out_dir, name=cfg.name, datasets={"train": dataset})
+        result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"pretrain run {run_dir} produced no checkpoint")
     encoder = run_dir / ckpt.ENCODER_FILE

@@ -16,6 +16,7 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import upgrade_state_dict
 from mixture_ray.pretrain.moco import MoCo
+from mixture_ray.train_progress import post_step
 from mixture_ray.train_run import report_to_ray_train, worker_threads
 
 if TYPE_CHECKING:
@@ -92,6 +93,9 @@ def train_loop(config: dict[str, Any]) -> None:
             step, seen, loss_value = step + 1, seen + tiles.shape[0], float(loss.detach())
             crash_once(f"pretrain.step-{step}")  # fault injection (tests)
             rate = seen / max(time.perf_counter() - tick, 1e-9)
+            if rank == 0:
+                post_step(config.get("progress"), step=step, total=cfg.max_steps, samples=seen * world,
+                          loss=loss_value)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == cfg.max_steps):
                 print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "
                       f"{rate:.1f} samples/s/worker", flush=True)

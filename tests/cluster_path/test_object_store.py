@@ -215,3 +215,33 @@ def test_uri_errors_name_the_key_and_the_object(s3: S3, tmp_path: Path) -> None:
     cfg: Any = build_config(EmbedConfig, {"tiles": f"s3://{BUCKET}/nothing", "out_dir": tmp_path / "e",
                                           "model": "random"})
     assert cfg.tiles == Uri(f"s3://{BUCKET}/nothing") and cfg.out_dir == (tmp_path / "e").absolute()
+
+
+@pytest.mark.safety
+def test_a_store_behind_failing_requests_commits_every_slide_once(s3: S3,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fifth of the requests throttled (503), failed (500) or cut off: retries absorb them all."""
+    from tests.cluster_path.faulty_s3 import FaultyProxy
+
+    with FaultyProxy(s3.endpoint, rate=0.2, seed=5) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        uri = f"s3://{BUCKET}/faulty/store"
+        store = StageFolder(uri, stage="demo", item_column="slide_id")
+        store.prepare({"v": 1})
+        staging = store.new_staging()
+        slides = [f"s{i}" for i in range(12)]
+        for i, slide in enumerate(slides):
+            assert store.commit(_chunk(staging, slide, 5 + i), {slide: f"src-{slide}"}).rows == {slide: 5 + i}
+        assert store.finish(requested=slides, failures=[], extra={})
+        faults = dict(proxy.injected)
+        monkeypatch.setenv("MIXTURE_RAY_S3_ATTEMPTS", "1")  # no retries: the same faults now surface
+        with pytest.raises(OSError):
+            for _ in range(40):
+                Location.of(f"{uri}/_SUCCESS").read_text()
+    assert sum(faults.values()) >= 10 and set(faults) == {"slowdown", "internal", "drop"}, faults
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    clean = StageFolder(uri, stage="demo", item_column="slide_id")
+    assert clean.committed_items() == {s: 5 + i for i, s in enumerate(slides)}
+    table = read_parquet_files(committed_locations(uri))
+    assert table.num_rows == sum(5 + i for i in range(12))  # every row once
+    print(f"faults injected and survived: {faults}")

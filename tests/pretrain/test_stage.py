@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -174,11 +175,14 @@ def test_killed_worker_resumes_then_a_rerun_resumes_by_name(
     assert state["step"] == 8
 
 
-def test_two_gloo_workers_train_with_ddp(tiles: Path, tmp_path: Path) -> None:
+def test_two_gloo_workers_train_with_ddp(tiles: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     from mixture_ray.pretrain.stage import run as run_pretrain
 
     report = run_pretrain(pretrain_cfg(tiles, tmp_path, max_steps=3, **{
         "train.workers": 2, "train.cpus_per_worker": 0.5, "train.checkpoint_every": 1}))
+    console = capsys.readouterr().err  # the driver's progress line, worker logs routed elsewhere
+    assert re.search(r"\[pretrain\] step 3/3  [\d.]+ samples/s  loss \d+\.\d{4}", console), console
     assert report.step == 3 and report.metrics["world_size"] == 2
     assert report.samples_per_s_per_worker > 0
     states = [ckpt.load(p) for p in report.run_dir.glob(f"checkpoint_*/{ckpt.TRAIN_FILE}")]
