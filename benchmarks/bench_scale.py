@@ -1,19 +1,23 @@
 """Scale: what each stage costs the driver as a cohort grows from N slides to 10 N.
 
 A simulated cohort of small synthetic slides (a few distinct slides, symlinked under N ids, about
-10 tiles each at one magnification) runs tile -> embed (ResNet18 on 64 px tiles) -> cluster, once
-per size, each size in a fresh process with its own local Ray, so the driver's peak memory is that
-size's alone. Per stage it reports wall time, the driver's CPU seconds per slide, the driver's peak
-RSS, the store's files and rows. Cluster runs the distributed engine (the one meant for 50 M
-tiles: the driver engines load every row on the driver, so their memory grows with tiles by design).
+10 tiles each at one magnification) runs tile -> embed (ResNet18 on 64 px tiles) -> cluster ->
+classify -> maps -> cases -> review -> export (see ``scale_stages.py``), once per size, each size in
+a fresh process with its own local Ray, so the driver's peak memory is that size's alone. Per stage
+it reports wall time, the driver's CPU seconds per slide, the driver's peak RSS, the store's files
+and rows. Cluster runs the distributed engine (the one meant for 50 M tiles: the driver engines
+load every row on the driver, so their memory grows with tiles by design).
 The baseline is the smallest size, measured in the same run:
 ``ratio`` is (10 x the small size's wall time) / (the large size's wall time) for the slowest
 stage, so >= 0.91 means every stage grew by at most 11x.
 
+The smallest size runs once more with every store in a bucket of moto's S3 server on loopback,
+behind a proxy that counts requests: each stage's object-store requests per slide.
+
 It also compares embedding throughput on small slides (about 10 tiles each) with large slides
 (a few slides of many tiles) holding the same number of tiles: the per-slide cost of a stage.
 
-    python benchmarks/bench_scale.py --out bench_out/scale.json [--quick] [--sizes 1000,10000]
+    python benchmarks/bench_scale.py --out bench_out/scale.json [--quick] [--sizes 1000,10000] [--no-s3]
 """
 
 from __future__ import annotations
@@ -21,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.hardware import hardware_info  # noqa: E402
+from benchmarks.scale_stages import TILE, TILES_PER_SLIDE, run_stages, store_files  # noqa: E402
 
 #: Distinct synthetic slides behind the symlinks (each is read from the page cache once warm).
 BASE_SLIDES = 8
-TILE = 64
-TILES_PER_SLIDE = 10
 
 
 def make_base(work: Path, side: int, n: int, seed: int) -> list[tuple[Path, float]]:
@@ -71,81 +72,28 @@ def symlinked_manifest(base: list[tuple[Path, float]], n: int, work: Path) -> Pa
     return manifest
 
 
-class DriverMeter:
-    """Wall time, the driver's CPU seconds and its peak RSS (sampled) over one stage."""
+def s3_run(manifest: Path, work: Path, n: int) -> dict[str, Any]:
+    """Every stage with its stores in a bucket of moto's S3 server, behind a proxy counting requests.
 
-    def __enter__(self) -> DriverMeter:
-        self.peak = 0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        self.cpu0, self.t0 = usage.ru_utime + usage.ru_stime, time.perf_counter()
-        return self
+    The server and the proxy run as threads of this (the driver's) process, so this run's driver
+    CPU and memory include them: only its request counts are quoted.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
 
-    def _sample(self) -> None:
-        while not self.done.is_set():
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
-            time.sleep(0.05)
+    from tests.cluster_path.faulty_s3 import FaultyProxy
 
-    def __exit__(self, *exc: object) -> None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        self.wall = time.perf_counter() - self.t0
-        self.cpu = usage.ru_utime + usage.ru_stime - self.cpu0
-        self.done.set()
-        self.thread.join()
-
-
-def store_files(store: Path) -> int:
-    """Data files of a store (Parquet files outside hidden folders)."""
-    return sum(1 for p in store.rglob("*.parquet") if not any(part.startswith(".") for part in p.parts))
-
-
-def run_size(manifest: Path, work: Path, n: int) -> dict[str, Any]:
-    """tile -> embed -> cluster on one cohort in this process; per-stage figures."""
-    import logging
-
-    import ray
-
-    from mixture_ray.cluster.config import ClusterConfig
-    from mixture_ray.cluster.stage import run as run_cluster
-    from mixture_ray.config import build_config
-    from mixture_ray.embed.config import EmbedConfig
-    from mixture_ray.embed.stage import run as run_embed
-    from mixture_ray.tile.config import TileConfig
-    from mixture_ray.tile.stage import run as run_tile
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    tiles, embeddings, clusters = work / "tiles", work / "embeddings", work / "clusters"
-    stages: dict[str, dict[str, Any]] = {}
-
-    def record(name: str, meter: DriverMeter, store: Path | None, rows: int) -> None:
-        stages[name] = {"wall_s": meter.wall, "driver_cpu_s": meter.cpu, "driver_cpu_ms_per_slide":
-                        1000 * meter.cpu / n, "driver_peak_rss_bytes": meter.peak, "rows": rows,
-                        "files": store_files(store) if store else None}
-
-    with DriverMeter() as meter:
-        tiled = run_tile(build_config(TileConfig, {
-            "manifest": str(manifest), "out_dir": str(tiles), "tile_size": TILE, "magnifications": [20.0],
-            "max_tiles_per_slide": TILES_PER_SLIDE, "pool.workers": 2}))
-    assert tiled.complete, tiled.failures[:3]
-    record("tile", meter, tiles, tiled.tiles_written)
-    with DriverMeter() as meter:
-        embedded = run_embed(build_config(EmbedConfig, {
-            "tiles": str(tiles), "out_dir": str(embeddings), "model": "random", "pool.batch_size": 256}))
-    assert embedded.complete, embedded.failures[:3]
-    record("embed", meter, embeddings, embedded.tiles_embedded)
-    with DriverMeter() as meter:
-        run_cluster(build_config(ClusterConfig, {"embeddings": str(embeddings), "out_dir": str(clusters),
-                                                 "ks": [8], "silhouette_sample": 0, "engine": "distributed",
-                                                 "num_gpus": 0}))
-    record("cluster", meter, None, embedded.tiles_embedded)
-    ray.shutdown()
-    return {"slides": n, "stages": stages}
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        with FaultyProxy(f"http://{host}:{port}", rate=0.0, seed=0) as proxy:
+            os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": proxy.endpoint})
+            boto3.client("s3").create_bucket(Bucket="bench")
+            return run_stages(manifest, work, n, f"s3://bench/run_{n}", requests=lambda: proxy.forwarded)
+    finally:
+        server.stop()
 
 
 def embed_tiles_per_s(manifest: Path, work: Path, max_tiles: int) -> dict[str, float]:
@@ -174,14 +122,16 @@ def embed_tiles_per_s(manifest: Path, work: Path, max_tiles: int) -> dict[str, f
     ray.shutdown()
     return {"tiles": embedded.tiles_embedded, "seconds": seconds,
             "tiles_per_s": embedded.tiles_embedded / seconds, "slides": tiled.slides_committed,
-            "files": store_files(work / "embeddings")}
+            "files": store_files(str(work / "embeddings"))}
 
 
 def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process: prints its JSON on the last line."""
     work = Path(args.work)
     if args.child == "scale":
-        result = run_size(Path(args.manifest), work, args.n)
+        result = run_stages(Path(args.manifest), work, args.n, str(work / "stores"))
+    elif args.child == "s3":
+        result = s3_run(Path(args.manifest), work, args.n)
     else:
         result = embed_tiles_per_s(Path(args.manifest), work, args.max_tiles)
     print(json.dumps(result))
@@ -202,7 +152,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 slides: a smoke test")
     parser.add_argument("--sizes", default=None, help="comma-separated slide counts (default 1000,10000)")
-    parser.add_argument("--child", choices=["scale", "embed"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-s3", action="store_true", help="skip the request count on loopback S3")
+    parser.add_argument("--child", choices=["scale", "s3", "embed"], help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
@@ -223,6 +174,11 @@ def main() -> None:
             print(f"[bench_scale] {n} slides ...", flush=True)
             runs.append(in_child("--child", "scale", "--manifest", str(manifest), "--work",
                                  str(work / f"run_{n}"), "--n", str(n)))
+        s3 = None
+        if not args.no_s3:
+            print(f"[bench_scale] {sizes[0]} slides, stores on loopback S3 ...", flush=True)
+            s3 = in_child("--child", "s3", "--manifest", str(symlinked_manifest(base, sizes[0], work)),
+                          "--work", str(work / f"s3_{sizes[0]}"), "--n", str(sizes[0]))
         # Per-slide cost: the same number of tiles on small slides and on a few large ones.
         small_n = 100 if args.quick else 500
         small = in_child("--child", "embed", "--manifest", str(symlinked_manifest(base, small_n, work)),
@@ -244,6 +200,9 @@ def main() -> None:
         "baseline_value": 1.0, "ratio": ratios[worst], "target_ratio": growth / (growth * 1.1),
         "worst_stage": worst, "per_stage_ratio": ratios, "driver_peak_rss_ratio": rss_ratio,
         "target_driver_peak_rss_ratio": 1.3, "runs": runs,
+        "s3_requests_per_slide": ({k: v["requests_per_slide"] for k, v in s3["stages"].items()}
+                                  if s3 else None),
+        "s3_run": s3,
         "small_vs_large_slides_embed": {"small": small, "large": large, "target_ratio": 0.8,
                                         "ratio": small["tiles_per_s"] / large["tiles_per_s"]},
         "hardware": hardware_info(),
@@ -254,7 +213,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("name", "value", "ratio", "worst_stage", "per_stage_ratio",
-                                             "driver_peak_rss_ratio")}, indent=2))
+                                             "driver_peak_rss_ratio", "s3_requests_per_slide")}, indent=2))
     print(json.dumps({"small_vs_large_embed_ratio": result["small_vs_large_slides_embed"]["ratio"]}))
 
 
