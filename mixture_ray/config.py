@@ -10,7 +10,6 @@ to the declared type and runs the class's ``validate``. Unknown keys and bad val
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from mixture_ray.config_values import coerce
 from mixture_ray.errors import ConfigError
-from mixture_ray.locations import Uri, is_uri
+from mixture_ray.locations import Uri
 from mixture_ray.paths import config_path
 
 C = TypeVar("C")
@@ -352,64 +352,8 @@ def _with_absolute_paths(cfg: C) -> C:
         keywords = field.metadata.get("path_unless")
         if isinstance(value, Path):
             changes[name] = config_path(name, value)
-        elif isinstance(value, tuple) and value and all(isinstance(v, Path) for v in value):
-            changes[name] = tuple(config_path(name, v) for v in value)
+        elif isinstance(value, tuple) and any(isinstance(v, Path) for v in value):  # URIs kept as given
+            changes[name] = tuple(config_path(name, v) if isinstance(v, Path) else v for v in value)
         elif keywords and isinstance(value, str) and value and value not in keywords:
             changes[name] = str(config_path(name, value))
     return dataclasses.replace(cfg, **changes) if changes else cfg  # type: ignore[type-var]
-
-
-def coerce(name: str, hint: Any, value: Any) -> Any:
-    """Convert ``value`` to the annotated type ``hint`` or raise ConfigError naming ``name``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return coerce(name, arg, value)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{name}: invalid value {value!r}")
-    if origin is Literal:
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{name}: {value!r} is not one of {choices}")
-        return value
-    if origin is tuple:
-        items = value if isinstance(value, list | tuple) else [value]
-        if isinstance(value, str):
-            items = [v for v in value.split(",") if v.strip()]
-            items = [yaml.safe_load(v) for v in items]
-        return tuple(coerce(f"{name}[{i}]", args[0], v) for i, v in enumerate(items))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{name}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
-        return value
-    if hint is Uri:
-        if isinstance(value, str) and is_uri(value):
-            return Uri(value)
-        raise ConfigError(f"{name}: expected an object-store URI (s3://bucket/key), got {value!r}")
-    if hint is Path:
-        if isinstance(value, str) and is_uri(value):
-            raise ConfigError(f"{name}: {value!r} is an object-store URI, but this key takes a local or "
-                              "shared path (URIs are taken by the Parquet stores of tile, embed, classify "
-                              "and cluster: see the README, Running on a cluster)")
-        if not isinstance(value, str | Path) or not str(value):
-            raise ConfigError(f"{name}: expected a path, got {value!r}")
-        return Path(value)
-    raise ConfigError(f"{name}: unsupported config type {hint!r}")  # pragma: no cover

@@ -40,3 +40,10 @@ class StageIncompleteError(MixtureRayError):
 
 class FolderBusyError(MixtureRayError):
     """Another run holds the stage folder's lease; the message names the holder and what to do."""
+
+
+class NoSpaceError(MixtureRayError, OSError):
+    """A write found no space left on its device (``errno.ENOSPC``); the message names the file.
+
+    Still an ``OSError`` with ``errno == ENOSPC``, so code that checks the errno keeps working.
+    """

@@ -25,6 +25,7 @@ A URI with query options (``?endpoint_override=...``) is used as pyarrow parses 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import posixpath
 import random
@@ -38,6 +39,9 @@ from typing import TYPE_CHECKING, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from mixture_ray.errors import NoSpaceError
+from mixture_ray.faults import fail_once
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -217,14 +221,13 @@ class Location:
 
             self._retried("write", put)
             return
-        target = Path(self.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        _write_local(Path(self.path), write)
 
     def write_text(self, text: str) -> None:
         """:meth:`write_bytes` of UTF-8 text."""
@@ -235,11 +238,7 @@ class Location:
         if not self.is_local:
             self._retried("write", lambda: pq.write_table(table, self.path, filesystem=self.fs))
             return
-        target = Path(self.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, target)
+        _write_local(Path(self.path), lambda tmp: pq.write_table(table, tmp))
 
     def delete(self) -> None:
         """Remove the file or the folder with everything in it; nothing when absent."""
@@ -267,6 +266,27 @@ class Location:
                     raise OSError(f"{self}: {what} failed {attempts} times; last error: {exc}") from exc
                 time.sleep(random.uniform(0, min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt)))
         raise AssertionError("unreachable")
+
+
+def _write_local(target: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a hidden temporary file beside ``target``, then rename it over ``target``.
+
+    A failed write leaves nothing behind: the temporary file is removed. A full file system raises
+    :class:`~mixture_ray.errors.NoSpaceError` naming the file, so a slide fails with a message that
+    says where and what to do (its committed slides are kept; a rerun with space finishes the rest).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        fail_once(f"write.{target.name}")  # fault injection (tests): the write failed at its end
+        os.replace(tmp, target)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not isinstance(exc, NoSpaceError):
+            raise NoSpaceError(errno.ENOSPC, f"no space left on device writing {target}; free space on "
+                                             "that file system and rerun (committed items are kept)") from exc
+        raise
 
 
 def s3_attempts() -> int:
@@ -318,3 +338,16 @@ def read_parquet_files(files: Sequence[str | os.PathLike[str] | Location], *,
 def address_text(where: str | os.PathLike[str] | Location) -> str:
     """The text that names ``where`` in a file or a message: an absolute path or the URI."""
     return str(Location.of(where))
+
+
+def recorded_address(where: str | os.PathLike[str]) -> str:
+    """The text a stage records for an input store: a local path resolved, a URI as given.
+
+    Args:
+        where: a local path (symlinks are followed, as settings recorded before URIs did) or a URI.
+
+    Returns:
+        The text for settings and markers.
+    """
+    text = os.fspath(where)
+    return text if is_uri(text) else str(Path(text).resolve())

@@ -107,3 +107,25 @@ def test_an_old_explain_config_with_action_names_the_sub_commands() -> None:
 
     with pytest.raises(ConfigError, match=r"action: the action is the sub-command now: mixture-ray explain"):
         load_config(ExplainApplyConfig, None, ["out_dir=o", "manifest=m", "action=apply"])
+
+
+def test_store_tuples_take_uris_and_paths_side_by_side(tmp_path: Path) -> None:
+    """``tuple[Path | Uri, ...]``: each URI kept as written, each local path made absolute."""
+    from mixture_ray.cases.config import CasesConfig
+    from mixture_ray.locations import Uri
+    from mixture_ray.maps.config import MapsConfig
+
+    cfg = load_config(CasesConfig, None, ["predictions=s3://bucket/pred-5x,rel/pred-20x",
+                                          f"out_dir={tmp_path}", "embeddings=[gs://bucket/emb]",
+                                          f"clusters={tmp_path}/clu"])
+    assert cfg.predictions == (Uri("s3://bucket/pred-5x"), Path("rel/pred-20x").absolute())
+    assert isinstance(cfg.predictions[0], Uri) and isinstance(cfg.predictions[1], Path)
+    assert cfg.embeddings == (Uri("gs://bucket/emb"),)
+    one = load_config(MapsConfig, None, {"predictions": "s3://bucket/pred", "manifest": "m.csv",
+                                         "out_dir": tmp_path})
+    assert one.predictions == (Uri("s3://bucket/pred"),)
+    with pytest.raises(ConfigError, match=r"clusters: 's3://bucket/clu' is an object-store URI.*clusterings"):
+        load_config(CasesConfig, None, ["predictions=p", f"out_dir={tmp_path}", "embeddings=[e]",
+                                        "clusters=s3://bucket/clu"])
+    with pytest.raises(ConfigError, match=r"predictions\[1\]: expected a path, got 3"):
+        load_config(CasesConfig, None, {"predictions": ["p", 3], "out_dir": tmp_path})

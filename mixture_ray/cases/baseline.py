@@ -15,21 +15,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 
 from mixture_ray.cases.frequencies import combine, frequencies
 from mixture_ray.errors import ConfigError
-from mixture_ray.locations import Location
+from mixture_ray.locations import Location, read_parquet_files
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import fixed_list_to_matrix
-from mixture_ray.store.folder import committed_files
+from mixture_ray.store.folder import committed_locations
 from mixture_ray.store.schemas import magnification_label
 from mixture_ray.store.store_index import read_index
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from mixture_ray.locations import Uri
 
 
 def load_centroids(clusters: Path, magnification: float, k: int) -> tuple[np.ndarray, dict[str, object]]:
@@ -79,7 +80,7 @@ def count_file(batch: dict[str, np.ndarray], *, feature: str, models: Models) ->
     stay where they are read.
     """
     (path,) = batch["path"]
-    table = pq.read_table(str(path), columns=["case_id", "magnification", feature])
+    table = read_parquet_files([str(path)], columns=["case_id", "magnification", feature])
     parts: list[pd.DataFrame] = []
     for mag in set(table["magnification"].to_pylist()):
         if mag is None:
@@ -100,7 +101,7 @@ def count_file(batch: dict[str, np.ndarray], *, feature: str, models: Models) ->
                                 schema=COUNT_SCHEMA, preserve_index=False)
 
 
-def stored_magnifications(stores: Sequence[Path], files: Sequence[Path]) -> set[float]:
+def stored_magnifications(stores: Sequence[Path | Uri], files: Sequence[Location]) -> set[float]:
     """Magnifications present in embedding stores (from their indexes); unknown ones refused.
 
     Stores written before the index counted magnifications are read (one small column per file).
@@ -116,24 +117,25 @@ def stored_magnifications(stores: Sequence[Path], files: Sequence[Path]) -> set[
     return found
 
 
-def _file_magnifications(files: Sequence[Path]) -> set[float]:
+def _file_magnifications(files: Sequence[Location]) -> set[float]:
     found: set[float] = set()
     for file in files:
-        for mag in set(pq.read_table(str(file), columns=["magnification"])["magnification"].to_pylist()):
+        for mag in set(read_parquet_files([file], columns=["magnification"])["magnification"].to_pylist()):
             if mag is None:
                 raise ConfigError(f"embeddings: {file} has tiles of unknown magnification")
             found.add(float(mag))
     return found
 
 
-def baseline_tables(embeddings: Sequence[Path], clusters: Path, ks: Sequence[int]) -> dict[int, pd.DataFrame]:
+def baseline_tables(embeddings: Sequence[Path | Uri], clusters: Path,
+                    ks: Sequence[int]) -> dict[int, pd.DataFrame]:
     """Per-case cluster frequencies for each k (magnifications side by side).
 
     The nearest-centroid pass runs as a Ray Data map over the embedding files: each task reads one
     file and returns only per-case counts, so the driver never holds the embeddings.
 
     Args:
-        embeddings: complete embedding stores (one per magnification, or several magnifications).
+        embeddings: complete embedding stores, folders or URIs (one per magnification, or several).
         clusters: the folder written by ``mixture-ray cluster`` (centroids per magnification and k).
         ks: the k of each baseline table.
 
@@ -141,7 +143,7 @@ def baseline_tables(embeddings: Sequence[Path], clusters: Path, ks: Sequence[int
         k -> per-case frequencies, columns ``<mag>x/c<cluster>``.
     """
     feature = clustered_feature(clusters)
-    files = [f for store in embeddings for f in committed_files(store)]
+    files = [f for store in embeddings for f in committed_locations(store)]
     mags = sorted(stored_magnifications(embeddings, files))
     models: Models = {(mag, k): load_centroids(clusters, mag, k) for mag in mags for k in ks}
     ensure_ray()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import option
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,13 +19,14 @@ class CasesConfig:
     frequencies of the nearest k-means centroid for each k.
     """
 
-    predictions: tuple[Path, ...] = option("prediction stores (one per magnification) from `classify`")
+    predictions: tuple[Path | Uri, ...] = option(
+        "prediction stores (folders or URIs; one per magnification) from `classify`")
     out_dir: Path = option("folder for counts/frequencies tables (CSV + Parquet) and baseline/k<k>.*")
     exclude: tuple[str, ...] = option(
         "'<mag>x/<finding>' dropped before normalising", ["5x/complete_normal"]
     )
-    embeddings: tuple[Path, ...] = option(
-        "embedding stores of the cohort tiles (for the non-integrated baseline)", []
+    embeddings: tuple[Path | Uri, ...] = option(
+        "embedding stores (folders or URIs) of the cohort tiles (for the non-integrated baseline)", []
     )
     clusters: Path | None = option("clustering folder (`mixture-ray cluster`) whose centroids are used", None)
     baseline_ks: tuple[int, ...] = option("k of the non-integrated baseline", [4, 8, 10, 20, 30, 50, 80])

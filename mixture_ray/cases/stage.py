@@ -20,6 +20,7 @@ import pandas as pd
 from mixture_ray.cases.baseline import baseline_tables
 from mixture_ray.cases.frequencies import case_counts, combine, frequencies
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import recorded_address
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import StageFolder
 from mixture_ray.store.predictions import load_predictions
@@ -27,6 +28,7 @@ from mixture_ray.store.schemas import magnification_label
 
 if TYPE_CHECKING:
     from mixture_ray.cases.config import CasesConfig
+    from mixture_ray.locations import Uri
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def write_table(frame: pd.DataFrame, base: Path) -> None:
     frame.reset_index().to_parquet(base.with_suffix(".parquet"), index=False)
 
 
-def prediction_counts(stores: tuple[Path, ...]) -> pd.DataFrame:
+def prediction_counts(stores: tuple[Path | Uri, ...]) -> pd.DataFrame:
     """Counts per case and finding of every prediction store, magnifications side by side."""
     tables = []
     for store in stores:
@@ -83,7 +85,7 @@ def run(cfg: CasesConfig) -> CasesReport:
         The tables written and the case/magnification groups without a counted tile.
     """
     out_dir = Path(cfg.out_dir)
-    settings = {"predictions": [str(Path(p).resolve()) for p in cfg.predictions],
+    settings = {"predictions": [recorded_address(p) for p in cfg.predictions],
                 "exclude": list(cfg.exclude), "baseline_ks": list(cfg.baseline_ks)}
     folder = StageFolder(out_dir, stage="cases", item_column=None)
     folder.prepare(settings)

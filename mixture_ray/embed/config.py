@@ -56,10 +56,11 @@ class EmbedConfig:
 class EvaluateEmbeddingsConfig:
     """`mixture-ray evaluate-embeddings`: NMI/ARI of k-means on embeddings vs synthetic truth."""
 
-    embeddings: Path = option("embedding store of the trained extractor (MoCo)")
-    baseline: Path = option("embedding store of the baseline (e.g. model=random)")
+    embeddings: Path | Uri = option("embedding store (folder or URI) of the trained extractor (MoCo)")
+    baseline: Path | Uri = option("embedding store (folder or URI) of the baseline (e.g. model=random)")
     masks: Path = option("folder of ground-truth masks <slide_id>.png (synthetic cohort masks/)")
-    tiles: Path = option("tile store the embeddings came from (gives each tile's level-0 size)")
+    tiles: Path | Uri = option(
+        "tile store (folder or URI) the embeddings came from (gives each tile's level-0 size)")
     mask_downsample: int = option("level-0 pixels per mask pixel", 16)
     magnification: float | None = option("evaluate tiles of this magnification only; null = all", None)
     min_purity: float = option("keep tiles whose majority finding covers at least this fraction", 0.8)

@@ -6,14 +6,14 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
 from mixture_ray.errors import MixtureRayError
+from mixture_ray.locations import read_parquet_files
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.folder import committed_files, write_json_atomic
+from mixture_ray.store.folder import committed_locations, write_json_atomic
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.findings import BACKGROUND, FINDINGS
 from mixture_ray.synth.truth import read_mask, tile_ground_truth
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mixture_ray.embed.config import EvaluateEmbeddingsConfig
+    from mixture_ray.locations import Uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +66,12 @@ class EmbeddingEvaluation(Report):
         return {**data, "trained_wins": self.trained_wins}
 
 
-def read_embeddings(root: Path, column: str, magnification: float | None) -> pd.DataFrame:
-    """Tile keys and one embedding column of a complete store."""
-    table = pq.read_table(committed_files(root), columns=[*TILE_KEY, column])
-    frame: pd.DataFrame = table.to_pandas()
+def read_embeddings(root: Path | Uri, column: str, magnification: float | None) -> pd.DataFrame:
+    """Tile keys and one embedding column of a complete store (a folder or a URI)."""
+    files = committed_locations(root)
+    if not files:
+        raise MixtureRayError(f"embeddings {root}: no rows (the store holds no committed part)")
+    frame: pd.DataFrame = read_parquet_files(files, columns=[*TILE_KEY, column]).to_pandas()
     if magnification is not None:
         frame = frame[np.isclose(frame.magnification, magnification)]
     if frame.empty:
@@ -76,10 +79,10 @@ def read_embeddings(root: Path, column: str, magnification: float | None) -> pd.
     return frame.reset_index(drop=True)
 
 
-def tile_sizes(tiles: Path) -> pd.DataFrame:
-    """Level-0 tile edge per tile key, from the tile store (metadata columns only)."""
+def tile_sizes(tiles: Path | Uri) -> pd.DataFrame:
+    """Level-0 tile edge per tile key, from the tile store (a folder or a URI; metadata columns only)."""
     columns = [*TILE_KEY, "size_level0"]
-    sizes: pd.DataFrame = pq.read_table(committed_files(tiles), columns=columns).to_pandas()
+    sizes: pd.DataFrame = read_parquet_files(committed_locations(tiles), columns=columns).to_pandas()
     return sizes
 
 

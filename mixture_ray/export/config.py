@@ -8,6 +8,7 @@ from typing import Literal
 
 from mixture_ray.config import option
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 
 ExportFormat = Literal["qupath", "anndata", "h5", "heatmaps"]
 EmbeddingColumn = Literal["features", "head"]
@@ -30,10 +31,13 @@ class ExportConfig:
     out_dir: Path = option("export folder: qupath/, anndata/, h5/, heatmaps/ are written under it")
     formats: tuple[ExportFormat, ...] = option(
         "formats to write: qupath, anndata, h5, heatmaps; [] = every format whose inputs are given", [])
-    predictions: Path | None = option("prediction store of `classify` (findings per tile)", None)
+    predictions: Path | Uri | None = option(
+        "prediction store (folder or URI) of `classify` (findings per tile)", None)
     clusters: Path | None = option("clusterings folder of `cluster` (every mag-*/k-* in it)", None)
-    embeddings: Path | None = option("embedding store of `embed` (anndata X; h5 features)", None)
-    tiles: Path | None = option("tile store of `tile` (h5 coordinates; slide files for geometry)", None)
+    embeddings: Path | Uri | None = option(
+        "embedding store (folder or URI) of `embed` (anndata X; h5 features)", None)
+    tiles: Path | Uri | None = option(
+        "tile store (folder or URI) of `tile` (h5 coordinates; slide files for geometry)", None)
     explain: Path | None = option(
         "explain folder holding a complete apply/ (NMF class heatmaps; NMF class weights per qupath tile)",
         None)

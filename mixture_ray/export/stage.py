@@ -24,11 +24,12 @@ from mixture_ray.store.schemas import TILE_KEY, magnification_label
 
 if TYPE_CHECKING:
     from mixture_ray.export.config import ExportConfig
+    from mixture_ray.locations import Uri
 
 KEY = list(TILE_KEY)
 
 
-def _prediction_rows(store: Path) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, str]]:
+def _prediction_rows(store: Path | Uri) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, str]]:
     """Prediction rows with one probability column per class, the classes, and the measurements."""
     pred = load_predictions(store, probabilities=True)
     rows = pred.rows.drop(columns=["probabilities"])
@@ -138,7 +139,7 @@ def _level0(source: str, backend: str) -> tuple[tuple[tuple[int, int], ...], tup
         reader.close()
 
 
-def _tile_step(tiles: Path) -> tuple[int, int]:
+def _tile_step(tiles: Path | Uri) -> tuple[int, int]:
     """(tile size, step) in pixels at the target magnification, from the tile store's settings."""
     settings = read_settings(tiles)
     tile_size = int(settings.get("tile_size", 0))
@@ -187,7 +188,8 @@ def export_nmf_heatmaps(explain: Path, out: Path) -> list[str]:
     return [f"  heatmaps: {files} NMF class heatmaps -> {out}"]
 
 
-def export_finding_heatmaps(predictions: Path, tiles: Path, out: Path) -> tuple[list[str], list[Failure]]:
+def export_finding_heatmaps(predictions: Path | Uri, tiles: Path | Uri,
+                            out: Path) -> tuple[list[str], list[Failure]]:
     """Per slide and finding: ``<slide_id>/<finding>.ome.tif``, one pixel per tile step."""
     rows, classes, _ = _prediction_rows(predictions)
     rows["magnification"] = rows["magnification"].astype(float)
@@ -266,7 +268,7 @@ def _float(value: object) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _embedding_lookup(store: Path, column: str) -> tuple[np.ndarray, pd.Series, set[float | None]]:
+def _embedding_lookup(store: Path | Uri, column: str) -> tuple[np.ndarray, pd.Series, set[float | None]]:
     """All embeddings as one matrix, a tile key -> row index lookup, and the magnifications embedded."""
     parts = list(load_embeddings(store, column).values())
     keys = pd.concat([k[KEY] for k, _ in parts], ignore_index=True)

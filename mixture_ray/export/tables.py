@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from mixture_ray.errors import ConfigError
-from mixture_ray.store.folder import committed_files
+from mixture_ray.locations import read_parquet_files
+from mixture_ray.store.folder import committed_locations
 from mixture_ray.store.schemas import TILE_KEY, magnification_label
+
+if TYPE_CHECKING:
+    from mixture_ray.locations import Uri
 
 _K_FOLDER = re.compile(r"^k-(\d+)$")
 
@@ -51,10 +56,18 @@ def cluster_table(root: Path) -> pd.DataFrame:
     return table
 
 
-def tile_geometry(tiles: Path, magnification: float | None = None) -> pd.DataFrame:
-    """Tile key, case, level-0 size, level read, tile size and source file of a complete tile store."""
+def tile_geometry(tiles: Path | Uri, magnification: float | None = None) -> pd.DataFrame:
+    """Tile key, case, level-0 size, level read, tile size and source file of a complete tile store.
+
+    Args:
+        tiles: the tile store, a folder or a URI.
+        magnification: keep only tiles of this magnification (None: all).
+
+    Returns:
+        One row per tile.
+    """
     columns = [*TILE_KEY, "case_id", "size_level0", "level", "tile_size", "mpp", "source"]
-    frame = pq.read_table([str(f) for f in committed_files(tiles)], columns=columns).to_pandas()
+    frame = read_parquet_files(committed_locations(tiles), columns=columns).to_pandas()
     if magnification is not None:
         frame = frame[frame.magnification == magnification]
     out: pd.DataFrame = frame.reset_index(drop=True)

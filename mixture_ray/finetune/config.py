@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 from mixture_ray.models.backbone import check_arch
 from mixture_ray.models.presets import is_preset, require_weights
 
@@ -28,7 +29,7 @@ class FinetuneConfig:
     """
 
     labels: Path = option("integrate output folder (labels.parquet + _SUCCESS) or its labels.parquet")
-    tiles: Path = option("tile store the labelled tiles come from (for the pixels)")
+    tiles: Path | Uri = option("tile store (folder or URI) the labelled tiles come from (for the pixels)")
     out_dir: Path = option("Ray Train storage folder; the run lives in out_dir/name")
     model: str = option(
         "ElEx checkpoint (pretrain run folder, Ray checkpoint folder or .pt), 'random' (baseline), or the "

@@ -15,12 +15,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mixture_ray.errors import ConfigError, StageIncompleteError
+from mixture_ray.locations import read_parquet_files
 from mixture_ray.store.codec import decode_tile, resize_square
-from mixture_ray.store.folder import SUCCESS, committed_files
+from mixture_ray.store.folder import SUCCESS, committed_locations
 from mixture_ray.store.schemas import TILE_ID_COLUMNS, TILE_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from mixture_ray.locations import Uri
 
 KEY = list(TILE_KEY)
 LABEL_COLUMNS = [*TILE_ID_COLUMNS, "finding"]
@@ -62,7 +65,7 @@ def class_order(labels: pd.DataFrame, findings: Sequence[str], source: Path) -> 
 
 
 def join_tiles(
-    labels: pd.DataFrame, tiles: Path, magnification: float | None, splits: Sequence[str]
+    labels: pd.DataFrame, tiles: Path | Uri, magnification: float | None, splits: Sequence[str]
 ) -> pd.DataFrame:
     """Labelled rows with the tile file holding their pixels (``path``) and their tile split.
 
@@ -71,7 +74,7 @@ def join_tiles(
 
     Args:
         labels: the labels table (:func:`load_labels`).
-        tiles: the tile store folder.
+        tiles: the tile store, a folder or a URI (``path`` then names each file by its URI).
         magnification: keep only labels at this magnification (None: all).
         splits: keep only tiles whose tile-store split is one of these (empty: all).
 
@@ -79,8 +82,8 @@ def join_tiles(
         The labels with ``path`` and ``split`` columns, one row per labelled tile.
     """
     frames = []
-    for file in committed_files(tiles):
-        table = pq.read_table(file, columns=TILE_COLUMNS).to_pandas()
+    for file in committed_locations(tiles):
+        table = read_parquet_files([file], columns=TILE_COLUMNS).to_pandas()
         frames.append(table[table["encoding"] != "none"].drop(columns="encoding").assign(path=str(file)))
     rows = pd.concat(frames, ignore_index=True)
     rows["magnification"] = rows["magnification"].astype(float)

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import ray
 
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Location
 from mixture_ray.store.codec import decode_tile, resize_square
 from mixture_ray.store.schemas import TILE_KEY
 
@@ -41,7 +42,8 @@ def read_labelled_pixels(batch: pa.Table, image_size: int) -> dict[str, np.ndarr
     parts = []
     for path, wanted in frame.groupby("path", sort=False):
         slides = pa.array(sorted({str(s) for s in wanted["slide_id"]}), pa.string())
-        images = pq.read_table(str(path), columns=[*KEY, "image"],
+        where = Location.of(str(path))  # a local path or a URI
+        images = pq.read_table(where.path, columns=[*KEY, "image"], filesystem=where.fs,
                                filters=pc.field("slide_id").isin(slides)).to_pandas()
         images["magnification"] = images["magnification"].astype("float64")
         parts.append(wanted.merge(images.drop_duplicates(KEY), on=KEY, how="left"))

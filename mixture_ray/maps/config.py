@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import GpuRequest, check_gpus, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri, is_uri
 from mixture_ray.slides.factory import Backend
 
 
@@ -22,9 +23,10 @@ class MapsConfig:
 
     manifest: Path = option("the slides' manifest (CSV/Parquet: slide_id, case_id, path[, mpp]) or folder")
     out_dir: Path = option("folder for <slide_id>.png maps, legend.json, agreement.csv and failures")
-    predictions: tuple[Path, ...] = option(
-        "prediction store(s) written by `mixture-ray classify`; several (one per magnification, e.g. "
-        "2.5x, 5x, 20x) draw a composite per slide: the slide, then each magnification's map", [])
+    predictions: tuple[Path | Uri, ...] = option(
+        "prediction store(s) (folders or URIs) written by `mixture-ray classify`; several (one per "
+        "magnification, e.g. 2.5x, 5x, 20x) draw a composite per slide: the slide, then each magnification's "
+        "map", [])
     clusters: Path | None = option(
         "instead of predictions: the folder written by `mixture-ray cluster`; maps its raw cluster "
         "labels (non-integrated baseline) for the clustering chosen by k and magnification", None)
@@ -44,7 +46,8 @@ class MapsConfig:
     def __post_init__(self) -> None:
         """A single store given from Python (``predictions=Path(...)``) becomes a one-store tuple."""
         if isinstance(self.predictions, str | Path):
-            object.__setattr__(self, "predictions", (Path(self.predictions),))
+            store = self.predictions
+            object.__setattr__(self, "predictions", (Uri(store) if is_uri(store) else Path(store),))
 
     def validate(self) -> None:
         """Check one of predictions and clusters (k, magnification with it), thumbnail_px, alpha."""

@@ -27,6 +27,8 @@ from mixture_ray.store.schemas import TILE_ID_COLUMNS, magnification_label
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from mixture_ray.locations import Uri
+
 RGB = tuple[int, int, int]
 
 
@@ -56,11 +58,12 @@ class Layer:
                 for slide, rows in self.rows.groupby("slide_id", sort=False)}
 
 
-def prediction_layers(stores: Sequence[Path]) -> list[Layer]:
+def prediction_layers(stores: Sequence[Path | Uri]) -> list[Layer]:
     """One layer per complete prediction store, by increasing magnification.
 
     Args:
-        stores: prediction stores of `mixture-ray classify`; several must hold distinct magnifications.
+        stores: prediction stores of `mixture-ray classify` (folders or URIs); several must hold
+            distinct magnifications.
 
     Returns:
         The layers, lowest magnification first (unknown last).

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mixture_ray.locations import recorded_address
 from mixture_ray.maps.composite import ORIGINAL, composite_figure
 from mixture_ray.maps.draw import overlay_tiles, with_legend
 from mixture_ray.maps.layers import RGB, Layer, cluster_layer, layer_colours, prediction_layers
@@ -190,7 +191,7 @@ def _settings(cfg: MapsConfig, layers: Sequence[Layer]) -> dict[str, Any]:
     if cfg.clusters is not None:
         return {"clusters": str(Path(cfg.clusters).resolve()), "k": cfg.k, "magnification": cfg.magnification,
                 "classes": list(layers[0].classes), **drawing}
-    stores = [str(Path(p).resolve()) for p in cfg.predictions]
+    stores = [recorded_address(p) for p in cfg.predictions]
     classes = [list(layer.classes) for layer in layers]
     if len(stores) == 1:  # the settings of a single store, as before composites
         return {"predictions": stores[0], "classes": classes[0], **drawing}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import RayTrainRun, option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 from mixture_ray.models.backbone import check_arch, require_resnet
 
 
@@ -14,7 +15,7 @@ from mixture_ray.models.backbone import check_arch, require_resnet
 class PretrainConfig:
     """`mixture-ray pretrain`: MoCo v2 self-supervised ResNet (an ElEx) on a tile store (Ray Train)."""
 
-    tiles: Path = option("tile store folder written by `mixture-ray tile`")
+    tiles: Path | Uri = option("tile store (folder or URI) written by `mixture-ray tile`")
     out_dir: Path = option("Ray Train storage folder; the run lives in out_dir/name")
     name: str = option("run name; rerunning with the same name resumes from its last checkpoint", "elex")
     magnification: float | None = option("train on tiles of this magnification only; null = all", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mixture_ray.errors import ConfigError
-from mixture_ray.store.folder import committed_files
+from mixture_ray.store.folder import committed_locations
 from mixture_ray.store.tiles import decode_image_batch, tile_rows
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def tile_dataset(cfg: PretrainConfig) -> ray.data.Dataset:
     """Decoded tiles for training; materialised in the object store when ``cache_tiles``."""
-    files = committed_files(cfg.tiles)
+    files = committed_locations(cfg.tiles)
     if not files:
         raise ConfigError(f"tiles: {cfg.tiles} holds no tiles")
     ds = tile_rows(files, ["image"], cfg.magnification)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mixture_ray.config import option, require_positive
 from mixture_ray.errors import ConfigError
+from mixture_ray.locations import Uri
 
 FINDINGS_20X = (
     "dense_fibrosis",
@@ -24,7 +25,7 @@ class ReviewConfig:
     """`mixture-ray review`: montages and a review page (no server needed) per magnification and k."""
 
     clusters: Path = option("clustering folder written by `mixture-ray cluster`")
-    tiles: Path = option("tile store the embeddings came from (for the montage pixels)")
+    tiles: Path | Uri = option("tile store (folder or URI) the embeddings came from (for the montage pixels)")
     out_dir: Path = option("folder for pages, montages and (optionally) oracle mappings")
     findings: tuple[str, ...] = option(
         "finding names offered for each cluster (plus other, exclude)", list(FINDINGS_20X)

@@ -7,6 +7,10 @@ Layout (the page loads its montages from the folder beside it: move ``out_dir`` 
     out_dir/mapping-oracle-<mag>-k<k>.yaml         only with ``oracle_cohort`` (simulation)
     out_dir/site_audit.csv, site_audit.json        the batch-effect audit (only when sites are known;
                                                    see :mod:`mixture_ray.review.site_audit`)
+
+The tile store is a local folder or an object-store URI. Its index names the parts of each slide,
+so the montages read only the parts that hold the sampled tiles' slides, one Ray task per part
+(:mod:`mixture_ray.review.tile_parts`).
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from urllib.parse import quote
 
 import pyarrow.parquet as pq
 
+from mixture_ray.locations import read_parquet_files
 from mixture_ray.paths import recorded_path
 from mixture_ray.report import Failure, Report
 from mixture_ray.review.mapping import dump_mapping
 from mixture_ray.review.mix import cluster_mixes, read_sites, tile_sites
-from mixture_ray.review.montage import fetch_images, montage_png, montage_size, sample_per_cluster
+from mixture_ray.review.montage import montage_png, montage_size, sample_per_cluster
 from mixture_ray.review.page import ClusterCard, render_review_page
 from mixture_ray.review.site_audit import SiteAudit, audit_clustering, audit_line, write_site_audit
-from mixture_ray.store.folder import committed_files
+from mixture_ray.review.tile_parts import TileParts, fetch_images
 from mixture_ray.store.schemas import TILE_KEY
 from mixture_ray.synth.oracle import ORACLE_SOURCE, oracle_clusters, tile_truth
 
@@ -74,9 +79,9 @@ def run(cfg: ReviewConfig) -> ReviewReport:
     Returns:
         The review pages and the oracle mappings written.
     """
-    tile_files = [str(p) for p in committed_files(cfg.tiles)]
+    tile_parts = TileParts.open(cfg.tiles)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    sites = read_sites(cfg.manifest, tile_files)
+    sites = read_sites(cfg.manifest, tile_parts)
     pages, oracles, audits = [], [], []
     for folder in clustering_folders(cfg.clusters, cfg.ks):
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -87,7 +92,7 @@ def run(cfg: ReviewConfig) -> ReviewReport:
         label = f"{mag}-{folder.name.replace('-', '')}"
         path = cfg.out_dir / f"review-{label}.html"
         montage_dir = cfg.out_dir / "montages" / mag / folder.name.replace("-", "")
-        cards = write_montages(cfg, assignments, tile_files, montage_dir, path.parent)
+        cards = write_montages(cfg, assignments, tile_parts, montage_dir, path.parent)
         mixes = cluster_mixes(assignments, sites=sites, top=cfg.mix_top)
         audit = site_audit(cfg, assignments, sites, label, metrics)
         audits.append(audit)
@@ -105,7 +110,7 @@ def run(cfg: ReviewConfig) -> ReviewReport:
         path.write_text(page, encoding="utf-8")
         pages.append(path)
         if cfg.oracle_cohort is not None:
-            oracles.append(write_oracle(cfg, folder, assignments, metrics, label, tile_files))
+            oracles.append(write_oracle(cfg, folder, assignments, metrics, label, tile_parts))
     written = write_site_audit(cfg.out_dir, audits, cfg.site_flag)
     return ReviewReport(pages, oracles, site_audit=written, site_audit_lines=tuple(map(audit_line, audits)))
 
@@ -125,14 +130,14 @@ def site_audit(
 
 
 def write_montages(
-    cfg: ReviewConfig, assignments: pd.DataFrame, tile_files: list[str], montage_dir: Path, page_dir: Path
+    cfg: ReviewConfig, assignments: pd.DataFrame, tile_parts: TileParts, montage_dir: Path, page_dir: Path
 ) -> list[ClusterCard]:
     """Draw each cluster's montage into ``montage_dir`` and describe it for the page.
 
     Args:
         cfg: montage settings (``per_cluster``, ``thumb_px``, ``seed``).
         assignments: the clustering's tiles (key columns and ``cluster``).
-        tile_files: committed Parquet files of the tile store holding the pixels.
+        tile_parts: the tile store holding the pixels (only the sampled slides' parts are read).
         montage_dir: where ``cluster-<id>.png`` files go.
         page_dir: the page's folder; the cards link the montages relative to it.
 
@@ -140,7 +145,7 @@ def write_montages(
         One card per cluster, in cluster order, without its slide/case mix.
     """
     sample = sample_per_cluster(assignments, cfg.per_cluster, cfg.seed)
-    images = fetch_images(tile_files, sample[[*TILE_KEY, "cluster"]])
+    images = fetch_images(tile_parts, sample[[*TILE_KEY, "cluster"]])
     sizes = assignments["cluster"].value_counts()
     montage_dir.mkdir(parents=True, exist_ok=True)
     cards = []
@@ -161,14 +166,20 @@ def write_oracle(
     assignments: pd.DataFrame,
     metrics: dict[str, object],
     label: str,
-    tile_files: list[str],
+    tile_parts: TileParts,
 ) -> Path:
-    """Oracle mapping of one clustering from the synthetic ground truth (a simulation)."""
+    """Oracle mapping of one clustering from the synthetic ground truth (a simulation).
+
+    The tiles' level-0 sizes are read from the parts that hold the clustering's slides (two key
+    columns and one size column; a simulation's store is small).
+    """
     assert cfg.oracle_cohort is not None
-    sizes = pq.read_table(
-        tile_files, columns=[*TILE_KEY, "size_level0"]
-    ).to_pandas()
-    keyed = assignments.merge(sizes, on=list(TILE_KEY), how="left")
+    parts = tile_parts.holding(assignments["slide_id"].astype(str).unique())
+    if parts:
+        sizes = read_parquet_files(parts, columns=[*TILE_KEY, "size_level0"]).to_pandas()
+        keyed = assignments.merge(sizes, on=list(TILE_KEY), how="left")
+    else:
+        keyed = assignments.assign(size_level0=float("nan"))
     truth = tile_truth(cfg.oracle_cohort, keyed)
     path = cfg.out_dir / f"mapping-oracle-{label}.yaml"
     dump_mapping(

@@ -284,27 +284,28 @@ class StageFolder:
                               "item_id": [f.item_id for f in failures],
                               "source": [f.source for f in failures],
                               "error": [f.error for f in failures]}, columns=list(FAILURE_COLUMNS))
-        (self.where / FAILURES).write_text(table.to_csv(index=False))
-        requested = list(requested)
-        if self.item_column is None:
-            missing = sorted({f.item_id for f in failures})
-            summary: dict[str, Any] = {"stage": self.stage, "items": len(requested)}
-        else:
-            index = read_index(self.where, prefer_index=False)
-            committed = index.committed()
-            missing = sorted(set(requested) - set(committed))
-            summary = {"stage": self.stage, "items_committed": len(committed),
-                       "rows": sum(committed.values())}
-        summary = {**summary, "items_failed": len(missing), **extra}
-        if self.item_column is not None:
-            write_json_atomic(self.where / INDEX, index.to_json())
-        if missing:
-            write_json_atomic(self.where / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
+        try:  # a marker that cannot be written (a full disk) ends the run too: the lease goes back
+            (self.where / FAILURES).write_text(table.to_csv(index=False))
+            requested = list(requested)
+            if self.item_column is None:
+                missing = sorted({f.item_id for f in failures})
+                summary: dict[str, Any] = {"stage": self.stage, "items": len(requested)}
+            else:
+                index = read_index(self.where, prefer_index=False)
+                committed = index.committed()
+                missing = sorted(set(requested) - set(committed))
+                summary = {"stage": self.stage, "items_committed": len(committed),
+                           "rows": sum(committed.values())}
+            summary = {**summary, "items_failed": len(missing), **extra}
+            if self.item_column is not None:
+                write_json_atomic(self.where / INDEX, index.to_json())
+            if missing:
+                write_json_atomic(self.where / INCOMPLETE, {**summary, "failed_items": missing[:1000]})
+                return False
+            write_json_atomic(self.where / SUCCESS, summary)
+            return True
+        finally:
             self.release()
-            return False
-        write_json_atomic(self.where / SUCCESS, summary)
-        self.release()
-        return True
 
     def ensure_lease(self) -> None:
         """Raise before a commit if another run took this run's lease over (no-op when not leased)."""

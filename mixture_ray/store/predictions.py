@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import pyarrow.parquet as pq
 
-from mixture_ray.store.folder import committed_files, read_settings
+from mixture_ray.locations import read_parquet_files
+from mixture_ray.store.folder import committed_locations, read_settings
 from mixture_ray.store.schemas import PREDICTION_ID_COLUMNS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mixture_ray.locations import Uri
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,14 +26,13 @@ class Predictions:
     magnification: float | None
 
 
-def load_predictions(store: Path, *, probabilities: bool = False) -> Predictions:
-    """Rows of a complete prediction store (refuses a partial one) and its classes."""
-    files = committed_files(store)
-    settings = read_settings(Path(store))
+def load_predictions(store: Path | Uri, *, probabilities: bool = False) -> Predictions:
+    """Rows of a complete prediction store (a folder or a URI; refuses a partial one) and its classes."""
+    files = committed_locations(store)
+    settings = read_settings(store)
     columns = [*PREDICTION_ID_COLUMNS, "finding", "class_index", "confidence"]
     if probabilities:
         columns.append("probabilities")
-    table = pq.read_table([str(f) for f in files], columns=columns) if files else None
-    rows = table.to_pandas() if table is not None else pd.DataFrame(columns=columns)
+    rows = read_parquet_files(files, columns=columns).to_pandas() if files else pd.DataFrame(columns=columns)
     mag = settings.get("magnification")
     return Predictions(rows, tuple(settings["classes"]), None if mag is None else float(mag))

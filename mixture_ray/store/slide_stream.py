@@ -177,6 +177,10 @@ def write_part(staging: str, name: str, key_columns: Sequence[str],
 
 def first_line(exc: BaseException, limit: int = 500) -> str:
     """A short one-line description of an exception (Ray wraps errors in long tracebacks)."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException):
+        exc = exc.cause  # the task's own error: "NoSpaceError: ...", not "RayTaskError(NoSpaceError): ..."
     text = str(exc).strip().splitlines()
     lines = [line for line in text if line.strip()]
     message = lines[-1] if lines else ""

@@ -76,3 +76,18 @@ def test_requires_python_covers_311_and_312() -> None:
     spec = SpecifierSet(project["requires-python"])
     assert spec.contains("3.11.7") and spec.contains("3.12.0") and spec.contains("3.12.9")
     assert not spec.contains("3.10.14") and not spec.contains("3.13.0")
+
+
+@pytest.mark.safety
+def test_every_node_starts_with_token_auth_and_the_job_server_stays_on_loopback(
+        launcher: dict[str, Any]) -> None:
+    head, workers = launcher["head_start_ray_commands"], launcher["worker_start_ray_commands"]
+    for starts in (head, workers):
+        ray_starts = [c for c in starts if "ray start" in c]
+        assert ray_starts and all(re.search(r"\bRAY_AUTH_MODE=token\b", c) for c in ray_starts), starts
+    # every node gets the token file `ray get-auth-token --generate` wrote where `ray up` runs
+    assert launcher["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
+    assert "test -s ~/.ray/auth_token" in "\n".join(launcher["setup_commands"])
+    head_start = " ".join(c for c in head if "ray start" in c)
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
+    assert "ray dashboard cluster.yaml" in CLUSTER_YAML.read_text()  # how users reach the job server

@@ -5,17 +5,15 @@ into an embedding store in the bucket, and clustered from it; the outputs equal 
 files. Commits rename nothing on the store (S3 has no rename): a chunk counts once its marker is
 written, and files that no marker lists are removed by the next run.
 
-The Ray session of this module is started after the S3 settings are in the environment, so its
-workers inherit them (on a cluster, the job's ``runtime_env.env_vars`` does that). The module
-shuts down any Ray session of the test process first and leaves Ray shut down; the next module
-that needs one starts its own (tests/conftest.py).
+The server and the module's Ray session come from :mod:`tests.cluster_path.s3_server` (Ray is
+started after the S3 settings are in the environment, so its workers inherit them). The stages
+that only read stores are tested on the same server in ``test_object_store_readers.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +39,7 @@ from mixture_ray.synth.cohort import write_cohort
 from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.stage import run as run_tile
+from tests.cluster_path.s3_server import loopback_s3
 
 pytestmark = pytest.mark.object_store
 
@@ -63,41 +62,18 @@ class S3:
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     """moto's S3 server on 127.0.0.1 with a bucket holding a 3-slide synthetic cohort; Ray started after."""
     import boto3
-    import ray
-    from moto.server import ThreadedMotoServer
 
     root = tmp_path_factory.mktemp("object_store")
     written = write_cohort(build_config(SynthConfig, {
         "out_dir": root / "cohort", "n_cases": 3, "min_slides_per_case": 1, "max_slides_per_case": 1,
         "width": 1024, "height": 1024, "levels": 2, "seed": 11}))
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
-                "MIXTURE_RAY_SLIDE_CACHE": str(root / "slide-cache")}
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    try:
+    with loopback_s3(BUCKET, {"MIXTURE_RAY_SLIDE_CACHE": str(root / "slide-cache")}) as endpoint:
         client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
         slides = {}
         for svs in sorted((written.root / "slides").glob("*.svs")):
             client.upload_file(str(svs), BUCKET, f"slides/{svs.name}")
             slides[svs.stem] = f"s3://{BUCKET}/slides/{svs.name}"
-        if ray.is_initialized():
-            ray.shutdown()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
         yield S3(endpoint, written.root, slides)
-    finally:
-        ray.shutdown()
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _manifest(s3: S3, folder: Path, *, remote: bool) -> Path:

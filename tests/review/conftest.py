@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,14 +12,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from mixture_ray.config import build_config
 from mixture_ray.review.config import ReviewConfig
 from mixture_ray.review.stage import run as run_review
-from mixture_ray.store.folder import committed_files
+from mixture_ray.store.folder import StageFolder, committed_files
+from mixture_ray.store.part_ledger import PartLedger
 from mixture_ray.store.schemas import TILE_ID_COLUMNS
+from mixture_ray.store.slide_stream import COUNT_SCHEMA
 from mixture_ray.tile.config import ImportImagesConfig
 from mixture_ray.tile.images import run_import
 from tests.conftest import TILES_DIR, _start_ray, require_shared
@@ -55,6 +59,48 @@ def write_clustering(folder: Path, keys: pd.DataFrame, clusters: np.ndarray, k: 
     metrics = {"magnification": None if pd.isna(magnification) else float(magnification), "k": k}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     np.save(folder / "centroids.npy", np.zeros((k, 4), np.float32))
+
+
+def images_the_old_way(tile_files: list[str], keys: pd.DataFrame) -> pd.DataFrame:
+    """The reference: every image of every sampled slide read, then joined (what review used to do)."""
+    key = ["slide_id", "x", "y", "magnification"]
+    slides = pa.array(sorted(set(keys.slide_id)), pa.string())
+    images = pq.read_table(tile_files, columns=[*key, "image"],
+                           filters=pc.field("slide_id").isin(slides)).to_pandas()
+    images["magnification"] = images["magnification"].astype("float64")
+    wanted = keys.copy()
+    wanted["magnification"] = wanted["magnification"].astype("float64")
+    return wanted.merge(images, on=key, how="left")
+
+
+def repartition(source: Path, out: Path, part_rows: int) -> Path:
+    """Copy a tile store into parts of ``part_rows`` rows, committed as the streaming stages do.
+
+    Rows are ordered by slide and key, so a slide spans parts and a part holds the end of one
+    slide and the start of the next; the index lists each slide's parts.
+    """
+    table = pq.read_table(committed_files(source)).sort_by(
+        [(c, "ascending") for c in ("slide_id", "magnification", "x", "y")])
+    totals = Counter(table["slide_id"].to_pylist())
+    folder = StageFolder(out, stage="tile")
+    folder.prepare({"part_rows": part_rows})
+    staging = folder.new_staging()
+    ledger = PartLedger(folder, sources={s: f"{s}.svs" for s in totals}, expected=totals)
+    for i, start in enumerate(range(0, len(table), part_rows)):
+        piece = table.slice(start, part_rows)
+        part = staging / f"part-{i:06d}.parquet"
+        part.write_parquet(piece)
+        frame = piece.select(["slide_id", "case_id", "magnification"]).to_pandas()
+        rows = [{"slide_id": slide, "consumed": len(held), "produced": len(held), "expected": totals[slide],
+                 "written": len(held), "errors": 0, "first_error": None, "case_id": held.case_id.iloc[0],
+                 "magnifications": json.dumps({str(m): int(n) for m, n in
+                                               held.magnification.value_counts().items()})}
+                for slide, held in frame.groupby("slide_id", sort=True)]
+        ledger.add(part, pa.Table.from_pylist(rows, schema=COUNT_SCHEMA))
+    assert ledger.close(None) == []
+    assert folder.finish(requested=sorted(totals), failures=[], extra={})
+    shutil.rmtree(staging.path, ignore_errors=True)
+    return out
 
 
 @pytest.fixture(scope="session")

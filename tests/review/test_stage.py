@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -24,7 +23,7 @@ from mixture_ray.synth.config import SynthConfig
 from mixture_ray.tile.config import TileConfig
 from mixture_ray.tile.stage import run as run_tiling
 from tests.conftest import TiledCohort
-from tests.review.conftest import EVIL, Lung, needs_chromium, write_clustering
+from tests.review.conftest import EVIL, Lung, images_the_old_way, needs_chromium, write_clustering
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -186,33 +185,20 @@ def test_oracle_mapping_from_synthetic_truth(tmp_path: Path) -> None:
     assert {c: mapping.clusters[c] for c in codes.values()} == {i: n for n, i in codes.items()}
 
 
-def _images_the_old_way(tile_files: list[str], keys: pd.DataFrame) -> pd.DataFrame:
-    """The reference: every image of every sampled slide read, then joined (what review used to do)."""
-    import pyarrow.compute as pc
-
-    key = ["slide_id", "x", "y", "magnification"]
-    slides = pa.array(sorted(set(keys.slide_id)), pa.string())
-    images = pq.read_table(tile_files, columns=[*key, "image"],
-                           filters=pc.field("slide_id").isin(slides)).to_pandas()
-    images["magnification"] = images["magnification"].astype("float64")
-    wanted = keys.copy()
-    wanted["magnification"] = wanted["magnification"].astype("float64")
-    return wanted.merge(images, on=key, how="left")
-
-
 def test_montages_read_only_the_sampled_tiles_and_equal_the_old_full_read(
     page: Path, lung: Lung, tiled_cohort: TiledCohort
 ) -> None:
     """The pushdown read returns exactly the old full-slide read's rows (imported tiles with no
     magnification, and a tiled store at two magnifications with a key that is not stored), and the
     montages on the page are the ones the old read gives."""
-    from mixture_ray.review.montage import fetch_images, montage_png, read_images, sample_per_cluster
+    from mixture_ray.review.montage import montage_png, sample_per_cluster
+    from mixture_ray.review.tile_parts import TileParts, fetch_images, read_images
 
     clusters, tiles, truth = lung
     files = [str(f) for f in committed_files(tiles)]
     assignments = pq.read_table(clusters / "mag-unknown" / "k-3" / "assignments.parquet").to_pandas()
     sample = sample_per_cluster(assignments, 20, 0)[["slide_id", "x", "y", "magnification", "cluster"]]
-    new, old = fetch_images(files, sample), _images_the_old_way(files, sample)
+    new, old = fetch_images(TileParts.open(tiles), sample), images_the_old_way(files, sample)
     pd.testing.assert_frame_equal(new, old)
     assert len(read_images(files, sample)) == sample.slide_id.ne(EVIL).sum() < len(truth)
     for cluster, rows in old.groupby("cluster", sort=True):
@@ -224,7 +210,7 @@ def test_montages_read_only_the_sampled_tiles_and_equal_the_old_full_read(
     keys = stored.sample(n=25, random_state=1).reset_index(drop=True)
     keys.loc[0, "x"] = -1  # not stored: no image, as before
     keys.loc[1, "magnification"] = 7.0  # a stored position at another magnification: no image either
-    new, old = fetch_images(cohort_files, keys), _images_the_old_way(cohort_files, keys)
+    new, old = fetch_images(TileParts.open(tiled_cohort.tiles), keys), images_the_old_way(cohort_files, keys)
     pd.testing.assert_frame_equal(new, old)
     assert new.image.isna().sum() == 2 and new.image.iloc[2:].map(lambda b: isinstance(b, bytes)).all()
     stored_rows = len(read_images(cohort_files, keys))

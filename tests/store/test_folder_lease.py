@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -83,13 +84,14 @@ def test_heartbeat_renews_and_a_lost_lease_stops_commits(tmp_path: Path) -> None
     assert Holder.parse((tmp_path / LEASE).read_text()).owner == "someone-else"  # type: ignore[union-attr]
 
 
-def _contend(folder: str, start_at: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _contend(folder: str, start_at: float, results: multiprocessing.Queue,  # type: ignore[type-arg]
+             everyone_tried: Any) -> None:
     lease = FolderLease(Location.of(folder), "tile")
     time.sleep(max(0.0, start_at - time.time()))
     try:
         lease.acquire()
         results.put("won")
-        time.sleep(1.0)
+        everyone_tried.wait(60)  # held until every contender has tried, however late it started
         lease.release()
     except FolderBusyError:
         results.put("refused")
@@ -100,12 +102,14 @@ def test_racing_processes_get_one_lease(tmp_path: Path, stale: bool) -> None:
     if stale:
         foreign_lease(tmp_path, age_s=600)
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
+    results, everyone_tried = context.Queue(), context.Event()
     start_at = time.time() + 3.0
-    workers = [context.Process(target=_contend, args=(str(tmp_path), start_at, results)) for _ in range(4)]
+    workers = [context.Process(target=_contend, args=(str(tmp_path), start_at, results, everyone_tried))
+               for _ in range(4)]
     for worker in workers:
         worker.start()
     outcomes = sorted(results.get(timeout=60) for _ in workers)
+    everyone_tried.set()
     for worker in workers:
         worker.join(timeout=30)
     assert outcomes == ["refused", "refused", "refused", "won"]
