@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 and 1,000 slides: a smoke test")
     parser.add_argument("--sizes", default=None, help="comma-separated slide counts (default 1000,10000)")
     parser.add_argument("--no-s3", action="store_true", help="skip the request count on loopback S3")
+    parser.add_argument("--s3-slides", type=int, default=1000, help="slides of the loopback S3 run")
+    parser.add_argument("--no-embed-compare", action="store_true",
+                        help="skip the small vs large slides embedding comparison")
     parser.add_argument("--child", choices=["scale", "s3", "embed"], help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -168,25 +171,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         work = Path(tmp)
         base = make_base(work / "base", 512, BASE_SLIDES, seed=0)
-        runs = []
-        for n in sizes:
+        runs: list[dict[str, Any]] = []
+        s3 = None
+
+        def keep_partial() -> None:  # a run cut short still leaves what it measured, marked partial
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"partial": True, "runs": runs, "s3_run": s3}, indent=2))
+
+        for i, n in enumerate(sizes):
             manifest = symlinked_manifest(base, n, work)
             print(f"[bench_scale] {n} slides ...", flush=True)
             runs.append(in_child("--child", "scale", "--manifest", str(manifest), "--work",
                                  str(work / f"run_{n}"), "--n", str(n)))
-        s3 = None
-        if not args.no_s3:
-            print(f"[bench_scale] {sizes[0]} slides, stores on loopback S3 ...", flush=True)
-            s3 = in_child("--child", "s3", "--manifest", str(symlinked_manifest(base, sizes[0], work)),
-                          "--work", str(work / f"s3_{sizes[0]}"), "--n", str(sizes[0]))
+            keep_partial()
+            if i == 0 and not args.no_s3:  # before the largest size, which takes longest
+                print(f"[bench_scale] {args.s3_slides} slides, stores on loopback S3 ...", flush=True)
+                s3 = in_child("--child", "s3", "--manifest",
+                              str(symlinked_manifest(base, args.s3_slides, work)),
+                              "--work", str(work / f"s3_{args.s3_slides}"), "--n", str(args.s3_slides))
+                keep_partial()
         # Per-slide cost: the same number of tiles on small slides and on a few large ones.
         small_n = 100 if args.quick else 500
-        small = in_child("--child", "embed", "--manifest", str(symlinked_manifest(base, small_n, work)),
-                         "--work", str(work / "small"), "--max-tiles", str(TILES_PER_SLIDE))
-        large_base = make_base(work / "large_base", 2048, 4, seed=1)
-        large_manifest = symlinked_manifest(large_base, 4, work / "large")
-        large = in_child("--child", "embed", "--manifest", str(large_manifest), "--work", str(work / "large"),
-                         "--max-tiles", str(small["tiles"] // 4 + 1))
+        small: dict[str, Any] = {"tiles_per_s": float("nan")}
+        large: dict[str, Any] = {"tiles_per_s": float("nan")}
+        if not args.no_embed_compare:
+            small = in_child("--child", "embed", "--manifest", str(symlinked_manifest(base, small_n, work)),
+                             "--work", str(work / "small"), "--max-tiles", str(TILES_PER_SLIDE))
+            large_base = make_base(work / "large_base", 2048, 4, seed=1)
+            large_manifest = symlinked_manifest(large_base, 4, work / "large")
+            large = in_child("--child", "embed", "--manifest", str(large_manifest), "--work",
+                             str(work / "large"), "--max-tiles", str(small["tiles"] // 4 + 1))
     first, last = runs[0], runs[-1]
     growth = last["slides"] / first["slides"]
     ratios = {s: growth * first["stages"][s]["wall_s"] / last["stages"][s]["wall_s"] for s in first["stages"]}
