@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mixture_ray.env_settings import env_number
 from mixture_ray.errors import NoSpaceError
 from mixture_ray.faults import fail_once
 
@@ -291,15 +292,8 @@ def _write_local(target: Path, write: Callable[[Path], None]) -> None:
 
 def s3_attempts() -> int:
     """Attempts per S3 request (``MIXTURE_RAY_S3_ATTEMPTS``, default 10)."""
-    text = os.environ.get(S3_ATTEMPTS_ENV, "").strip()
-    if not text:
-        return DEFAULT_S3_ATTEMPTS
-    if not text.isdigit() or int(text) < 1:
-        from mixture_ray.errors import ConfigError
-
-        raise ConfigError(f"{S3_ATTEMPTS_ENV}={text!r}: give the attempts per S3 request "
-                          "(a whole number >= 1)")
-    return int(text)
+    value = env_number(S3_ATTEMPTS_ENV, minimum=1, meaning="attempts per S3 request", whole=True)
+    return DEFAULT_S3_ATTEMPTS if value is None else int(value)
 
 
 def s3_with_retries(region: str) -> pafs.S3FileSystem:

@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from mixture_ray.locations import Location
-from mixture_ray.store.folder import committed_locations
+from mixture_ray.store.folder import require_finished
 from mixture_ray.store.schemas import TILE_KEY, TILE_SCHEMA
 from mixture_ray.store.store_index import read_index
 
@@ -71,8 +71,9 @@ class TileParts:
             StageIncompleteError: the store has no ``_SUCCESS`` marker.
         """
         where = Location.of(store)
-        files = committed_locations(where)
-        index = read_index(where)
+        require_finished(where)
+        index = read_index(where)  # read once: it gives the parts and the slides in them
+        files = [where / name for name in index.files]
         position = {f.path: i for i, f in enumerate(files)}
         slide_parts: dict[str, tuple[int, ...] | None] = {}
         for slide, entry in index.slides.items():

@@ -36,7 +36,6 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-import math
 import os
 import re
 import shutil
@@ -48,7 +47,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
-from mixture_ray.errors import SlideError
+from mixture_ray.env_settings import env_number
+from mixture_ray.errors import ConfigError, SlideError
 from mixture_ray.locations import Location
 
 if TYPE_CHECKING:
@@ -76,16 +76,11 @@ def cache_folder() -> Path:
 
 def _configured_limit() -> int | None:
     """The cap set by ``MIXTURE_RAY_SLIDE_CACHE_GB`` in bytes, or None when it is not set."""
-    text = os.environ.get(LIMIT_ENV, "").strip()
-    if not text:
-        return None
     try:
-        gib = float(text)
-    except ValueError:
-        gib = math.nan
-    if not math.isfinite(gib) or gib < 0:
-        raise SlideError(LIMIT_ENV, f"must be a number of GiB (0 or more), got {text!r}")
-    return int(gib * (1 << 30))
+        gib = env_number(LIMIT_ENV, minimum=0.0, meaning="GiB the slide cache may hold")
+    except ConfigError as exc:
+        raise SlideError(LIMIT_ENV, str(exc).removeprefix(f"{LIMIT_ENV}=")) from None
+    return None if gib is None else int(gib * (1 << 30))
 
 
 def _limit_bytes(folder: Path, held: int) -> int:

@@ -347,7 +347,14 @@ def committed_locations(root: Path | str | Location, *, require_complete: bool =
         The committed Parquet files.
     """
     where = Location.of(root)
-    if require_complete and not (where / SUCCESS).exists():
+    if require_complete:
+        require_finished(where)
+    return StageFolder(where, stage="").data_locations()
+
+
+def require_finished(where: Location) -> None:
+    """Refuse a stage folder without ``_SUCCESS``, saying whether it failed or never finished."""
+    if not (where / SUCCESS).exists():
         why = (
             f"it finished with failures (see {FAILURES})"
             if (where / INCOMPLETE).exists()
@@ -356,7 +363,6 @@ def committed_locations(root: Path | str | Location, *, require_complete: bool =
         raise StageIncompleteError(
             f"{where}: output is not complete: {why}; rerun the stage or allow partial input"
         )
-    return StageFolder(where, stage="").data_locations()
 
 
 def committed_files(root: Path | str, *, require_complete: bool = True) -> list[Path]:

@@ -32,7 +32,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from mixture_ray.errors import ConfigError, FolderBusyError
+from mixture_ray.env_settings import env_number
+from mixture_ray.errors import FolderBusyError
 
 if TYPE_CHECKING:
     from mixture_ray.locations import Location
@@ -45,17 +46,8 @@ DEFAULT_STALE_S = 120.0
 
 def stale_after_from_env() -> float:
     """Seconds without a heartbeat after which a lease is taken over (``MIXTURE_RAY_LEASE_STALE_S``)."""
-    text = os.environ.get(STALE_ENV, "").strip()
-    if not text:
-        return DEFAULT_STALE_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 1.0:
-        raise ConfigError(f"{STALE_ENV}={text!r}: give the seconds after which a silent lease is stale "
-                          "(a number >= 1)")
-    return value
+    value = env_number(STALE_ENV, minimum=1.0, meaning="seconds after which a silent lease is stale")
+    return DEFAULT_STALE_S if value is None else value
 
 
 @dataclasses.dataclass(frozen=True)
