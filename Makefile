@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint bench-quick clean
+.PHONY: setup browser demo test lint docs bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: setup
 
 test: setup browser lint
 	$(BIN)/pytest -q
+
+# The generated CLI reference (tests/test_cli_reference.py fails when it is out of date).
+docs: setup
+	$(BIN)/python -m mixture_ray.cli_reference docs/cli.md
 
 bench-quick: setup
 	$(BIN)/python benchmarks/bench_tiling.py --quick --out bench_out/tiling.json

@@ -63,7 +63,7 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
             raise ConfigError(f"{name}: {value!r} is an object-store URI, but this key takes a local or "
                               "shared path (URIs are taken by the Parquet stores: out_dir of tile, embed, "
                               "classify and every key reading one; clusterings and other stages' folders are "
-                              "local: see the README, Object storage)")
+                              "local: see docs/cluster.md, Object storage)")
         if not isinstance(value, str | Path) or not str(value):
             raise ConfigError(f"{name}: expected a path, got {value!r}")
         return Path(value)
