@@ -4,6 +4,7 @@ Generated from the stage list (:mod:`mixture_ray.stages`): every config key of a
 ``--key`` flag, and ``mixture-ray <stage> --help`` lists them with their defaults. The stage's
 ``run(cfg)`` returns a report whose ``summary()`` is printed. Exit status: 0 complete, 2 bad
 input or config, 3 partial (some items failed; see the stage's failures table), 1 unexpected error.
+``mixture-ray status DIR`` (:mod:`mixture_ray.status`) takes no config: it reads a run folder's markers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mixture_ray.config import load_config, option_keys
 from mixture_ray.errors import MixtureRayError
 from mixture_ray.stages import BY_NAME, STAGES, StageSpec
+from mixture_ray.status import command as status_command
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -81,6 +83,8 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
             _add_stage_options(p, config)
         else:
             where.add_parser(name, help=spec.help)
+    status_command.configure(sub.add_parser(status_command.VERB, help=status_command.HELP,
+                                            description=status_command.HELP))
     return parser
 
 
@@ -130,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (0 complete, 2 bad input or config, 3 partial, 130 interrupted).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [status_command.VERB]:  # reads a run folder; no config, no Ray
+        return status_command.main(argv[1:])
     args = build_parser(chosen_stage(argv)).parse_args(argv)
     action = getattr(args, "action", None)
     spec = BY_NAME[f"{args.stage} {action}" if action else args.stage]

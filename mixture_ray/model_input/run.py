@@ -105,6 +105,7 @@ class ModelStage:
                 f"tiles: no tile of {tiles} matches magnification={magnification}, "
                 f"max_background={max_background}; check the magnification (a tile store's "
                 "_settings.json lists its magnifications)")
+        store.plan(len(plan.requested))
         gpus = gpus_per_actor(self.pool.gpus)
         failures: list[Failure] = []
         if plan.expected:

@@ -155,6 +155,11 @@ class StageFolder:
         if self.item_column is not None:
             drop_partial_slides(self)
 
+    def plan(self, items: int) -> None:
+        """Record in the lease how many items (slides) this run was asked for (``mixture-ray status``)."""
+        if self.lease is not None:
+            self.lease.plan(items)
+
     def _drop_local_leftovers(self) -> None:
         root = self.root
         stale = [*root.parent.glob(f".{glob.escape(root.name)}.tmp-*"), *root.glob(".tmp-*")]

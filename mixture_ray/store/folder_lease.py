@@ -61,6 +61,8 @@ class Holder:
     job_id: str | None
     started: float
     heartbeat: float
+    #: Items (slides) the run was asked for, once it knows (:meth:`FolderLease.plan`): status's ETA.
+    planned_items: int | None = None
 
     @classmethod
     def me(cls, stage: str) -> Holder:
@@ -74,8 +76,10 @@ class Holder:
         """The holder in a lease file's text; None for a torn or foreign file."""
         try:
             raw: dict[str, Any] = json.loads(text)
+            planned = raw.get("planned_items")
             return cls(str(raw["owner"]), str(raw["stage"]), str(raw["host"]), int(raw["pid"]),
-                       raw.get("job_id"), float(raw["started"]), float(raw["heartbeat"]))
+                       raw.get("job_id"), float(raw["started"]), float(raw["heartbeat"]),
+                       None if planned is None else int(planned))
         except (ValueError, KeyError, TypeError):
             return None  # a torn or foreign file: treated as stale
 
@@ -202,6 +206,14 @@ class FolderLease:
         time.sleep(self.settle_s)
         current = self._read()
         return current is not None and current.owner == self.holder.owner
+
+    def plan(self, items: int) -> None:
+        """Record how many items this run was asked for in the lease file (best effort)."""
+        self.holder = dataclasses.replace(self.holder, planned_items=int(items))
+        try:
+            self.file.write_text(self.holder.to_json())
+        except OSError as exc:  # only status's ETA needs it; the next heartbeat writes it again
+            LOG.warning("%s: planned items not written to the lease (%s)", self.where, exc)
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()

@@ -120,6 +120,7 @@ def tile_slides(cfg: TileConfig) -> TilingReport:
     manifest = manifest[~manifest["slide_id"].isin(list(qc.excluded))]
     done = store.committed_items()
     todo = manifest[~manifest["slide_id"].isin(list(done))]
+    store.plan(len(manifest))
     ensure_ray()
     records = cast("list[dict[str, Any]]", todo.to_dict("records"))
     if cfg.qc is not None:

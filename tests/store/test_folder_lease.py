@@ -135,3 +135,19 @@ def test_two_tile_runs_on_one_folder_leave_every_tile_once(tmp_path: Path) -> No
     keys = set(zip(*(table[c].to_pylist() for c in table.column_names), strict=True))
     assert table.num_rows == len(keys) > 0  # no tile twice
     assert not (out / LEASE).exists()
+
+
+def test_the_planned_item_count_is_kept_in_the_lease_for_status(tmp_path: Path) -> None:
+    folder = StageFolder(tmp_path / "tiles", stage="tile", item_column="slide_id")
+    folder.prepare({"tile_size": 1})
+    holder = Holder.parse((tmp_path / "tiles" / LEASE).read_text())
+    assert holder is not None and holder.planned_items is None
+    folder.plan(12)
+    holder = Holder.parse((tmp_path / "tiles" / LEASE).read_text())
+    assert holder is not None and holder.planned_items == 12
+    assert folder.lease is not None and folder.lease.holder.planned_items == 12  # heartbeats keep it
+    folder.lease.release()
+    old = json.loads(Holder("x", "tile", "h", 1, None, 0.0, 0.0).to_json())
+    del old["planned_items"]  # a lease written before the field existed still parses
+    parsed = Holder.parse(json.dumps(old))
+    assert parsed is not None and parsed.planned_items is None

@@ -1,0 +1,1 @@
+"""`mixture-ray status DIR`: one table of a run folder's stage folders, read from markers and records only."""
