@@ -46,8 +46,7 @@ def _spec(name: str, package: str, config: str, help: str, run: str = "stage:run
 
 
 STAGES: tuple[StageSpec, ...] = (
-    _spec("synth", "synth", "SynthConfig", "write a synthetic cohort with planted findings",
-          "cohort:write_cohort"),
+    _spec("synth", "synth", "SynthConfig", "write a synthetic cohort with planted findings"),
     _spec("qc", "qc", "QcConfig",
           "slide quality control (Ray task per slide): pass/flag/fail table, thumbnails, masks, page"),
     _spec("tile", "tile", "TileConfig", "tile slides into a Parquet tile store"),
