@@ -18,8 +18,6 @@ The median of 3 repeats; ``--quick`` is a smoke test.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import statistics
 import sys
@@ -36,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_embedding import time_bare  # noqa: E402
 from benchmarks.hardware import hardware_info  # noqa: E402
+from benchmarks.record import save_record, start_local_ray  # noqa: E402
 from mixture_ray.config import build_config  # noqa: E402
 from mixture_ray.embed.config import EmbedConfig  # noqa: E402
 from mixture_ray.store.folder import committed_files  # noqa: E402
@@ -129,11 +128,8 @@ def main() -> None:
     batch = 64
     repeats = args.repeats or (1 if args.quick else 3)
     cpus = len(os.sched_getaffinity(0))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    start_local_ray(cpus)
     import ray
-
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         work = Path(tmp)
@@ -168,9 +164,7 @@ def main() -> None:
                    "torch_threads": cpus, "slide_px": side, "n_slides": n_cases, "quick": args.quick,
                    "repeats": repeats},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("name", "value", "baseline_value", "ratio")}, indent=2))
+    save_record(args.out, result)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ loop of the same model on the same cores.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import statistics
 import sys
@@ -31,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.hardware import hardware_info  # noqa: E402
+from benchmarks.record import save_record, start_local_ray  # noqa: E402
 from mixture_ray.config import build_config  # noqa: E402
 from mixture_ray.embed.config import EmbedConfig  # noqa: E402
 from mixture_ray.pretrain.config import PretrainConfig  # noqa: E402
@@ -157,11 +156,8 @@ def main() -> None:
     batch, steps = 64, (6 if args.quick else 10)
     repeats = args.repeats or (1 if args.quick else 3)
     cpus = len(os.sched_getaffinity(0))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    start_local_ray(cpus)
     import ray
-
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench_embedding_") as tmp:
         work = Path(tmp)
@@ -201,9 +197,7 @@ def main() -> None:
                    "quick": args.quick, "repeats": repeats,
                    "pretrain_tile_px": tile, "pretrain_crop_fraction": 0.8},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("name", "value", "baseline_value", "ratio")}, indent=2))
+    save_record(args.out, result)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mixture_ray.stats.plots import save_figure
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
@@ -53,14 +55,8 @@ def score_by_group(score: pd.Series, group: pd.Series, path: Path, title: str, y
         ax.axhline(threshold, ls=":", c="grey", lw=0.8)
     ax.set(ylabel=ylabel, title=title)
     ax.title.set_fontsize(10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
-
-def _save(fig: Figure, path: Path) -> Figure:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return fig
 
 
 def correlation_heatmap(matrix: pd.DataFrame, path: Path, title: str,
@@ -94,4 +90,4 @@ def correlation_heatmap(matrix: pd.DataFrame, path: Path, title: str,
                         color="white" if abs(v) > 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Pearson r")
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -90,10 +90,11 @@ def roc_feature_sets(results: Sequence[ModelResult], path: Path, ci_level: float
         ax.axis("off")
     what = f"Diagnosis ({classes})" if classes else "Diagnosis"
     fig.suptitle(f"{what}, test split: ROC with AUC and {ci_level:.0%} DeLong CI", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: Figure, path: Path) -> Figure:
+def save_figure(fig: Figure, path: Path) -> Figure:
+    """Lay out, write at 100 dpi and close ``fig``; returns it (closed) for tests to inspect."""
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -127,7 +128,7 @@ def roc_best(
     if bootstrap_p is not None:
         title += f", bootstrap p = {bootstrap_p:.3g}"
     _roc_axes(ax, title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def kaplan_meier(survival: SurvivalByGroup, p_value: float, path: Path, title: str,
@@ -157,7 +158,7 @@ def kaplan_meier(survival: SurvivalByGroup, p_value: float, path: Path, title: s
     p_text = "n/a" if not np.isfinite(p_value) else f"{p_value:.3g}"
     ax.set_title(f"{title}\nlog-rank p = {p_text}", fontsize=10)
     add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk", "Events"])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def forest(univariable: pd.DataFrame, multivariable: pd.DataFrame, hr_per: float, path: Path,
@@ -208,7 +209,7 @@ def forest(univariable: pd.DataFrame, multivariable: pd.DataFrame, hr_per: float
     ax.set_title("Cox proportional hazards per finding", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def colour_labels(labels: Sequence[Text], features: Sequence[str], colours: Mapping[str, str] | None) -> None:
@@ -238,4 +239,4 @@ def importance(frame: pd.DataFrame, path: Path, title: str,
     ax.set_yticks(np.arange(len(frame)), features, fontsize=8)
     ax.set_xlabel("mean decrease in impurity")
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -119,3 +119,26 @@ def to_rgb(stains: Stains, rng: np.random.Generator) -> Array:
         od += m[..., None] * M_OD
     rgb = 255.0 * np.exp(-od) + rng.normal(0, 1.5, od.shape).astype(np.float32)
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def adipocytes(rng: np.random.Generator, size: int, *, cell_px: int, jitter: float, membrane_px: float,
+               membrane_eosin: float, max_tint: float, px_per_nucleus: int) -> Stains:
+    """Polygonal fat cells: eosin membranes ``membrane_px`` thick, pale tinted interiors, rare nuclei.
+
+    Args:
+        rng: the generator (the draws are made in a fixed order, so a seed gives the same texture).
+        size: the texture's edge in pixels.
+        cell_px: the cells' typical diameter.
+        jitter: how irregular the cells are (Voronoi seed jitter).
+        membrane_px: membrane thickness, in pixels of distance to the cell edge.
+        membrane_eosin: eosin of a membrane pixel.
+        max_tint: the most eosin a cell's interior gets (uniform per cell).
+        px_per_nucleus: texture pixels per nucleus on the membranes.
+    """
+    edge, cell = voronoi_edges(rng, size, cell_px, jitter=jitter)
+    membrane = np.clip(membrane_px - edge, 0, 1.2) / 1.2
+    tint = rng.uniform(0.0, max_tint, cell.max() + 1).astype(np.float32)[cell]
+    e = membrane * membrane_eosin + (1 - membrane) * tint
+    h = nuclei(rng, size, size * size // px_per_nucleus, (3.5, 4.5), (3.0, 4.0), None, (0.9, 1.1),
+               where=membrane > 0.9)
+    return h, e, None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixture_ray.synth.procedural import Stains, blur, nuclei, smooth_noise, voronoi_edges
+from mixture_ray.synth.procedural import Stains, adipocytes, blur, nuclei, smooth_noise, voronoi_edges
 
 
 def collapsed_alveolar(rng: np.random.Generator, size: int) -> Stains:
@@ -65,10 +65,5 @@ def loose_lymphoid(rng: np.random.Generator, size: int) -> Stains:
 
 def small_fat(rng: np.random.Generator, size: int) -> Stains:
     """Small adipocytes (~35 px) with thicker membranes."""
-    edge, cell = voronoi_edges(rng, size, 35, jitter=0.8)
-    membrane = np.clip(4.5 - edge, 0, 1.2) / 1.2
-    tint = rng.uniform(0.0, 0.18, cell.max() + 1).astype(np.float32)[cell]
-    e = membrane * 0.75 + (1 - membrane) * tint
-    h = nuclei(rng, size, size * size // 25000, (3.5, 4.5), (3.0, 4.0), None, (0.9, 1.1),
-               where=membrane > 0.9)
-    return h, e, None
+    return adipocytes(rng, size, cell_px=35, jitter=0.8, membrane_px=4.5, membrane_eosin=0.75,
+                      max_tint=0.18, px_per_nucleus=25000)

@@ -15,6 +15,7 @@ from mixture_ray.synth import findings
 from mixture_ray.synth.procedural import (
     Array,
     Stains,
+    adipocytes,
     blur,
     nuclei,
     smooth_noise,
@@ -89,13 +90,9 @@ def lymphoid_aggregate(rng: np.random.Generator, size: int) -> Stains:
 
 def fat(rng: np.random.Generator, size: int) -> Stains:
     """Regular polygonal adipocytes (~55 px) with thin pink membranes and pale interiors."""
-    edge, cell = voronoi_edges(rng, size, 55, jitter=0.7)
-    membrane = np.clip(3.2 - edge, 0, 1.2) / 1.2
-    tint = rng.uniform(0.0, 0.24, cell.max() + 1).astype(np.float32)[cell]
-    e = membrane * 0.7 + (1 - membrane) * tint
-    h = nuclei(rng, size, size * size // 40000, (3.5, 4.5), (3.0, 4.0), None, (0.9, 1.1),
-                where=membrane > 0.9)
-    return h, e, None
+    return adipocytes(rng, size, cell_px=55, jitter=0.7, membrane_px=3.2, membrane_eosin=0.7,
+                      max_tint=0.24, px_per_nucleus=40000)
+
 
 
 RENDERERS: dict[int, Callable[[np.random.Generator, int], Stains]] = {
