@@ -4,6 +4,7 @@ A block is several consecutive Parquet parts of an embedding store, about ``bloc
 inside one task. The plan needs no data file: rows come from the store's index. There are at least
 two blocks per task slot of the cluster (as files allow), so every slot has work and a slow block
 does not hold up a step; and none above ``block_rows``, so a block fits its node's object store.
+A block of a fold-nested fit (``fit_split``) puts the rows of the split's training cases first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ray
 
 from mixture_ray.cluster.kmeans_torch import BlockStats, block_stats
 from mixture_ray.ray_runtime import cluster_resources, ensure_ray
+from mixture_ray.store.case_split import Split
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,11 +36,30 @@ class ParquetBlock:
         paths: the files (local paths or URIs pyarrow reads), read in this order.
         feature: the fixed-size-list column holding the vectors.
         magnification: keep rows of this magnification (NaN: rows without one); None keeps all.
+        split: a case split: the rows of its training cases come first (a fold-nested fit).
     """
 
     paths: tuple[str, ...]
     feature: str
     magnification: float | None = None
+    split: Split | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockInfo:
+    """What a block's load returns to the driver: its statistics and where it lives.
+
+    Args:
+        stats: every row's count, sums and sums of squares.
+        node: the Ray node holding the block (None: an in-memory block).
+        fit: the statistics of the training rows (first in the block) of a fold-nested fit.
+        unlisted: case ids of the block that are in neither part of the split.
+    """
+
+    stats: BlockStats
+    node: str | None
+    fit: BlockStats | None = None
+    unlisted: tuple[str, ...] = ()
 
 
 def plan_blocks(files: Sequence[str], *, rows: int, block_rows: int,
@@ -69,8 +90,17 @@ def node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
-def load_parquet(block: ParquetBlock) -> tuple[np.ndarray, Any, tuple[BlockStats, str]]:
-    """Read a block's files (one magnification's rows): the matrix, the tile keys, stats and node."""
+def at_magnification(table: Any, magnification: float) -> Any:
+    """The rows of an Arrow table at ``magnification`` (NaN: the rows without one)."""
+    import pyarrow.compute as pc
+
+    column = table["magnification"]
+    mask = pc.is_null(column) if math.isnan(magnification) else pc.equal(column, magnification)
+    return table.filter(pc.fill_null(mask, False))
+
+
+def load_parquet(block: ParquetBlock) -> tuple[np.ndarray, Any, BlockInfo]:
+    """Read a block's files (one magnification's rows): the matrix, the tile keys and its info."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -80,15 +110,19 @@ def load_parquet(block: ParquetBlock) -> tuple[np.ndarray, Any, tuple[BlockStats
     tables = []
     for path in block.paths:
         table = pq.read_table(path, columns=[*KEYS, block.feature])
-        mag = block.magnification
-        if mag is not None:
-            column = table["magnification"]
-            mask = pc.is_null(column) if math.isnan(mag) else pc.equal(column, mag)
-            table = table.filter(pc.fill_null(mask, False))
-        tables.append(table)
+        tables.append(table if block.magnification is None else at_magnification(table, block.magnification))
     table = pa.concat_tables(tables).combine_chunks()
+    fit_rows: int | None = None
+    unlisted: tuple[str, ...] = ()
+    if block.split is not None:
+        cases = table["case_id"].cast(pa.string())
+        train = pc.fill_null(pc.is_in(cases, pa.array(block.split.train, pa.string())), False)
+        table = pa.concat_tables([table.filter(train), table.filter(pc.invert(train))]).combine_chunks()
+        fit_rows = int(pc.sum(train).as_py() or 0)
+        unlisted = tuple(block.split.missing(c for c in pc.unique(cases).to_pylist() if c is not None))
     matrix = fixed_list_to_matrix(table[block.feature]) if len(table) else np.empty((0, 0), np.float32)
-    return matrix, table.select(KEYS), (block_stats(matrix), node_id())
+    fit = None if fit_rows is None else block_stats(matrix[:fit_rows])
+    return matrix, table.select(KEYS), BlockInfo(block_stats(matrix), node_id(), fit, unlisted)
 
 
 def resolve_num_gpus(setting: GpuSetting) -> float:

@@ -46,7 +46,10 @@ class ClusterConfig:
         "its node's object store: rows x dims x 4 bytes); at least two blocks per task slot", 250_000
     )
     max_iter: int = option("most Lloyd iterations (torch and distributed engines)", 300)
-    per_case: bool = option("cluster each case separately (supplemental set) and merge the ids", False)
+    per_case: bool = option(
+        "cluster each case separately (supplemental set) and merge the ids; engine distributed: one "
+        "torch k-means task per case, reading only the parts that hold the case's slides", False
+    )
     fit_split: Path | None = option(
         "case split CSV (`mixture-ray split`): k-means is fitted on the tiles of its training cases only "
         "and every tile (test cases too) is assigned to its nearest centroid, for a fold-nested run; "
@@ -56,7 +59,7 @@ class ClusterConfig:
     seed: int = option("random seed", 0)
 
     def validate(self) -> None:
-        """Check ks >= 2, silhouette_sample >= 0, the distributed settings and per_case with the engine."""
+        """Check ks >= 2, silhouette_sample >= 0, the distributed settings, and fit_split without per_case."""
         if not self.ks or any(k < 2 for k in self.ks):
             raise ConfigError(f"ks: give numbers of clusters >= 2 (got {list(self.ks)})")
         if self.silhouette_sample < 0:
@@ -68,12 +71,6 @@ class ClusterConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key}: must be > 0 (got {value})")
-        if self.fit_split is not None and (self.per_case or self.engine == "distributed"):
-            raise ConfigError(
-                "fit_split: fitting on the training cases works with the driver engines (sklearn, "
-                "sklearn-lloyd, torch, cuml) and without per_case"
-            )
-        if self.per_case and self.engine == "distributed":
-            raise ConfigError(
-                "engine: per_case clusters each case in the driver; choose sklearn, torch or cuml"
-            )
+        if self.fit_split is not None and self.per_case:
+            raise ConfigError("fit_split: fitting on the training cases works without per_case (a "
+                              "per-case clustering fits each case on its own tiles)")

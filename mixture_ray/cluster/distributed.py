@@ -7,7 +7,8 @@ object ref of an (n, d) matrix. The driver never holds the rows:
 1. load: one task per block reads it and keeps the matrix and its tile keys in Ray's object store
    on the node that read it (tasks request the same resources as the Lloyd steps, so blocks
    land where they are used); it returns row counts and per-dimension sums (for z-scoring and
-   the tolerance);
+   the tolerance); for a fold-nested fit (a case split) the block's training rows come first and
+   their own counts and sums come back too: seeding, tolerance and Lloyd steps see only them;
 2. seed: each block hands over its rows of the seeded subsample to one task that runs k-means++
    (the CPU engine's seeding, so both engines start from the same centroids);
 3. Lloyd: each iteration sends the k x d centroids to one task per block (scheduled where its
@@ -16,6 +17,8 @@ object ref of an (n, d) matrix. The driver never holds the rows:
 4. label: one last task per block assigns its rows, writes ``keys + cluster`` as its own Parquet
    part (or returns the labels for in-memory blocks) and returns its inertia and its rows of the
    silhouette sample.
+
+What runs inside the tasks is in ``block_tasks.py``.
 
 Memory: a node holds its blocks (rows x dims x 4 bytes each, plus one chunk in flight on the
 device); the driver holds k x d centroids and at most 16 partial sums, and the silhouette sample (at most
@@ -32,18 +35,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 
+from mixture_ray.cluster import block_tasks
 from mixture_ray.cluster.block_sources import (
+    BlockInfo,
     GpuSetting,
     ParquetBlock,
     fitting_nodes,
     load_parquet,
-    node_id,
     resolve_num_gpus,
     round_robin,
 )
@@ -51,25 +54,15 @@ from mixture_ray.cluster.kmeans_torch import (
     BlockStats,
     LloydPartial,
     Scaler,
-    assign,
-    block_stats,
-    device_label,
-    kmeans_plusplus,
     lloyd,
-    lloyd_partials,
-    reduce_partials,
     reduce_stats,
-    resolve_device,
     seed_indices,
 )
 from mixture_ray.ray_runtime import ensure_ray
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-#: Partial sums reduced per task of the reduction tree (the driver gets at most this many).
-REDUCE_FAN_IN = 16
-
+    from pathlib import Path
 
 BlockSource = ParquetBlock | ray.ObjectRef  # type: ignore[type-arg]
 
@@ -116,7 +109,8 @@ class DistributedFit:
 
     ``runs`` says where each block's last (labelling) task ran, ``step_nodes`` every node that ran
     a Lloyd step; ``labels`` holds the labels of in-memory blocks in block order (None when parts
-    were written); ``label_files`` the Parquet parts written.
+    were written); ``label_files`` the Parquet parts written. ``fit_rows`` are the rows the fit saw
+    (a fold-nested fit's training rows, else all ``rows``) and ``inertia`` is theirs.
     """
 
     centroids: np.ndarray
@@ -132,6 +126,7 @@ class DistributedFit:
     silhouette: float | None
     empty_clusters: int
     step_nodes: frozenset[str] = frozenset()
+    fit_rows: int = 0
 
     def devices(self) -> dict[str, Any]:
         """What did the work: GPUs requested per task, nodes, devices, blocks and rows per node."""
@@ -149,76 +144,6 @@ class DistributedFit:
         }
 
 
-def _task_device(num_gpus: float) -> Any:
-    return resolve_device("cuda" if num_gpus > 0 else "cpu", fallback=True)
-
-
-def _stats(matrix: np.ndarray) -> tuple[BlockStats, None]:
-    return block_stats(matrix), None  # an in-memory block: no node to keep its tasks on
-
-
-def _sample(matrix: np.ndarray, index: np.ndarray, scaler: Scaler | None) -> np.ndarray:
-    rows = np.asarray(matrix[index], dtype=np.float32)
-    if scaler is not None:
-        rows = ((rows - scaler.mean) / scaler.scale).astype(np.float32)
-    return rows
-
-
-def _seed(k: int, seed: int, *parts: np.ndarray) -> np.ndarray:
-    return kmeans_plusplus(np.concatenate(parts), k, seed)
-
-
-def _partial(matrix: np.ndarray, centroids: np.ndarray, scaler: Scaler | None, num_gpus: float,
-             chunk_rows: int | None) -> tuple[LloydPartial, frozenset[str]]:
-    device = _task_device(num_gpus)
-    part = lloyd_partials(matrix, centroids, device=device, scaler=scaler, chunk_rows=chunk_rows)
-    return part, frozenset([node_id()])
-
-
-def _merge(*results: tuple[LloydPartial, frozenset[str]]) -> tuple[LloydPartial, frozenset[str]]:
-    """Sum partial results in the order given (so the sums do not depend on arrival order)."""
-    return reduce_partials([p for p, _ in results]), frozenset().union(*(n for _, n in results))
-
-
-def reduce_tree(refs: Sequence[Any], fan_in: int | None = None) -> tuple[LloydPartial, frozenset[str]]:
-    """Reduce refs of ``(partial, nodes)`` in Ray tasks, ``fan_in`` at a time, in block order.
-
-    The driver fetches at most ``fan_in`` results, so it holds O(fan_in x k x d) whatever the
-    number of blocks; a fixed grouping makes the float sums the same from run to run.
-    """
-    fan_in = fan_in or REDUCE_FAN_IN
-    merge = ray.remote(_merge).options(num_cpus=0)
-    level = list(refs)
-    while len(level) > fan_in:
-        level = [merge.remote(*level[i:i + fan_in]) for i in range(0, len(level), fan_in)]
-    return _merge(*ray.get(level))
-
-
-def _label(matrix: np.ndarray, keys: Any, centroids: np.ndarray, scaler: Scaler | None, num_gpus: float,
-           chunk_rows: int | None, out_file: str | None, sample: np.ndarray) -> dict[str, Any]:
-    device = _task_device(num_gpus)
-    labels, inertia = assign(matrix, centroids, device=device, scaler=scaler, chunk_rows=chunk_rows)
-    if out_file is not None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(keys.append_column("cluster", pa.array(labels, pa.int32())), out_file)
-    return {
-        "inertia": inertia, "node": node_id(), "device": device_label(device), "rows": len(labels),
-        "labels": None if out_file is not None else labels,
-        "sample": _sample(matrix, sample, scaler), "sample_labels": labels[sample],
-    }
-
-
-def _silhouette(seed: int, rows: np.ndarray, labels: np.ndarray) -> float | None:
-    from sklearn.metrics import silhouette_score
-
-    if len(np.unique(labels)) < 2 or len(rows) < 3:
-        return None
-    return float(silhouette_score(rows, labels, random_state=seed))
-
-
 def _split(index: np.ndarray | None, sizes: Sequence[int]) -> list[np.ndarray]:
     """Global row indices -> local indices per block (None: every row of every block)."""
     bounds = np.cumsum([0, *sizes])
@@ -232,7 +157,8 @@ class LoadedBlocks:
     """Blocks held in Ray's object store.
 
     Matrix refs, tile-key refs (None for in-memory blocks), per-block statistics and the GPUs per
-    task they were loaded with.
+    task they were loaded with; for a fold-nested fit, the statistics of each block's training
+    rows (first in the block) and the case ids the split does not list.
     """
 
     matrices: tuple[Any, ...]
@@ -240,6 +166,18 @@ class LoadedBlocks:
     stats: tuple[BlockStats, ...]
     nodes: tuple[str | None, ...]
     num_gpus: float
+    fits: tuple[BlockStats | None, ...] = ()
+    unlisted: tuple[str, ...] = ()
+
+    def fit_stats(self, block: int) -> BlockStats:
+        """Statistics of the rows of ``block`` the fit sees (its training rows, else all)."""
+        fit = self.fits[block] if self.fits else None
+        return self.stats[block] if fit is None else fit
+
+    def fit_rows(self, block: int) -> int | None:
+        """Rows of ``block`` the fit sees (its first ones), or None for all of them."""
+        fit = self.fits[block] if self.fits else None
+        return None if fit is None else fit.rows
 
     def placement(self, block: int) -> dict[str, Any]:
         """Task options that keep a task of ``block`` on the node that loaded it (soft).
@@ -283,10 +221,11 @@ def load_blocks(blocks: Sequence[BlockSource], *, options: DistributedOptions) -
         else:
             matrices.append(block)
             keys.append(None)
-            stat_refs.append(ray.remote(_stats).options(**task).remote(block))
-    found: list[tuple[BlockStats, str | None]] = ray.get(stat_refs)
-    return LoadedBlocks(tuple(matrices), tuple(keys), tuple(s for s, _ in found),
-                        tuple(n for _, n in found), gpus)
+            stat_refs.append(ray.remote(block_tasks.stats).options(**task).remote(block))
+    found: list[BlockInfo] = ray.get(stat_refs)
+    unlisted = sorted({c for info in found for c in info.unlisted})
+    return LoadedBlocks(tuple(matrices), tuple(keys), tuple(f.stats for f in found),
+                        tuple(f.node for f in found), gpus, tuple(f.fit for f in found), tuple(unlisted))
 
 
 def fit_blocks(blocks: Sequence[BlockSource] | LoadedBlocks, k: int, seed: int, *,
@@ -307,62 +246,45 @@ def fit_blocks(blocks: Sequence[BlockSource] | LoadedBlocks, k: int, seed: int, 
     """
     start = time.perf_counter()
     loaded = blocks if isinstance(blocks, LoadedBlocks) else load_blocks(blocks, options=options)
-    matrices, keys, stats, gpus = loaded.matrices, loaded.keys, loaded.stats, loaded.num_gpus
+    matrices, stats, gpus = loaded.matrices, loaded.stats, loaded.num_gpus
     task = {"num_cpus": options.task_cpus, "num_gpus": gpus}
     live = [i for i, s in enumerate(stats) if s.rows > 0]
-    if not live:
-        raise ValueError(f"k={k} needs 1 <= k <= number of rows (0)")
-    total = reduce_stats([stats[i] for i in live])
-    if not 1 <= k <= total.rows:
-        raise ValueError(f"k={k} needs 1 <= k <= number of rows ({total.rows})")
+    fitting = [i for i in live if loaded.fit_stats(i).rows > 0]
+    total = reduce_stats([stats[i] for i in live]) if live else None
+    fit_total = reduce_stats([loaded.fit_stats(i) for i in fitting]) if fitting else None
+    if total is None or fit_total is None or not 1 <= k <= fit_total.rows:
+        raise ValueError(f"k={k} needs 1 <= k <= number of rows ({fit_total.rows if fit_total else 0})")
     if not (np.isfinite(total.total).all() and np.isfinite(total.total_sq).all()):
         raise ValueError("embeddings contain NaN or infinite values")
     scaler = total.scaler() if options.standardize else None
-    variance = total.variance() / (scaler.scale**2 if scaler is not None else 1.0)
-    sizes = [stats[i].rows for i in live]
+    variance = fit_total.variance() / (scaler.scale**2 if scaler is not None else 1.0)
+    fit_sizes = [loaded.fit_stats(i).rows for i in fitting]
 
-    sample_task = ray.remote(_sample)
-    picks = _split(seed_indices(total.rows, options.seed_rows, seed), sizes)
+    sample_task = ray.remote(block_tasks.sample)
     parts = [
         sample_task.options(num_cpus=options.task_cpus, **loaded.placement(i)).remote(
             matrices[i], pick, scaler)
-        for i, pick in zip(live, picks, strict=True)
+        for i, pick in zip(fitting, _split(seed_indices(fit_total.rows, options.seed_rows, seed), fit_sizes),
+                           strict=True)
     ]
-    init = ray.get(ray.remote(_seed).options(num_cpus=1).remote(k, seed, *parts))
+    init = ray.get(ray.remote(block_tasks.seed_centroids).options(num_cpus=1).remote(k, seed, *parts))
 
-    partial = ray.remote(_partial)
+    partial = ray.remote(block_tasks.partial)
     step_nodes: set[str] = set()
 
     def step(centroids: np.ndarray) -> LloydPartial:
         c_ref = ray.put(centroids)
-        summed, nodes = reduce_tree([
+        summed, nodes = block_tasks.reduce_tree([
             partial.options(**task, **loaded.placement(i)).remote(
-                matrices[i], c_ref, scaler, gpus, options.chunk_rows)
-            for i in live
+                matrices[i], c_ref, scaler, gpus, options.chunk_rows, loaded.fit_rows(i))
+            for i in fitting
         ])
         step_nodes.update(nodes)
         return summed
 
     run = lloyd(step, init, tol=float(variance.mean()) * options.tol, max_iter=options.max_iter)
-
-    sample_size = min(options.silhouette_sample, total.rows)
-    sil_index = (np.sort(np.random.default_rng(seed).choice(total.rows, sample_size, replace=False))
-                 if sample_size else np.empty(0, np.int64))
-    label = ray.remote(_label)
-    c_ref = ray.put(run.centroids)
-    files: dict[int, str] = {}
-    if label_dir is not None:
-        files = {i: str(label_dir / f"part-{i:05d}.parquet") for i in live if keys[i] is not None}
-    infos: list[dict[str, Any]] = ray.get([
-        label.options(**task, **loaded.placement(i)).remote(
-            matrices[i], keys[i], c_ref, scaler, gpus, options.chunk_rows, files.get(i), pick)
-        for i, pick in zip(live, _split(sil_index, sizes), strict=True)
-    ])
-    silhouette = None
-    if sample_size:
-        rows = np.concatenate([info["sample"] for info in infos])
-        labels_sample = np.concatenate([info["sample_labels"] for info in infos])
-        silhouette = ray.get(ray.remote(_silhouette).options(num_cpus=1).remote(seed, rows, labels_sample))
+    infos, files, silhouette = _label_blocks(loaded, live, run.centroids, scaler, seed, options=options,
+                                             label_dir=label_dir)
     runs = tuple(BlockRun(i, info["node"], info["device"], info["rows"])
                  for i, info in zip(live, infos, strict=True))
     in_memory = [info["labels"] for info in infos if info["labels"] is not None]
@@ -372,4 +294,35 @@ def fit_blocks(blocks: Sequence[BlockSource] | LoadedBlocks, k: int, seed: int, 
         labels=np.concatenate(in_memory) if in_memory and not files else None,
         label_files=tuple(files[i] for i in sorted(files)), silhouette=silhouette,
         empty_clusters=run.empty_clusters, step_nodes=frozenset(step_nodes),
+        fit_rows=fit_total.rows,
     )
+
+
+def _label_blocks(loaded: LoadedBlocks, live: Sequence[int], centroids: np.ndarray, scaler: Scaler | None,
+                  seed: int, *, options: DistributedOptions,
+                  label_dir: Path | None) -> tuple[list[dict[str, Any]], dict[int, str], float | None]:
+    """Label every row of the ``live`` blocks: their results, the parts written, the silhouette."""
+    sizes = [loaded.stats[i].rows for i in live]
+    rows = sum(sizes)
+    sample_size = min(options.silhouette_sample, rows)
+    sil_index = (np.sort(np.random.default_rng(seed).choice(rows, sample_size, replace=False))
+                 if sample_size else np.empty(0, np.int64))
+    label = ray.remote(block_tasks.label)
+    task = {"num_cpus": options.task_cpus, "num_gpus": loaded.num_gpus}
+    c_ref = ray.put(centroids)
+    files: dict[int, str] = {}
+    if label_dir is not None:
+        files = {i: str(label_dir / f"part-{i:05d}.parquet") for i in live if loaded.keys[i] is not None}
+    infos: list[dict[str, Any]] = ray.get([
+        label.options(**task, **loaded.placement(i)).remote(
+            loaded.matrices[i], loaded.keys[i], c_ref, scaler, loaded.num_gpus, options.chunk_rows,
+            files.get(i), pick, loaded.fit_rows(i))
+        for i, pick in zip(live, _split(sil_index, sizes), strict=True)
+    ])
+    silhouette = None
+    if sample_size:
+        sample = np.concatenate([info["sample"] for info in infos])
+        labels = np.concatenate([info["sample_labels"] for info in infos])
+        score = ray.remote(block_tasks.silhouette).options(num_cpus=1)
+        silhouette = ray.get(score.remote(seed, sample, labels))
+    return infos, files, silhouette

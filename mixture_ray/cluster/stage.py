@@ -22,7 +22,10 @@ Each (magnification, k) folder is written under a temporary name and renamed whe
 Engines: ``sklearn``, ``sklearn-lloyd``, ``cuml`` and ``torch`` cluster a magnification's matrix in
 the driver; ``distributed`` runs torch Lloyd steps in Ray tasks over blocks of the embedding store's Parquet
 parts (``block_rows`` each at most, two or more per task slot; read inside the tasks; k x d sums are
-added up in a tree of tasks; labels are written per block).
+added up in a tree of tasks; labels are written per block; ``distributed_stage.py``). With
+``fit_split`` its blocks fit on their training cases' rows only; with ``per_case`` one torch task per
+case reads only the parts holding the case's slides and labels are gathered into row-sized parts
+(``per_case_stage.py``). Both write the driver engines' columns and files.
 ``auto`` is cuML where the driver has it and a GPU, ``distributed`` when the stage joins a Ray
 cluster (``RAY_ADDRESS`` set, as under ``ray job submit``), else ``sklearn``. A store whose load
 would take more than ``driver_memory_gb`` on the driver (rows from the index) makes ``auto`` pick
@@ -32,20 +35,17 @@ would take more than ``driver_memory_gb`` on the driver (rows from the index) ma
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixture_ray.cluster.engines import KMeansEngine, KMeansFit, get_kmeans_engine
+from mixture_ray.cluster.outputs import write_clustering
 from mixture_ray.errors import ConfigError
 from mixture_ray.locations import Location
 from mixture_ray.report import Failure, Report
@@ -53,11 +53,10 @@ from mixture_ray.store.case_split import Split, SplitError, read_split
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, committed_locations, write_json_atomic
-from mixture_ray.store.store_index import magnification_values, read_index
+from mixture_ray.store.store_index import read_index
 
 if TYPE_CHECKING:
     from mixture_ray.cluster.config import ClusterConfig, KMeansEngineName
-    from mixture_ray.cluster.distributed import DistributedOptions, LoadedBlocks
     from mixture_ray.locations import Uri
 
 
@@ -113,6 +112,13 @@ def fit_per_case(
     return merged, local
 
 
+def unlisted_cases(missing: list[str], source: Path | None) -> SplitError:
+    """The error for cases of the embeddings that the split file ``source`` does not list."""
+    return SplitError(f"fit_split: {source} does not list {len(missing)} cases of the embeddings "
+                      f"({', '.join(missing[:10])}); write the split from the cohort's clinical table "
+                      f"with `mixture-ray split`")
+
+
 def fitted_rows(keys: pd.DataFrame, split: Split, source: Path | None) -> np.ndarray:
     """Rows of the training cases (True) among ``keys``; every case must be in the split.
 
@@ -121,9 +127,7 @@ def fitted_rows(keys: pd.DataFrame, split: Split, source: Path | None) -> np.nda
     """
     missing = split.missing(keys["case_id"].astype(str).unique())
     if missing:
-        raise SplitError(f"fit_split: {source} does not list {len(missing)} cases of the embeddings "
-                         f"({', '.join(missing[:10])}); write the split from the cohort's clinical table "
-                         f"with `mixture-ray split`")
+        raise unlisted_cases(missing, source)
     fitted: np.ndarray = keys["case_id"].astype(str).isin(set(split.train)).to_numpy()
     return fitted
 
@@ -170,58 +174,12 @@ def guard_driver_memory(cfg: ClusterConfig, name: str) -> str:
     if need <= cfg.driver_memory_gb * 2**30:
         return name
     figure = f"loading {cfg.embeddings} on the driver takes about {need / 2**30:.1f} GiB"
-    if cfg.engine == "auto" and not cfg.per_case and cfg.fit_split is None:
+    if cfg.engine == "auto":
         LOG.warning("%s (driver_memory_gb: %s): clustering with the distributed engine", figure,
                     cfg.driver_memory_gb)
         return "distributed"
     raise ConfigError(f"engine: {figure}, over driver_memory_gb ({cfg.driver_memory_gb}); use engine "
-                      "distributed (without per_case and fit_split), or raise driver_memory_gb if the "
-                      "driver has the memory")
-
-
-def _new_tmp(folder: Path) -> Path:
-    """A fresh temporary folder beside ``folder`` (renamed into place by :func:`_replace`)."""
-    tmp = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex}")
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _replace(tmp: Path, folder: Path) -> None:
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-
-
-def _write_side_files(tmp: Path, centroids: np.ndarray, scaler: dict[str, Any] | None,
-                      metrics: dict[str, Any]) -> None:
-    np.save(tmp / "centroids.npy", centroids)
-    (tmp / "scaler.json").write_text(json.dumps(scaler or {"mean": None, "scale": None}))
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-
-def write_clustering(
-    folder: Path,
-    keys: pd.DataFrame,
-    fit: KMeansFit,
-    scaler: dict[str, Any] | None,
-    metrics: dict[str, Any],
-    local: np.ndarray | None,
-    fitted: np.ndarray | None = None,
-) -> None:
-    """Write one (magnification, k) folder atomically (temporary name, then rename).
-
-    ``fitted`` (a fold-nested fit) adds a ``fitted`` column: True for the rows k-means was fitted on.
-    """
-    tmp = _new_tmp(folder)
-    table = pa.Table.from_pandas(keys.reset_index(drop=True), preserve_index=False)
-    table = table.append_column("cluster", pa.array(fit.labels, pa.int32()))
-    if local is not None:
-        table = table.append_column("case_cluster", pa.array(local, pa.int32()))
-    if fitted is not None:
-        table = table.append_column("fitted", pa.array(fitted, pa.bool_()))
-    pq.write_table(table, tmp / "assignments.parquet")
-    _write_side_files(tmp, fit.centroids, scaler, metrics)
-    _replace(tmp, folder)
+                      "distributed, or raise driver_memory_gb if the driver has the memory")
 
 
 def _driver_engine(cfg: ClusterConfig, name: str) -> tuple[KMeansEngine, list[str]]:
@@ -283,78 +241,6 @@ def _run_driver(cfg: ClusterConfig, name: str) -> tuple[list[dict[str, Any]], di
     return rows, {"devices": devices, "nodes": {"driver": {"devices": devices}}}
 
 
-def _distributed_clustering(
-    cfg: ClusterConfig, loaded: LoadedBlocks, magnification: float, k: int, options: DistributedOptions
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One (magnification, k) folder from blocks in Ray's object store; metrics and devices used."""
-    from mixture_ray.cluster.distributed import fit_blocks
-
-    folder = clustering_folder(cfg.out_dir, magnification, k)
-    tmp = _new_tmp(folder)
-    fit = fit_blocks(loaded, k, cfg.seed, options=options, label_dir=tmp / "assignments.parquet")
-    used = fit.devices()
-    metrics = {
-        "magnification": None if np.isnan(magnification) else magnification,
-        "k": k,
-        "clusters": len(fit.centroids),
-        "rows": fit.rows,
-        "inertia": fit.inertia,
-        "silhouette": fit.silhouette,
-        "engine": "distributed",
-        "seconds": fit.seconds,
-        "per_case": False,
-        "feature": cfg.feature,
-        "standardize": cfg.standardize,
-        "devices": used["devices"],
-        "nodes": len(used["nodes"]),
-        "num_gpus_per_task": fit.num_gpus,
-        "iterations": fit.n_iter,
-    }
-    _write_side_files(tmp, fit.centroids, fit.scaler.as_dict() if fit.scaler else None, metrics)
-    _replace(tmp, folder)
-    return metrics, used
-
-
-def _run_distributed(cfg: ClusterConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from mixture_ray.cluster.block_sources import (
-        ParquetBlock,
-        plan_blocks,
-        resolve_num_gpus,
-        store_magnifications,
-        task_slots,
-    )
-    from mixture_ray.cluster.distributed import DistributedOptions, load_blocks
-
-    options = DistributedOptions(
-        num_gpus=cfg.num_gpus, task_cpus=cfg.task_cpus, max_iter=cfg.max_iter,
-        standardize=cfg.standardize, silhouette_sample=cfg.silhouette_sample,
-    )
-    files = [str(p) for p in committed_locations(cfg.embeddings)]
-    store_rows = sum(read_index(Location.of(cfg.embeddings)).committed().values())
-    slots = task_slots(cfg.task_cpus, resolve_num_gpus(cfg.num_gpus))
-    blocks = plan_blocks(files, rows=store_rows, block_rows=cfg.block_rows, min_blocks=2 * slots)
-    rows: list[dict[str, Any]] = []
-    nodes: dict[str, dict[str, Any]] = {}
-    gpus = 0.0
-    indexed = magnification_values(Location.of(cfg.embeddings))
-    for magnification in indexed if indexed is not None else store_magnifications(files):
-        loaded = load_blocks([ParquetBlock(b, cfg.feature, magnification) for b in blocks], options=options)
-        gpus = loaded.num_gpus
-        for k in cfg.ks:
-            if k > sum(s.rows for s in loaded.stats):
-                continue  # fewer tiles than clusters at this magnification
-            metrics, used = _distributed_clustering(cfg, loaded, magnification, k, options)
-            rows.append(metrics)
-            for node, seen in used["nodes"].items():
-                entry = nodes.setdefault(node, {"devices": [], "blocks": 0, "rows": 0})
-                entry["devices"] = sorted({*entry["devices"], *seen["devices"]})
-                entry["blocks"] = max(entry["blocks"], seen["blocks"])
-                entry["rows"] = max(entry["rows"], seen["rows"])
-        del loaded  # frees this magnification's blocks in the object store
-    devices = sorted({d for entry in nodes.values() for d in entry["devices"]})
-    return rows, {"devices": devices, "nodes": nodes, "num_gpus_per_task": gpus}
-
-
 def run(cfg: ClusterConfig) -> ClusterReport:
     """Cluster every magnification of ``cfg.embeddings`` for every k in ``cfg.ks``.
 
@@ -368,7 +254,12 @@ def run(cfg: ClusterConfig) -> ClusterReport:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     (cfg.out_dir / SUCCESS).unlink(missing_ok=True)
     name = guard_driver_memory(cfg, resolve_engine(cfg.engine))
-    rows, used = _run_distributed(cfg) if name == "distributed" else _run_driver(cfg, name)
+    if name == "distributed":
+        from mixture_ray.cluster.distributed_stage import run_distributed
+
+        rows, used = run_distributed(cfg)
+    else:
+        rows, used = _run_driver(cfg, name)
     table = pd.DataFrame(rows)
     table.to_csv(cfg.out_dir / "metrics.csv", index=False)
     write_json_atomic(cfg.out_dir / SUCCESS, {"clusterings": len(rows), "engine": name, **used})

@@ -77,9 +77,9 @@ def test_a_case_missing_from_the_split_is_refused_by_name(tmp_path: Path) -> Non
         _nested(tmp_path, Split(train=("c0", "c1"), test=("c2",)))
 
 
-def test_fit_split_needs_a_driver_engine(tmp_path: Path) -> None:
+def test_fit_split_is_refused_with_per_case(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="fit_split"):
-        build_config(ClusterConfig, {"embeddings": tmp_path, "out_dir": tmp_path,
+        build_config(ClusterConfig, {"embeddings": tmp_path, "out_dir": tmp_path, "per_case": True,
                                      "fit_split": tmp_path / "s.csv", "engine": "distributed"})
 
 
