@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint docs bench-quick clean
+.PHONY: setup browser slurm demo test lint docs bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ browser:
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium could not be installed: the browser test will skip"
 
+# Debian's Slurm and munge for the one-node Slurm test (tests/cluster_path/test_slurm.py; skips where missing).
+slurm:
+	@{ command -v slurmctld && command -v slurmd && command -v munged && command -v sbatch; } >/dev/null 2>&1 \
+		|| { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		munge slurmctld slurmd slurm-client >/dev/null; } \
+		|| echo "Slurm could not be installed: the Slurm test will skip"
+
 demo: setup
 	$(BIN)/mixture-ray demo --out-dir demo_out
 
@@ -28,7 +36,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: setup browser lint
+test: setup browser slurm lint
 	$(BIN)/pytest -q
 
 # The generated CLI reference (tests/test_cli_reference.py fails when it is out of date).

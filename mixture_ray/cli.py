@@ -5,6 +5,7 @@ Generated from the stage list (:mod:`mixture_ray.stages`): every config key of a
 ``run(cfg)`` returns a report whose ``summary()`` is printed. Exit status: 0 complete, 2 bad
 input or config, 3 partial (some items failed; see the stage's failures table), 1 unexpected error.
 ``mixture-ray status DIR`` (:mod:`mixture_ray.status`) takes no config: it reads a run folder's markers.
+``mixture-ray slurm`` (:mod:`mixture_ray.slurm`) writes and submits an sbatch script that runs a pipeline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mixture_ray.config import load_config, option_keys
 from mixture_ray.errors import MixtureRayError
+from mixture_ray.slurm import command as slurm_command
 from mixture_ray.stages import BY_NAME, STAGES, StageSpec
 from mixture_ray.status import command as status_command
 
@@ -85,6 +87,8 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
             where.add_parser(name, help=spec.help)
     status_command.configure(sub.add_parser(status_command.VERB, help=status_command.HELP,
                                             description=status_command.HELP))
+    slurm_command.configure(sub.add_parser(slurm_command.VERB, help=slurm_command.HELP,
+                                           description=slurm_command.HELP))
     return parser
 
 
@@ -136,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [status_command.VERB]:  # reads a run folder; no config, no Ray
         return status_command.main(argv[1:])
+    if argv[:1] == [slurm_command.VERB]:  # writes and submits an sbatch script; no config, no Ray
+        return slurm_command.main(argv[1:])
     args = build_parser(chosen_stage(argv)).parse_args(argv)
     action = getattr(args, "action", None)
     spec = BY_NAME[f"{args.stage} {action}" if action else args.stage]
