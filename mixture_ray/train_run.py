@@ -74,7 +74,7 @@ def torch_trainer(
 
 
 #: CPUs that must stay free for the Ray Data tasks streaming tiles to the training workers: each
-#: read/decode task of :mod:`mixture_ray.finetune.stream` and :mod:`mixture_ray.pretrain.data` takes one.
+#: read/decode task of the training feeds (:mod:`mixture_ray.model_input.feed`) takes one.
 DATA_PIPELINE_CPUS = 1.0
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,8 @@ def check_data_pipeline_cpus(run: RayTrainRun, datasets: Mapping[str, Any] | Non
     """Refuse, on the driver and before Ray Train starts, a run whose workers starve its data pipeline.
 
     Only a dataset that streams through Ray Data while training needs CPUs then: a lazy one
-    (finetune's labelled tiles, pretrain with ``cache_tiles: false``). A materialised dataset
-    (pretrain's default ``cache_tiles: true``) is read from the object store with no Ray Data
+    (the training feeds of finetune and pretrain, streamed by default). A materialised dataset
+    (pretrain with ``cache_tiles: true``) is read from the object store with no Ray Data
     task, so it is never refused.
 
     The CPUs the cluster can have, which :func:`require_data_pipeline_cpus` checks against:

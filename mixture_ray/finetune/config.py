@@ -21,11 +21,14 @@ class FinetuneConfig:
     the model's own input size and normalisation, which classifier.pt records for classify.
 
     Labelled tiles (`mixture-ray integrate` output) are located in the tile store (small columns
-    only), split into train/validation by case (seeded), and streamed to the Ray Train workers as
-    a Ray Data dataset (pixels read and decoded by CPU tasks, shuffled each epoch; the balanced
-    sampler's draws are applied to the stream); trained with cross-entropy and Adam; the best
+    only), split into train/validation by case (seeded), and streamed to the Ray Train workers:
+    each epoch, every worker reads its share of the tile parts in a seeded order, only the tiles
+    the epoch's (balanced) draws pick, shuffled by key before any pixel is read and decoded by CPU
+    tasks, then mixed in a bounded, seeded buffer; trained with cross-entropy and Adam; the best
     epoch by validation balanced accuracy (validation streamed by the rank-0 worker) is exported
-    as out_dir/name/classifier.pt.
+    as out_dir/name/classifier.pt. The same seed, labels, tiles and ``train.workers`` give the same
+    classifier on CPU whatever the machine load; another number of workers gives another result
+    (each worker reads another share of the parts).
     """
 
     labels: Path = option("integrate output folder (labels.parquet + _SUCCESS) or its labels.parquet")

@@ -2,11 +2,13 @@
 
 An epoch draws a seeded permutation, or class-balanced draws with replacement.
 
-Tiles stream to the workers (a Ray Data shard), so the epoch's draws are applied to the stream:
-each arriving tile is repeated as often as the epoch drew it (:func:`epoch_indices` counts), and
-batches are drawn at random from a mixing buffer. The multiset of tiles an epoch draws is the
-same as with random access; the order comes from the dataset shuffle and the buffer. A worker's
-share of the draws varies a little around ``1 / workers`` (the shard holds each tile once), so
+Tiles stream to each worker (its share of the epoch's training feed, tiles drawn 0 times left
+unread), so the epoch's draws are applied to the stream: each arriving tile is repeated as often
+as the epoch drew it (:func:`epoch_indices` counts), and batches are drawn at random from a
+bounded mixing buffer. The multiset of tiles an epoch draws is the same as with random access;
+the order comes from the feed's seeded order of parts and rows and the seeded buffer, so it does
+not depend on the load. A worker's share of the draws varies around ``1 / workers`` (each
+worker reads other tile parts), so
 a worker trains exactly ``steps`` batches: extra draws are left out, and a short share is topped
 up by redrawing from the tiles it last saw.
 """

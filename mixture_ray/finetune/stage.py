@@ -17,8 +17,9 @@ import ray
 
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.finetune import data as ftdata
-from mixture_ray.finetune.stream import labelled_dataset
+from mixture_ray.finetune.stream import labelled_feed
 from mixture_ray.finetune.train import TRAIN_FILE, train_loop
+from mixture_ray.model_input.feed import TrainingFeed
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.classifier import CLASSIFIER_FILE
 from mixture_ray.models.encoder import RANDOM
@@ -26,7 +27,7 @@ from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.store.folder import write_json_atomic
 from mixture_ray.train_progress import TrainingProgress
-from mixture_ray.train_run import torch_trainer
+from mixture_ray.train_run import check_data_pipeline_cpus, torch_trainer
 
 if TYPE_CHECKING:
     from mixture_ray.finetune.config import FinetuneConfig
@@ -60,27 +61,27 @@ class FinetuneReport(Report):
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-    """The case split, the training tiles' class indices, and both parts as lazy tile datasets."""
+    """The case split, the training tiles' class indices and feed, and the validation tiles (lazy)."""
 
     classes: tuple[str, ...]
     split: ftdata.CaseSplit
     train_targets: np.ndarray
     n_val: int
-    train: ray.data.Dataset
+    train: TrainingFeed
     val: ray.data.Dataset
 
 
 def prepare(cfg: FinetuneConfig) -> Prepared:
-    """Labels -> the tile files holding them -> case split -> lazy datasets of decoded tiles.
+    """Labels -> the tile files holding them -> case split -> a training feed and validation tiles.
 
     Only labels and the tile store's small columns are read here; pixels are read and decoded
-    by Ray Data tasks as the workers consume them (training tiles shuffled each epoch).
+    by Ray Data tasks as the workers consume them (training keys in a seeded order per epoch).
 
     Args:
         cfg: the fine-tuning settings.
 
     Returns:
-        The classes, the case split, the training targets and the train/validation datasets.
+        The classes, the case split, the training targets and feed, and the validation dataset.
     """
     labels = ftdata.load_labels(cfg.labels)
     classes = ftdata.class_order(labels, cfg.findings, cfg.labels)
@@ -91,8 +92,8 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
         rows = joined[joined["case_id"].astype(str).isin(set(cases))].reset_index(drop=True)
         parts[part] = (rows, ftdata.encode_targets(rows["finding"], classes))
     ftdata.check_train_classes(parts["train"][1], classes, cfg.labels)
-    train = labelled_dataset(*parts["train"], cfg.image_size, shuffle_seed=cfg.seed)
-    val = labelled_dataset(*parts["val"], cfg.image_size)
+    train = labelled_feed(*parts["train"], cfg.image_size, seed=cfg.seed, workers=cfg.train.workers)
+    val = labelled_feed(*parts["val"], cfg.image_size, seed=cfg.seed).dataset(0)
     return Prepared(tuple(classes), split, parts["train"][1], len(parts["val"][1]), train, val)
 
 
@@ -119,10 +120,11 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
                                                "val_cases": list(prep.split.val),
                                                "classes": list(prep.classes)})
     loop_config = {"cfg": cfg, "classes": prep.classes, "targets": ray.put(prep.train_targets),
-                   "val": prep.val}
+                   "feed": prep.train, "val": prep.val}
+    check_data_pipeline_cpus(cfg.train, {"val": prep.val})  # the workers stream their own epochs
     with TrainingProgress("finetune", total_steps=0) as progress:  # the workers post the total
         trainer = torch_trainer(train_loop, {**loop_config, "progress": progress.sink}, cfg.train,
-                                storage=cfg.out_dir, name=cfg.name, datasets={"train": prep.train})
+                                storage=cfg.out_dir, name=cfg.name)
         result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")

@@ -16,6 +16,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch convention)
 from mixture_ray.faults import crash_once
 from mixture_ray.finetune.metrics import classification_metrics
 from mixture_ray.finetune.sampler import epoch_batches, epoch_counts
+from mixture_ray.model_input.feed import numpy_batches
 from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import Backbone, upgrade_state_dict
@@ -25,6 +26,7 @@ from mixture_ray.train_run import report_to_ray_train, worker_threads
 
 if TYPE_CHECKING:
     from mixture_ray.finetune.config import FinetuneConfig
+    from mixture_ray.model_input.feed import TrainingFeed
 
 TRAIN_FILE = "finetune.pt"
 TRAIN_FORMAT = "mixture_ray.finetune_state/1"
@@ -75,10 +77,13 @@ def train_loop(config: dict[str, Any]) -> None:
     """Ray Train worker entry point.
 
     ``config`` holds cfg, classes, ``targets`` (an object ref to the training tiles' class
-    indices, in the ``row`` order of the streamed tiles) and ``val`` (the validation dataset,
-    streamed by rank 0 at each epoch end); the training tiles arrive through the ``train`` shard.
+    indices, in the ``row`` order of the streamed tiles), ``feed`` (the training tiles'
+    :class:`~mixture_ray.model_input.feed.TrainingFeed`: each epoch the worker streams its share of
+    the tiles the epoch draws, in the seed's order) and ``val`` (the validation dataset, streamed
+    by rank 0 at each epoch end).
     """
     cfg: FinetuneConfig = config["cfg"]
+    feed: TrainingFeed = config["feed"]
     targets: np.ndarray = ray.get(config["targets"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -93,18 +98,17 @@ def train_loop(config: dict[str, Any]) -> None:
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    shard = ray.train.get_dataset_shard("train")
     per_epoch = steps_per_epoch(len(targets), cfg.batch_size, world)
     total = cfg.epochs * per_epoch
     spec = AugmentSpec(crop_fraction=1.0, rotation=cfg.rotation, flips=cfg.flips)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
-    rng = np.random.default_rng([cfg.seed, rank, start])
     loss_value = float("nan")
     while step < total:
         epoch, position = divmod(step, per_epoch)
         counts = epoch_counts(targets, len(net.classes), balanced=cfg.balanced, seed=cfg.seed, epoch=epoch)
         model.train()
-        stream = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy")
+        stream = numpy_batches(feed.dataset(epoch, rank=rank, world=world, counts=counts), cfg.batch_size)
+        rng = np.random.default_rng([cfg.seed, rank, epoch, position])
         batches = epoch_batches(stream, counts, batch_size=cfg.batch_size, steps=per_epoch - position,
                                 rng=rng)
         for b, (x, y) in enumerate(batches, start=position):

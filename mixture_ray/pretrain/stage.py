@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from mixture_ray.errors import StageIncompleteError
 from mixture_ray.models import checkpoint as ckpt
-from mixture_ray.pretrain.data import tile_dataset
+from mixture_ray.pretrain.data import tile_feed
 from mixture_ray.pretrain.train import train_loop
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
 from mixture_ray.train_progress import TrainingProgress
-from mixture_ray.train_run import torch_trainer
+from mixture_ray.train_run import check_data_pipeline_cpus, torch_trainer
 
 if TYPE_CHECKING:
     from mixture_ray.pretrain.config import PretrainConfig
@@ -62,11 +62,13 @@ def run(cfg: PretrainConfig) -> PretrainReport:
         The run folder, the exported encoder, the steps trained, the final loss and throughput.
     """
     ensure_ray()
-    dataset = tile_dataset(cfg)
+    feed = tile_feed(cfg)
+    if feed.cached is None:  # the workers stream their own epochs: they need the data pipeline's CPU
+        check_data_pipeline_cpus(cfg.train, {"train": feed.dataset(0)})
     run_dir = cfg.out_dir / cfg.name
     with TrainingProgress("pretrain", total_steps=cfg.max_steps) as progress:
-        trainer = torch_trainer(train_loop, {"cfg": cfg, "progress": progress.sink}, cfg.train,
-                                storage=cfg.out_dir, name=cfg.name, datasets={"train": dataset})
+        trainer = torch_trainer(train_loop, {"cfg": cfg, "feed": feed, "progress": progress.sink}, cfg.train,
+                                storage=cfg.out_dir, name=cfg.name)
         result = trainer.fit()
     if result.checkpoint is None:
         raise StageIncompleteError(f"pretrain run {run_dir} produced no checkpoint")

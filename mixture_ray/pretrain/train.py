@@ -20,6 +20,7 @@ from mixture_ray.train_progress import post_step
 from mixture_ray.train_run import report_to_ray_train, worker_threads
 
 if TYPE_CHECKING:
+    from mixture_ray.model_input.feed import TrainingFeed
     from mixture_ray.pretrain.config import PretrainConfig
 
 
@@ -32,33 +33,43 @@ def build_moco(cfg: PretrainConfig, world: int) -> MoCo:
     )
 
 
-def train_state(model: MoCo, opt: torch.optim.Optimizer, step: int, cfg: PretrainConfig) -> dict[str, Any]:
-    """Everything needed to resume, as tensors and primitives."""
+def train_state(model: MoCo, opt: torch.optim.Optimizer, step: int, epoch: int,
+                cfg: PretrainConfig) -> dict[str, Any]:
+    """Everything needed to resume, as tensors and primitives (``epoch``: the feed's epoch in progress)."""
     return {
-        "format": ckpt.TRAIN_FORMAT, "step": step, "spec": model.encoder().spec(),
+        "format": ckpt.TRAIN_FORMAT, "step": step, "epoch": epoch, "spec": model.encoder().spec(),
         "query": model.encoder().state_dict(), "key": model.key.state_dict(),
         "queue": model.queue.state_dict(), "optimizer": opt.state_dict(),
         "magnification": cfg.magnification, "crop_fraction": cfg.crop_fraction,
     }
 
 
-def restore(model: MoCo, opt: torch.optim.Optimizer) -> int:
-    """Load the latest Ray Train checkpoint (resume or retry); returns its step (0 if none)."""
+def restore(model: MoCo, opt: torch.optim.Optimizer) -> tuple[int, int]:
+    """Load the latest Ray Train checkpoint (resume or retry).
+
+    Returns:
+        Its step and the feed epoch to start (the one after the checkpoint's); (0, 0) if none.
+    """
     found = ray.train.get_checkpoint()
     if found is None:
-        return 0
+        return 0, 0
     with found.as_directory() as folder:
         state = ckpt.load(Path(folder) / ckpt.TRAIN_FILE)
     model.encoder().load_state_dict(upgrade_state_dict(state["query"]))
     model.key.load_state_dict(upgrade_state_dict(state["key"]))
     model.queue.load_state_dict(state["queue"])
     opt.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    return int(state["step"]), int(state.get("epoch", state["step"])) + 1
 
 
 def train_loop(config: dict[str, Any]) -> None:
-    """Ray Train worker entry point; ``config["cfg"]`` is the PretrainConfig."""
+    """Ray Train worker entry point; ``config`` holds ``cfg`` (the PretrainConfig) and ``feed``.
+
+    The worker streams its own share of each epoch from the feed (a seeded order of the store's
+    parts, a seeded local shuffle buffer), so what it trains on follows the seed, not the load.
+    """
     cfg: PretrainConfig = config["cfg"]
+    feed: TrainingFeed = config["feed"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -69,19 +80,21 @@ def train_loop(config: dict[str, Any]) -> None:
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.encoder().parameters(), lr=cfg.lr)
-    start = step = restore(model, opt)
+    start, first_epoch = restore(model, opt)
+    step = start
     if world > 1:
         model.query = torch.nn.parallel.DistributedDataParallel(
             model.query, device_ids=[device.index] if cuda else None
         )
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
     spec = AugmentSpec(cfg.crop_fraction, cfg.rotation, cfg.color_jitter)
-    shard = ray.train.get_dataset_shard("train")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     tick, seen, loss_value = time.perf_counter(), 0, float("nan")
-    while step < cfg.max_steps:
-        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True, device="cpu"):
-            tiles = batch["image"].to(device, non_blocking=True)  # uint8 to the device, then float
+    batches = feed.batches(first_epoch, rank=rank, world=world, batch_size=cfg.batch_size,
+                           buffer_rows=cfg.shuffle_buffer)
+    if step < cfg.max_steps:
+        for epoch, batch in batches:
+            tiles = torch.from_numpy(batch["image"]).to(device, non_blocking=True)  # uint8, then float
             images = to_float(tiles)
             if cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -102,12 +115,11 @@ def train_loop(config: dict[str, Any]) -> None:
             if step % cfg.train.checkpoint_every == 0 or step == cfg.max_steps:
                 metrics = {"step": step, "loss": loss_value, "start_step": start,
                            "samples_per_s_per_worker": rate, "world_size": world}
-                state = train_state(model, opt, step, cfg) if rank == 0 else None
+                state = train_state(model, opt, step, epoch, cfg) if rank == 0 else None
                 report_to_ray_train(metrics, state, ckpt.TRAIN_FILE)
             if step >= cfg.max_steps:
                 break
-        if seen == 0:
-            raise RuntimeError("the dataset shard yielded no full batch; lower batch_size")
+    batches.close()  # stops this worker's feed
     if start >= cfg.max_steps:  # already finished: report so the run has a result
         ray.train.report({"step": step, "loss": loss_value, "start_step": start,
                           "samples_per_s_per_worker": 0.0, "world_size": world})

@@ -235,9 +235,13 @@ def test_finetune_reads_a_uri_tile_store(stores: Stores, tmp_path: Path) -> None
         for tiles in (stores.remote["tiles"], stores.local("tiles"))]
     assert prepared[0].split == prepared[1].split and prepared[0].classes == prepared[1].classes
     np.testing.assert_array_equal(prepared[0].train_targets, prepared[1].train_targets)
+    def rows(prep: Any, part: str) -> list[dict[str, Any]]:
+        source = getattr(prep, part)  # the training feed (epoch 0), or the validation dataset
+        return list((source.dataset(0) if hasattr(source, "dataset") else source).take_all())
+
     for part in ("train", "val"):
         got, want = ({int(r["row"]): (np.asarray(r["image"]).tobytes(), int(r["target"]))
-                      for r in getattr(p, part).take_all()} for p in prepared)
+                      for r in rows(p, part)} for p in prepared)
         assert got == want and got, part
 
 

@@ -109,6 +109,12 @@ def test_job_files_pass_where_they_run() -> None:
             if "/mnt/shared/" in text:
                 require_data_pipeline_cpus(run.workers, run.cpus_per_worker, _cluster_yaml_max_cpus(),
                                            autoscaler=True)
+            elif path.parent.name == "slurm":  # the allocation its own comment asks for
+                nodes = re.search(r"--nodes (\d+)", text)
+                cpus = re.search(r"--cpus-per-task (\d+)", text)
+                assert nodes and cpus, f"{path}: name the allocation (--nodes, --cpus-per-task)"
+                require_data_pipeline_cpus(run.workers, run.cpus_per_worker,
+                                           float(nodes.group(1)) * float(cpus.group(1)))
             else:
                 require_data_pipeline_cpus(run.workers, run.cpus_per_worker, 2.0)
             checked += 1

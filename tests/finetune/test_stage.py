@@ -263,7 +263,7 @@ def test_prepare_holds_no_pixels_and_streams_the_labelled_tiles(
         pixels = decode_tile(by_key[(key.slide_id, key.x, key.y, float(key.magnification))])
         assert np.array_equal(r["image"], pixels)
         assert prep.classes[int(r["target"])] == key.finding
-    train = prep.train.take_all()
+    train = prep.train.dataset(0).take_all()
     assert len(train) == len(prep.train_targets)
     in_order = sorted(train, key=lambda r: int(r["row"]))
     assert [int(r["target"]) for r in in_order] == prep.train_targets.tolist()
@@ -439,3 +439,4 @@ def test_tcga_chain_import_embed_cluster_integrate_finetune(ray_session: None, t
     metrics = score(test.label, predicted, report.classes)
     assert set(predicted) <= {"LUAD", "LUSC"} and len(predicted) == 60
     assert 0.0 <= metrics.balanced_accuracy <= 1.0 and metrics.confusion.sum() == 60
+

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.distributed as dist
@@ -23,6 +29,7 @@ from mixture_ray.pretrain.config import PretrainConfig
 from mixture_ray.pretrain.moco import KeyQueue, info_nce, momentum_update
 from mixture_ray.pretrain.shuffle import gather, shuffle, unshuffle
 from mixture_ray.pretrain.splitbn import SplitBatchNorm, convert_split_bn
+from mixture_ray.store.folder import committed_files
 from tests.conftest import TiledCohort
 
 
@@ -189,3 +196,96 @@ def test_two_gloo_workers_train_with_ddp(tiles: Path, tmp_path: Path,
     assert sorted(s["step"] for s in states) == [2, 3]  # three reported, keep_checkpoints=2 kept
     state = max(states, key=lambda s: int(s["step"]))
     assert int(state["queue"]["ptr"]) == (3 * 2 * 8) % 32  # queue took the keys of both workers
+
+
+# ---------------------------------------------------------------- the training feed
+def test_shuffle_buffer_batches_follow_the_rows_not_the_blocks() -> None:
+    from mixture_ray.model_input.shuffle_buffer import shuffled_batches
+
+    rows = np.arange(100)
+
+    def stream(cut: int) -> list[dict[str, np.ndarray]]:
+        return [{"v": rows[i:i + cut], "s": np.array([f"s{v % 7}" for v in rows[i:i + cut]], object)}
+                for i in range(0, 100, cut)]
+
+    def draw(cut: int, seed: int = 0) -> list[list[int]]:
+        rng = np.random.default_rng(seed)
+        return [b["v"].tolist() for b in shuffled_batches(stream(cut), batch_size=8, buffer_rows=32, rng=rng)]
+
+    batches = draw(3)
+    assert batches == draw(17) == draw(100)  # how the stream is cut into blocks does not matter
+    assert batches != draw(3, seed=1)
+    assert len(batches) == 12 and len({v for b in batches for v in b}) == 96  # each row at most once
+    assert max(max(b) for b in batches[:1]) < 32  # the first batch comes from the first 32 rows
+    assert all(b != sorted(b) for b in batches[:3])
+
+
+def test_a_pretraining_batch_mixes_slides_and_each_epoch_has_its_seeded_order(tiles: Path,
+                                                                            tmp_path: Path) -> None:
+    """The store's parts are ordered by (seed, epoch) and read with their rows shuffled; the local
+    shuffle buffer then mixes slides within a batch. Counts come from the index;
+    a cache holds the same tiles, and is refused when it would not fit."""
+    from mixture_ray.pretrain.data import check_cache_fits, tile_feed
+
+    cfg = pretrain_cfg(tiles, tmp_path, magnification=20.0)
+    feed = tile_feed(cfg)
+    stored = pq.read_table(committed_files(tiles), columns=["slide_id", "magnification", "encoding"])
+    at_20x = stored.filter(pc.equal(stored["magnification"], pa.scalar(20.0, pa.float32())))
+    assert feed.rows == at_20x.num_rows and feed.cached is None
+
+    def first_epochs(seed_feed: Any, epochs: int) -> list[list[str]]:
+        out: dict[int, list[str]] = {}
+        for epoch, batch in seed_feed.batches(0, rank=0, world=1, batch_size=8, buffer_rows=64):
+            if epoch == epochs:
+                break
+            out.setdefault(epoch, []).extend(f"{s}" for s in batch["slide_id"])
+            assert batch["image"].dtype == np.uint8 and batch["image"].shape[1:] == (32, 32, 3)
+        return [out[e] for e in range(epochs)]
+
+    epoch0, epoch1 = first_epochs(feed, 2)
+    assert len(set(epoch0[:8])) >= 2  # the first batch holds tiles of several slides
+    assert len(epoch0) == len(epoch1) == (feed.rows // 8) * 8  # every tile once, the short batch left out
+    assert epoch0 != epoch1  # another order in epoch 1
+    assert first_epochs(tile_feed(cfg), 2) == [epoch0, epoch1]  # the same seed, the same order
+    other = tile_feed(pretrain_cfg(tiles, tmp_path, magnification=20.0, seed=5))
+    assert first_epochs(other, 1)[0] != epoch0
+    cached = tile_feed(pretrain_cfg(tiles, tmp_path, magnification=20.0, cache_tiles=True))
+    assert cached.cached is not None and len(cached.cached) == len(feed.units())
+
+    def images(from_feed: Any) -> list[bytes]:
+        return sorted(np.asarray(r["image"]).tobytes() for r in from_feed.dataset(0).take_all())
+
+    assert images(cached) == images(feed) and len(images(feed)) == feed.rows
+    with pytest.raises(ConfigError, match=r"cache_tiles: .* GiB, more than 50% of Ray's object store"):
+        check_cache_fits(cfg, 10**9)
+
+
+def _cpu_burner() -> subprocess.Popen[bytes]:
+    """A process spinning one core, to change the machine's load (and Ray Data's block timing)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def _same_tensors(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_same_seed_gives_the_same_weights_under_load(tiles: Path, tmp_path: Path) -> None:
+    """Two 3-step runs, the second beside a CPU burner: identical weights, key encoder and queue."""
+    from mixture_ray.pretrain.stage import run as run_pretrain
+
+    states = []
+    for name in ("quiet", "loaded"):
+        burner = _cpu_burner() if name == "loaded" else None
+        try:
+            report = run_pretrain(pretrain_cfg(tiles, tmp_path, name=name, max_steps=3, shuffle_buffer=32,
+                                               **{"train.checkpoint_every": 3}))
+        finally:
+            if burner is not None:
+                burner.kill()
+                burner.wait()
+        saved = [ckpt.load(p) for p in report.run_dir.glob(f"checkpoint_*/{ckpt.TRAIN_FILE}")]
+        states.append(max(saved, key=lambda s: int(s["step"])))
+    quiet, loaded = states
+    assert quiet["step"] == loaded["step"] == 3 and quiet["epoch"] == loaded["epoch"] == 0
+    for part in ("query", "key", "queue"):
+        assert _same_tensors(quiet[part], loaded[part]), part
