@@ -5,13 +5,15 @@ a file named after a point (e.g. ``tile.pixels``) in it. The first process that 
 claims the file by renaming it and fails there; later arrivals (Ray's retry, the next run) run
 normally. :func:`crash_once` exits at once, as a killed worker would; :func:`fail_once` raises the
 ``OSError`` whose errno name the file holds (``ENOSPC``: a full disk; empty: ``EIO``), as a failed
-write would. Without the variable this is a no-op.
+write would; :func:`hold_once` stalls for the seconds the file holds, as a run that outlasts its
+wall time would. Without the variable this is a no-op.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 ENV = "MIXTURE_RAY_FAULTS"
@@ -42,6 +44,22 @@ def crash_once(point: str) -> None:
     """
     if _claim(point) is not None:
         os._exit(137)
+
+
+def hold_once(point: str) -> None:
+    """Stall the current process the first time ``point`` is reached under injection.
+
+    Args:
+        point: the name of the place, e.g. ``tile.driver-hold`` (after a driver's commit).
+
+    Returns:
+        None, after sleeping the seconds the token file holds (empty: 600); without the variable
+        or the token this is a no-op.
+    """
+    claimed = _claim(point)
+    if claimed is not None:
+        text = claimed.read_text().strip()
+        time.sleep(float(text) if text else 600.0)
 
 
 def fail_once(point: str) -> None:

@@ -19,7 +19,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING
 
-from mixture_ray.faults import crash_once
+from mixture_ray.faults import crash_once, hold_once
 from mixture_ray.report import Failure
 from mixture_ray.store.part_commits import StagedPart, commit_parts
 
@@ -138,6 +138,7 @@ class PartLedger:
             if not self.slides[slide].parts:
                 self.committed.add(slide)
         crash_once(f"{self.store.stage}.driver-after-commit")  # fault injection (tests)
+        hold_once(f"{self.store.stage}.driver-hold")  # fault injection: a run outlasting its wall time
 
     def close(self, stopped: str | None) -> list[Failure]:
         """End the run: fail the slides that never finished, commit the parts they held up.

@@ -272,11 +272,16 @@ def test_warning_signal_stops_the_command_and_gives_the_folders_back(slurm: Slur
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_time_limited_job_is_resumed_by_the_next_job_of_the_chain(slurm: Slurm, tmp_path: Path) -> None:
-    # Slurm's shortest time limit is one minute, checked every 30 s: the pipeline must last longer
-    # (about 2 minutes on 2 idle cores, mostly embed) while its first slides commit within it.
+    # Slurm's shortest time limit is one minute, checked every 30 s: however fast the machine, the
+    # first job's driver stalls after its first tile commit (an injected hold, claimed once), so the
+    # job outlasts its wall time as a long cohort would; the next job finds no hold.
     _pipeline(tmp_path, cases=8, slide_px=2048, tile_size=128, tiles=96)
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "tile.driver-hold").write_text("900")
     logs = tmp_path / "logs"
-    first, second = _submit(slurm, tmp_path, "--time", "15", "--grace", "0", "--resume-chain", "2")
+    first, second = _submit(slurm, tmp_path, "--time", "15", "--grace", "0", "--resume-chain", "2",
+                            "--env", f"MIXTURE_RAY_FAULTS={faults}")
     assert slurm.job(second)["Dependency"] == f"afternotok:{first}(unfulfilled)"
 
     # Once the first job has committed a slide, its wall time runs out: Slurm ends it (TIMEOUT).
@@ -287,6 +292,7 @@ def test_time_limited_job_is_resumed_by_the_next_job_of_the_chain(slurm: Slurm, 
     log1 = (logs / f"mr-{first}.out").read_text()
     assert ended["JobState"] == "TIMEOUT", (ended, log1[-3000:])
     assert "[pipeline] stage 3/3 cluster: done" not in log1, "the pipeline ended before the time limit"
+    assert not (faults / "tile.driver-hold").exists()  # the first job's driver took the hold
 
     # The second job starts (afternotok), skips what the first committed and finishes every stage.
     ended = slurm.wait_until_ended(second, timeout=420)
