@@ -69,6 +69,11 @@ class RayTrainRun:
     keep_checkpoints: int = option("checkpoints kept in the run folder", 2)
     max_failures: int = option("worker failures retried from the last checkpoint (-1 = always)", 1)
     log_every: int = option("print loss and throughput every this many steps", 20)
+    tracking_uri: str | None = option(
+        "MLflow tracking URI for parameters, per-step metrics and the model path: local = a file store in "
+        "<out_dir>/mlruns, a folder, or a URI (http://host:5000, sqlite:///mlflow.db); null = the "
+        "MLFLOW_TRACKING_URI variable where set, else no tracking", None)
+    experiment: str = option("MLflow experiment of the run (created when missing)", "mixture_ray")
 
     def validate(self) -> None:
         """Positive counts; max_failures >= -1."""

@@ -53,6 +53,7 @@ from mixture_ray.store.case_split import Split, SplitError, read_split
 from mixture_ray.store.clusterings import clustering_folder, nearest_centroid
 from mixture_ray.store.embeddings import load_embeddings
 from mixture_ray.store.folder import SUCCESS, committed_locations, write_json_atomic
+from mixture_ray.store.lineage import lineage_fields
 from mixture_ray.store.store_index import read_index
 
 if TYPE_CHECKING:
@@ -262,5 +263,6 @@ def run(cfg: ClusterConfig) -> ClusterReport:
         rows, used = _run_driver(cfg, name)
     table = pd.DataFrame(rows)
     table.to_csv(cfg.out_dir / "metrics.csv", index=False)
-    write_json_atomic(cfg.out_dir / SUCCESS, {"clusterings": len(rows), "engine": name, **used})
+    write_json_atomic(cfg.out_dir / SUCCESS, {"stage": "cluster", "clusterings": len(rows), "engine": name,
+                                               **lineage_fields(None, [str(cfg.embeddings)]), **used})
     return ClusterReport(cfg.out_dir, table)

@@ -66,7 +66,7 @@ def run(cfg: EmbedConfig) -> EmbedReport:
     Returns:
         The run's report: tiles embedded, slides skipped as already committed, failures.
     """
-    store = StageFolder(cfg.out_dir, stage="embed", item_column="slide_id")
+    store = StageFolder(cfg.out_dir, stage="embed", item_column="slide_id", inputs=[cfg.tiles])
     store.prepare(_settings(cfg))
     ensure_ray()
     stage = ModelStage(

@@ -2,7 +2,8 @@
 
 Run folder ``out_dir/name``: Ray Train checkpoints, ``classifier.pt`` (best epoch by validation
 balanced accuracy, weights only), ``metrics.json`` / ``metrics_per_class.csv`` /
-``metrics_confusion.csv`` (validation, best epoch), ``history.csv`` and ``split.json``.
+``metrics_confusion.csv`` (validation, best epoch), ``history.csv``, ``split.json`` and, last,
+``_SUCCESS`` with the run id (MLflow's when tracked: :mod:`mixture_ray.tracking`) and the lineage.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from mixture_ray.models.classifier import CLASSIFIER_FILE
 from mixture_ray.models.encoder import RANDOM
 from mixture_ray.ray_runtime import ensure_ray
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.folder import write_json_atomic
+from mixture_ray.store.folder import SUCCESS, write_json_atomic
+from mixture_ray.store.lineage import lineage_fields, new_run_id
+from mixture_ray.tracking import end_run, flat_params, start_run
 from mixture_ray.train_progress import TrainingProgress
 from mixture_ray.train_run import check_data_pipeline_cpus, torch_trainer
 
@@ -122,19 +125,29 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
     loop_config = {"cfg": cfg, "classes": prep.classes, "targets": ray.put(prep.train_targets),
                    "feed": prep.train, "val": prep.val}
     check_data_pipeline_cpus(cfg.train, {"val": prep.val})  # the workers stream their own epochs
-    with TrainingProgress("finetune", total_steps=0) as progress:  # the workers post the total
-        trainer = torch_trainer(train_loop, {**loop_config, "progress": progress.sink}, cfg.train,
-                                storage=cfg.out_dir, name=cfg.name)
-        result = trainer.fit()
-    if result.checkpoint is None:
-        raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")
-    with result.checkpoint.as_directory() as folder:
-        state = ckpt.load(Path(folder) / TRAIN_FILE)
-    if state["best"] is None:
-        raise StageIncompleteError(f"finetune run {run_dir}: no epoch finished, nothing to export")
+    (run_dir / SUCCESS).unlink(missing_ok=True)
+    tracked = start_run(cfg.train.tracking_uri, out_dir=cfg.out_dir, experiment=cfg.train.experiment,
+                        stage="finetune", name=cfg.name, params=flat_params(cfg))
+    run_id = tracked.run_id if tracked else new_run_id()
+    try:
+        with TrainingProgress("finetune", total_steps=0) as progress:  # the workers post the total
+            loop_config = {**loop_config, "progress": progress.sink, "tracking": tracked}
+            trainer = torch_trainer(train_loop, loop_config, cfg.train, storage=cfg.out_dir, name=cfg.name)
+            result = trainer.fit()
+        if result.checkpoint is None:
+            raise StageIncompleteError(f"finetune run {run_dir} produced no checkpoint")
+        with result.checkpoint.as_directory() as folder:
+            state = ckpt.load(Path(folder) / TRAIN_FILE)
+        if state["best"] is None:
+            raise StageIncompleteError(f"finetune run {run_dir}: no epoch finished, nothing to export")
+    except BaseException:
+        end_run(tracked, "FAILED")
+        raise
     classifier = run_dir / CLASSIFIER_FILE
     ckpt.save({**state["best"], "magnification": cfg.magnification, "image_size": cfg.image_size,
-               "val_balanced_accuracy": state["best_score"], "labels": str(cfg.labels)}, classifier)
+               "val_balanced_accuracy": state["best_score"], "labels": str(cfg.labels), "run_id": run_id},
+              classifier)
+    end_run(tracked, "FINISHED", params={"checkpoint": result.checkpoint.path, "classifier": str(classifier)})
     write_json_atomic(run_dir / "metrics.json", {**state["best_metrics"], "split": "validation",
                                                  "best_epoch": state["best_epoch"]})
     best = state["best_metrics"]
@@ -143,6 +156,10 @@ def run(cfg: FinetuneConfig) -> FinetuneReport:
         run_dir / "metrics_confusion.csv"
     )
     pd.DataFrame(state["history"]).to_csv(run_dir / "history.csv", index=False)
+    write_json_atomic(run_dir / SUCCESS, {
+        "stage": "finetune", "step": int(state["step"]), "classifier": str(classifier),
+        "mlflow": tracked.record() if tracked else None,
+        **lineage_fields(run_id, [str(cfg.labels), str(cfg.tiles), str(cfg.model)])})
     metrics = dict(result.metrics or {})
     return FinetuneReport(
         run_dir=run_dir, classifier=classifier, classes=prep.classes, step=int(state["step"]),

@@ -21,6 +21,7 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import Backbone, upgrade_state_dict
 from mixture_ray.models.classifier import classifier_payload, from_elex, predict
+from mixture_ray.tracking import MetricLog
 from mixture_ray.train_progress import post_step
 from mixture_ray.train_run import report_to_ray_train, worker_threads
 
@@ -103,6 +104,7 @@ def train_loop(config: dict[str, Any]) -> None:
     spec = AugmentSpec(crop_fraction=1.0, rotation=cfg.rotation, flips=cfg.flips)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + 7919 * start)
     loss_value = float("nan")
+    tracking = MetricLog(config.get("tracking") if rank == 0 else None)
     while step < total:
         epoch, position = divmod(step, per_epoch)
         counts = epoch_counts(targets, len(net.classes), balanced=cfg.balanced, seed=cfg.seed, epoch=epoch)
@@ -129,6 +131,7 @@ def train_loop(config: dict[str, Any]) -> None:
                     shown["val_balanced_accuracy"] = progress["history"][-1]["val_balanced_accuracy"]
                 post_step(config.get("progress"), step=step, total=total,
                           samples=(step - start) * cfg.batch_size * world, loss=loss_value, **shown)
+                tracking.log(step, loss=loss_value, lr=float(opt.param_groups[0]["lr"]), epoch=epoch + 1)
             epoch_end = b == per_epoch - 1
             metrics: dict[str, Any] = {"step": step, "epoch": epoch + 1, "loss": loss_value,
                                        "start_step": start, "world_size": world}
@@ -141,6 +144,8 @@ def train_loop(config: dict[str, Any]) -> None:
                     progress.update(best=classifier_payload(net, epoch=epoch + 1, step=step),
                                     best_score=score, best_epoch=epoch + 1, best_metrics=val)
                 metrics["val_balanced_accuracy"] = score
+                tracking.log(step, **{f"val_{k}": float(v) for k, v in val.items()
+                                      if isinstance(v, int | float) and not isinstance(v, bool)})
                 model.train()
             if step % cfg.train.checkpoint_every == 0 or epoch_end:
                 metrics["best_val_balanced_accuracy"] = progress["best_score"]
@@ -149,6 +154,7 @@ def train_loop(config: dict[str, Any]) -> None:
                     state = {"format": TRAIN_FORMAT, "model": net.state_dict(), "optimizer": opt.state_dict(),
                              **progress, "step": step}
                 report_to_ray_train(metrics, state, TRAIN_FILE)
+    tracking.close()
     if start >= total:  # already finished: report so the run has a result
         ray.train.report({"step": step, "epoch": cfg.epochs, "loss": loss_value, "start_step": start,
                           "world_size": world, "best_val_balanced_accuracy": progress["best_score"]})

@@ -16,6 +16,7 @@ from mixture_ray.models import checkpoint as ckpt
 from mixture_ray.models.augment import AugmentSpec, random_view, to_float
 from mixture_ray.models.backbone import upgrade_state_dict
 from mixture_ray.pretrain.moco import MoCo
+from mixture_ray.tracking import MetricLog
 from mixture_ray.train_progress import post_step
 from mixture_ray.train_run import report_to_ray_train, worker_threads
 
@@ -92,6 +93,7 @@ def train_loop(config: dict[str, Any]) -> None:
     tick, seen, loss_value = time.perf_counter(), 0, float("nan")
     batches = feed.batches(first_epoch, rank=rank, world=world, batch_size=cfg.batch_size,
                            buffer_rows=cfg.shuffle_buffer)
+    tracking = MetricLog(config.get("tracking") if rank == 0 else None)
     if step < cfg.max_steps:
         for epoch, batch in batches:
             tiles = torch.from_numpy(batch["image"]).to(device, non_blocking=True)  # uint8, then float
@@ -109,6 +111,8 @@ def train_loop(config: dict[str, Any]) -> None:
             if rank == 0:
                 post_step(config.get("progress"), step=step, total=cfg.max_steps, samples=seen * world,
                           loss=loss_value)
+                tracking.log(step, loss=loss_value, lr=float(opt.param_groups[0]["lr"]),
+                             samples_per_s=rate * world)
             if rank == 0 and (step % cfg.train.log_every == 0 or step == cfg.max_steps):
                 print(f"[pretrain] step {step}/{cfg.max_steps} loss {loss_value:.4f} "
                       f"{rate:.1f} samples/s/worker", flush=True)
@@ -120,6 +124,7 @@ def train_loop(config: dict[str, Any]) -> None:
             if step >= cfg.max_steps:
                 break
     batches.close()  # stops this worker's feed
+    tracking.close()
     if start >= cfg.max_steps:  # already finished: report so the run has a result
         ray.train.report({"step": step, "loss": loss_value, "start_step": start,
                           "samples_per_s_per_worker": 0.0, "world_size": world})

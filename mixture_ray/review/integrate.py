@@ -118,7 +118,8 @@ def run_integrate(cfg: IntegrateConfig) -> IntegrateReport:
     out = tiles[[*TILE_ID_COLUMNS, "finding", "source"]].reset_index(
         drop=True
     )
-    folder = StageFolder(cfg.out_dir, stage="integrate", item_column=None)
+    folder = StageFolder(cfg.out_dir, stage="integrate", item_column=None,
+                         inputs=[m.clustering for m in mappings])
     folder.start()
     tmp = cfg.out_dir / ".labels.parquet.tmp"
     pq.write_table(pa.Table.from_pandas(out, preserve_index=False), tmp)

@@ -75,7 +75,7 @@ def run(cfg: StatsConfig) -> StatsReport:
         The headline numbers, every table, the plots and the HTML report written.
     """
     out = Path(cfg.out_dir)
-    folder = StageFolder(out, stage="stats", item_column=None)
+    folder = StageFolder(out, stage="stats", item_column=None, inputs=[cfg.frequencies])
     folder.start()
     result = analyse(cfg)
     tables = outputs.build_tables(result)

@@ -9,7 +9,8 @@ Layout::
       _index.json                  the merged markers, written when a run finishes
       _settings.json               settings the data were made with (a rerun must match)
       _failures.csv                items that failed in the latest run, with the reason
-      _SUCCESS                     written only when every requested item is done
+      _SUCCESS                     written only when every requested item is done (with the run's id
+                                   and its lineage: store/lineage.py)
       _INCOMPLETE.json             written instead when some failed
       _LEASE.json                  the running run's lease (one writer per folder: store/folder_lease.py)
 
@@ -47,6 +48,7 @@ from mixture_ray.errors import ConfigError, StageIncompleteError
 from mixture_ray.locations import Location, Uri
 from mixture_ray.report import Failure
 from mixture_ray.store.folder_lease import FolderLease
+from mixture_ray.store.lineage import lineage_fields
 from mixture_ray.store.part_commits import drop_partial_slides
 from mixture_ray.store.schemas import FAILURE_COLUMNS
 from mixture_ray.store.store_index import INDEX, StoreIndex, is_marker, read_index
@@ -86,6 +88,8 @@ class StageFolder:
         stage: the stage's name, recorded in the failures table and the markers.
         item_column: the column that names an item in committed chunks (``slide_id``); None for
             a stage that writes its items as files of its own and commits no chunks.
+        inputs: paths this run reads that its settings do not name; with the settings, the
+            upstream whose run ids :meth:`finish` records (:mod:`mixture_ray.store.lineage`).
 
     On an object store a commit renames nothing: the chunk's files are written straight into
     ``chunk-<id>/...`` and the chunk counts once its ``_COMMITTED.json`` is written (one PUT).
@@ -99,12 +103,13 @@ class StageFolder:
         >>> folder.finish(requested=["s1"], failures=[], extra={})
     """
 
-    def __init__(self, root: Path | str | Location, *, stage: str,
-                 item_column: str | None = "slide_id") -> None:
+    def __init__(self, root: Path | str | Location, *, stage: str, item_column: str | None = "slide_id",
+                 inputs: Iterable[Any] = ()) -> None:
         self.where = Location.of(root)
         self.stage = stage
         self.item_column = item_column
         self.lease: FolderLease | None = None
+        self._inputs: list[Any] = [[str(i) for i in inputs]]  # upstream folders, with the settings
 
     @property
     def root(self) -> Path:
@@ -124,6 +129,7 @@ class StageFolder:
         other settings is refused, naming each changed key. The run takes the folder's lease first:
         a folder another live run holds is refused (:class:`~mixture_ray.errors.FolderBusyError`).
         """
+        self._inputs.append(dict(settings))
         self.where.mkdir()
         if self.lease is None:
             self.lease = FolderLease(self.where, self.stage or "stage")
@@ -285,10 +291,8 @@ class StageFolder:
             True when complete. With chunks, an item is done when committed; without, when it
             is not among the failures.
         """
-        table = pd.DataFrame({"stage": [self.stage] * len(failures),
-                              "item_id": [f.item_id for f in failures],
-                              "source": [f.source for f in failures],
-                              "error": [f.error for f in failures]}, columns=list(FAILURE_COLUMNS))
+        table = pd.DataFrame([(self.stage, f.item_id, f.source, f.error) for f in failures],
+                             columns=list(FAILURE_COLUMNS), dtype=object)
         try:  # a marker that cannot be written (a full disk) ends the run too: the lease goes back
             (self.where / FAILURES).write_text(table.to_csv(index=False))
             requested = list(requested)
@@ -301,7 +305,7 @@ class StageFolder:
                 missing = sorted(set(requested) - set(committed))
                 summary = {"stage": self.stage, "items_committed": len(committed),
                            "rows": sum(committed.values())}
-            summary = {**summary, "items_failed": len(missing), **extra}
+            summary = {**summary, "items_failed": len(missing), **lineage_fields(None, self._inputs), **extra}
             if self.item_column is not None:
                 write_json_atomic(self.where / INDEX, index.to_json())
             if missing:
@@ -360,14 +364,10 @@ def committed_locations(root: Path | str | Location, *, require_complete: bool =
 def require_finished(where: Location) -> None:
     """Refuse a stage folder without ``_SUCCESS``, saying whether it failed or never finished."""
     if not (where / SUCCESS).exists():
-        why = (
-            f"it finished with failures (see {FAILURES})"
-            if (where / INCOMPLETE).exists()
-            else ("it has no _SUCCESS marker (not run, still running, or interrupted)")
-        )
-        raise StageIncompleteError(
-            f"{where}: output is not complete: {why}; rerun the stage or allow partial input"
-        )
+        why = (f"finished with failures (see {FAILURES})" if (where / INCOMPLETE).exists()
+               else "has no _SUCCESS marker (not run, still running, or interrupted)")
+        raise StageIncompleteError(f"{where}: output is not complete: it {why}; "
+                                   "rerun the stage or allow partial input")
 
 
 def committed_files(root: Path | str, *, require_complete: bool = True) -> list[Path]:

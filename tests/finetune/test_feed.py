@@ -8,29 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
-import pytest
 import torch
 
 from mixture_ray.finetune.sampler import epoch_counts
-from mixture_ray.store.folder import committed_files
-from mixture_ray.store.schemas import TILE_ID_COLUMNS
-from tests.conftest import TiledCohort
-from tests.finetune.test_stage import ft_cfg, write_labels
-
-
-@pytest.fixture(scope="module")
-def labelled(tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory,
-             ray_session: None) -> tuple[Path, Path]:
-    """Ground-truth labels of the 20x tiles of the shared tiled cohort (as in test_stage)."""
-    from mixture_ray.synth.oracle import tile_truth
-
-    tiles = pq.read_table(committed_files(tiled_cohort.tiles)).to_pandas()
-    tiles = tiles[tiles.magnification == 20.0]
-    frame = tiles[list(TILE_ID_COLUMNS)].assign(
-        magnification=tiles.magnification.astype(float),
-        finding=tile_truth(tiled_cohort.cohort, tiles).to_numpy())
-    return write_labels(tmp_path_factory.mktemp("finetune") / "labels", frame), tiled_cohort.tiles
+from tests.finetune.support import ft_cfg
 
 
 def test_training_keys_are_shuffled_before_pixels_are_read(labelled: tuple[Path, Path],

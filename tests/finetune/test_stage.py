@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -23,10 +21,10 @@ from mixture_ray.finetune.config import FinetuneConfig
 from mixture_ray.finetune.metrics import classification_metrics
 from mixture_ray.finetune.sampler import epoch_batches, epoch_counts, epoch_indices
 from mixture_ray.models.classifier import CLASSIFIER_FORMAT, load_classifier, predict
-from mixture_ray.store.folder import SUCCESS, committed_files, write_json_atomic
-from mixture_ray.store.schemas import TILE_ID_COLUMNS
+from mixture_ray.store.folder import committed_files
 from mixture_ray.tile.config import ImportImagesConfig
-from tests.conftest import TILES_DIR, TiledCohort, require_shared
+from tests.conftest import TILES_DIR, require_shared
+from tests.finetune.support import ft_cfg, write_labels
 
 
 # ---------------------------------------------------------------- pure functions
@@ -162,47 +160,7 @@ def test_config_errors_name_the_key() -> None:
         build_config(FinetuneConfig, {**base, "arch": "timm:no_such_net"})
 
 
-# ---------------------------------------------------------------- a small labelled synthetic tile set
-def write_labels(folder: Path, frame: pd.DataFrame, *, success: bool = True) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = frame.assign(source="test")[[*TILE_ID_COLUMNS, "finding", "source"]]
-    pq.write_table(pa.Table.from_pandas(out, preserve_index=False), folder / "labels.parquet")
-    if success:
-        write_json_atomic(folder / SUCCESS, {"tiles": len(out)})
-    return folder
-
-
-@pytest.fixture(scope="module")
-def labelled(tiled_cohort: TiledCohort, tmp_path_factory: pytest.TempPathFactory,
-             ray_session: None) -> tuple[Path, Path]:
-    """Ground-truth labels of the 20x tiles of the shared tiled cohort."""
-    from mixture_ray.synth.oracle import tile_truth
-
-    tiles = pq.read_table(committed_files(tiled_cohort.tiles)).to_pandas()
-    tiles = tiles[tiles.magnification == 20.0]
-    frame = tiles[list(TILE_ID_COLUMNS)].assign(
-        magnification=tiles.magnification.astype(float),
-        finding=tile_truth(tiled_cohort.cohort, tiles).to_numpy())
-    return write_labels(tmp_path_factory.mktemp("finetune") / "labels", frame), tiled_cohort.tiles
-
-
-def ft_cfg(labels: Path, tiles: Path, out: Path, **extra: Any) -> FinetuneConfig:
-    values = {
-        "labels": labels,
-        "tiles": tiles,
-        "out_dir": out,
-        "model": "random",
-        "name": "run",
-        "epochs": 1,
-        "batch_size": 8,
-        "val_fraction": 0.34,
-        "train.checkpoint_every": 3,
-        "train.log_every": 5,
-    }
-    values.update(extra)
-    return build_config(FinetuneConfig, values)
-
-
+# ---------------------------------------------------------------- Ray Train runs on the labelled tile set
 def test_bad_labels_give_errors_naming_file_and_key(labelled: tuple[Path, Path], tmp_path: Path) -> None:
     from mixture_ray.finetune.stage import prepare
 
