@@ -72,11 +72,13 @@ def symlinked_manifest(base: list[tuple[Path, float]], n: int, work: Path) -> Pa
     return manifest
 
 
-def s3_run(manifest: Path, work: Path, n: int) -> dict[str, Any]:
+def s3_run(manifest: Path, work: Path, n: int, rate: float = 0.0) -> dict[str, Any]:
     """Every stage with its stores in a bucket of moto's S3 server, behind a proxy counting requests.
 
     The server and the proxy run as threads of this (the driver's) process, so this run's driver
-    CPU and memory include them: only its request counts are quoted.
+    CPU and memory include them: only its request counts (and wall times against another run of
+    this function) are quoted. ``rate``: the share of requests the proxy fails (seeded; 503, 500,
+    or a dropped connection), as ``bench_s3_faults.py`` asks; the faults it injected are returned.
     """
     import boto3
     from moto.server import ThreadedMotoServer
@@ -91,7 +93,9 @@ def s3_run(manifest: Path, work: Path, n: int) -> dict[str, Any]:
             os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": proxy.endpoint})
             boto3.client("s3").create_bucket(Bucket="bench")
-            return run_stages(manifest, work, n, f"s3://bench/run_{n}", requests=lambda: proxy.forwarded)
+            proxy.rate = rate  # the bucket exists: from here on, the stages' requests fail at this rate
+            result = run_stages(manifest, work, n, f"s3://bench/run_{n}", requests=lambda: proxy.forwarded)
+            return {**result, "fault_rate": rate, "faults_injected": dict(proxy.injected)}
     finally:
         server.stop()
 
@@ -131,7 +135,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "scale":
         result = run_stages(Path(args.manifest), work, args.n, str(work / "stores"))
     elif args.child == "s3":
-        result = s3_run(Path(args.manifest), work, args.n)
+        result = s3_run(Path(args.manifest), work, args.n, args.rate)
     else:
         result = embed_tiles_per_s(Path(args.manifest), work, args.max_tiles)
     print(json.dumps(result))
@@ -161,6 +165,7 @@ def main() -> None:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--max-tiles", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
