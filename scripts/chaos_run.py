@@ -11,7 +11,7 @@ compares every final output of the two runs.
 Prints the table of faults (kind, stage, point, how, attempt, injected, survived), each stage's
 attempts, the comparison and the verdict, and writes them as JSON. Exit status 0 when every fault
 was injected and survived and every output is identical to the clean run's; 1 otherwise (the work
-folder is then kept and named). About 10 minutes on 2 cores with 20 faults.
+folder is then kept and named). About 5 to 7 minutes on 2 cores with 20 faults.
 """
 
 from __future__ import annotations
