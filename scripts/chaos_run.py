@@ -5,7 +5,7 @@
 CPU and two 2-CPU worker nodes), writes a synthetic cohort (6 one-slide cases of 2048 px; ``--small``:
 3 of 1024 px) and a seeded random finding classifier, runs the chain once clean and once while
 ``--faults`` faults drawn with ``--seed`` strike it (killed Ray workers and actors, killed drivers,
-failed writes, worker nodes removed and replaced: ``scripts/chaos.py`` and ``docs/chaos.md``), and
+failed writes, worker nodes removed and replaced: ``scripts/chaos/`` and ``docs/chaos.md``), and
 compares every final output of the two runs.
 
 Prints the table of faults (kind, stage, point, how, attempt, injected, survived), each stage's
