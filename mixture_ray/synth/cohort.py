@@ -23,7 +23,6 @@ import numpy as np
 
 from mixture_ray.errors import ConfigError
 from mixture_ray.report import Failure, Report
-from mixture_ray.store.lineage import new_run_id
 from mixture_ray.synth import findings, layout, subtypes
 from mixture_ray.synth.aperio_writer import write_svs
 from mixture_ray.synth.cohort_v2 import SUBTYPE_MASKS, CaseLook, DesignV2, case_record, subtype_mask
@@ -170,7 +169,7 @@ def write_cohort(cfg: SynthConfig) -> Cohort:
     if design is not None:
         record = {"version": 2, **record, **design.describe()}
     cohort.truth.write_text(json.dumps(record, indent=2) + "\n")
-    done = {"stage": "synth", "cases": cfg.n_cases, "slides": len(manifest), "seed": cfg.seed,
-            "run_id": new_run_id()}
+    # no random run id: the same seed writes the same cohort, byte for byte (the seed identifies it)
+    done = {"stage": "synth", "cases": cfg.n_cases, "slides": len(manifest), "seed": cfg.seed}
     (root / "_SUCCESS").write_text(json.dumps(done, indent=2))
     return cohort
